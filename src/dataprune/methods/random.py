@@ -1,0 +1,14 @@
+"""Random pruning: the baseline every method must beat."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._registry import register
+
+
+@register("random", summary="seeded uniform random scores (the baseline)")
+def random_scores(dynamics: Any, *, seed: int = 0) -> np.ndarray:
+    """(N,) i.i.d. uniform scores from ``numpy.random.default_rng(seed)``; same seed, same subset."""
+    return np.random.default_rng(seed).random(int(dynamics.num_samples))

@@ -1,0 +1,222 @@
+"""The dynamics store: a directory of epoch-major ``.npy`` arrays plus ``meta.json``.
+
+Layout (format version 1)::
+
+    meta.json      {"format": "dataprune-dynamics", "version": 1, "num_samples": N,
+                    "num_classes": C, "epochs": K_recorded, "capacity": K_capacity,
+                    "signals": [...], "view": "clean"|"train", "fingerprint": "...", ...}
+    labels.npy     (N,) int64, -1 where no label was seen
+    <signal>.npy   (K_capacity, N), one row per epoch; only the first ``epochs`` rows are valid
+
+``meta.json`` is replaced atomically after each finished epoch, so a crash never leaves a
+store that claims more epochs than were written.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from numpy.lib.format import open_memmap
+
+from .errors import StoreError
+from .fileio import atomic_write_json, read_json, refuse_overwrite
+
+FORMAT = "dataprune-dynamics"
+VERSION = 1
+
+#: dtype of every known signal; float signals use NaN and int8 signals -1 for "not observed".
+SIGNAL_DTYPES: dict[str, np.dtype] = {
+    "prob": np.dtype(np.float16),
+    "correct": np.dtype(np.int8),
+    "margin": np.dtype(np.float16),
+    "el2n": np.dtype(np.float16),
+    "entropy": np.dtype(np.float16),
+}
+
+
+def missing_value(dtype: np.dtype) -> float | int:
+    """The "not observed" marker for a signal dtype: NaN for floats, -1 for integers."""
+    return np.nan if np.issubdtype(dtype, np.floating) else -1
+
+
+def resolve_store_path(path: str | os.PathLike) -> Path:
+    """Accept either a store directory or a run directory holding ``dynamics/``."""
+    path = Path(path)
+    if not (path / "meta.json").exists() and (path / "dynamics" / "meta.json").exists():
+        return path / "dynamics"
+    return path
+
+
+class Dynamics:
+    """A read-only view of a dynamics store.
+
+    Signals are memory-mapped ``(K, N)`` arrays of the ``K`` valid epochs, e.g. ``dyn.prob``;
+    nothing is loaded into memory until sliced.
+    """
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path = path
+        self.meta = meta
+        self.num_samples: int = int(meta["num_samples"])
+        self.num_classes: int = int(meta["num_classes"])
+        self.epochs: int = int(meta["epochs"])
+        self.signals: list[str] = list(meta["signals"])
+        self.view: str = meta.get("view", "train")
+        self._arrays: dict[str, np.ndarray] = {}
+        self.labels: np.ndarray = self._load("labels", (self.num_samples,), np.dtype(np.int64))
+        for name in self.signals:
+            full = self._load(name, None, SIGNAL_DTYPES.get(name))
+            self._arrays[name] = full[: self.epochs]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Dynamics":
+        """Open and validate the store at ``path`` (a store or a run directory)."""
+        path = resolve_store_path(path)
+        if not (path / "meta.json").exists():
+            raise StoreError(f"no dynamics store at {path} (meta.json missing); "
+                             "create one with `dataprune score` or dataprune.Recorder")
+        meta = read_json(path / "meta.json")
+        _validate_meta(path, meta)
+        return cls(path, meta)
+
+    def _load(self, name: str, shape: tuple[int, ...] | None, dtype: np.dtype | None) -> np.ndarray:
+        file = self.path / f"{name}.npy"
+        if not file.exists():
+            raise StoreError(f"store {self.path} lacks {file.name} listed in meta.json")
+        try:
+            arr = np.load(file, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as e:
+            raise StoreError(f"{file} is truncated or corrupted ({e})") from None
+        if dtype is not None and arr.dtype != dtype:
+            raise StoreError(f"{file} has dtype {arr.dtype}, expected {dtype}")
+        if shape is not None and arr.shape != shape:
+            raise StoreError(f"{file} has shape {arr.shape}, expected {shape}")
+        if shape is None:
+            if arr.ndim != 2 or arr.shape[1] != self.num_samples:
+                raise StoreError(f"{file} has shape {arr.shape}, expected (K, {self.num_samples})")
+            if arr.shape[0] < self.epochs:
+                raise StoreError(f"{file} holds {arr.shape[0]} epochs but meta.json says "
+                                 f"{self.epochs} were recorded")
+        return arr
+
+    def __getitem__(self, signal: str) -> np.ndarray:
+        """The ``(K, N)`` array of ``signal`` over the recorded epochs."""
+        try:
+            return self._arrays[signal]
+        except KeyError:
+            raise StoreError(f"store {self.path} has no signal {signal!r}; "
+                             f"it recorded {self.signals}") from None
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name.startswith("_") or name not in self.__dict__.get("_arrays", {}):
+            raise AttributeError(name)
+        return self._arrays[name]
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of everything recorded so far (updated as each epoch is written)."""
+        return str(self.meta["fingerprint"])
+
+    def __repr__(self) -> str:
+        return (f"Dynamics({str(self.path)!r}, N={self.num_samples}, K={self.epochs}, "
+                f"signals={self.signals}, view={self.view!r})")
+
+
+def _validate_meta(path: Path, meta: Any) -> None:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise StoreError(f"{path / 'meta.json'} is not a dataprune dynamics store")
+    if meta.get("version") != VERSION:
+        raise StoreError(f"{path} has store format version {meta.get('version')}, "
+                         f"this dataprune reads version {VERSION}")
+    for key in ("num_samples", "num_classes", "epochs", "signals", "fingerprint"):
+        if key not in meta:
+            raise StoreError(f"{path / 'meta.json'} lacks the key {key!r}")
+    if int(meta["num_samples"]) < 1 or int(meta["epochs"]) < 0:
+        raise StoreError(f"{path / 'meta.json'} has num_samples={meta['num_samples']} and "
+                         f"epochs={meta['epochs']}; expected num_samples >= 1, epochs >= 0")
+
+
+class StoreWriter:
+    """Creates a store and appends one epoch at a time; used by :class:`~dataprune.Recorder`.
+
+    Each :meth:`write_epoch` is one contiguous write per signal, then ``meta.json`` is
+    replaced atomically. Capacity doubles (one copy) if more epochs arrive than planned.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, num_samples: int, num_classes: int,
+                 signals: Iterable[str], capacity: int = 64, view: str = "train",
+                 labels: np.ndarray | None = None, extra_meta: Mapping[str, Any] | None = None,
+                 force: bool = False):
+        self.path = Path(path)
+        signals = list(signals)
+        unknown = [s for s in signals if s not in SIGNAL_DTYPES]
+        if unknown:
+            raise StoreError(f"unknown signal(s) {unknown}; known: {sorted(SIGNAL_DTYPES)}")
+        if (self.path / "meta.json").exists():
+            refuse_overwrite(self.path, force)
+        if self.path.exists() and force:
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.num_samples = int(num_samples)
+        self.capacity = max(1, int(capacity))
+        self.signals = signals
+        self.arrays = {s: self._new_array(s, self.capacity) for s in signals}
+        self.labels = open_memmap(self.path / "labels.npy", mode="w+", dtype=np.int64,
+                                  shape=(self.num_samples,))
+        self.labels[:] = -1 if labels is None else np.asarray(labels, dtype=np.int64)
+        self.labels.flush()
+        self.meta: dict[str, Any] = {
+            **dict(extra_meta or {}),
+            "format": FORMAT, "version": VERSION, "num_samples": self.num_samples,
+            "num_classes": int(num_classes), "epochs": 0, "capacity": self.capacity,
+            "signals": signals, "view": view, "fingerprint": hashlib.blake2b(
+                f"{self.num_samples}:{num_classes}:{signals}".encode(), digest_size=16).hexdigest(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        atomic_write_json(self.path / "meta.json", self.meta)
+
+    def _new_array(self, signal: str, capacity: int) -> np.ndarray:
+        file = self.path / f"{signal}.npy"
+        return open_memmap(file, mode="w+", dtype=SIGNAL_DTYPES[signal],
+                           shape=(capacity, self.num_samples))
+
+    def _grow(self) -> None:
+        new_capacity = self.capacity * 2
+        k = self.meta["epochs"]
+        for s, old in self.arrays.items():
+            tmp = self.path / f".{s}.grow.npy"
+            new = open_memmap(tmp, mode="w+", dtype=old.dtype, shape=(new_capacity, self.num_samples))
+            new[:k] = old[:k]
+            new.flush()
+            del new
+            os.replace(tmp, self.path / f"{s}.npy")
+            self.arrays[s] = np.load(self.path / f"{s}.npy", mmap_mode="r+")
+        self.capacity = new_capacity
+        self.meta["capacity"] = new_capacity
+
+    def write_epoch(self, rows: Mapping[str, np.ndarray], labels_seen: np.ndarray | None = None) -> int:
+        """Append one epoch: ``rows[signal]`` is an ``(N,)`` array. Returns the epoch count."""
+        k = self.meta["epochs"]
+        if k >= self.capacity:
+            self._grow()
+        h = hashlib.blake2b(self.meta["fingerprint"].encode(), digest_size=16)
+        for s in self.signals:
+            row = np.ascontiguousarray(rows[s], dtype=self.arrays[s].dtype)
+            self.arrays[s][k] = row
+            self.arrays[s].flush()
+            h.update(s.encode())
+            h.update(row.tobytes())
+        if labels_seen is not None:
+            new = (self.labels < 0) & (labels_seen >= 0)
+            if new.any():
+                self.labels[new] = labels_seen[new]
+                self.labels.flush()
+        self.meta["epochs"] = k + 1
+        self.meta["fingerprint"] = h.hexdigest()
+        atomic_write_json(self.path / "meta.json", self.meta)
+        return k + 1

@@ -1,0 +1,101 @@
+"""Reference tests for dyn_unc: a slow loop over samples and windows vs the fast path."""
+import numpy as np
+import pytest
+
+import dataprune as dp
+
+
+def dyn_unc_reference(prob: np.ndarray, window: int) -> np.ndarray:
+    """Obviously correct Eq. 2-3: loop over samples and windows k = 0..K-J-1."""
+    k_epochs, n = prob.shape
+    out = np.full(n, np.nan)
+    for i in range(n):
+        stds = []
+        for k in range(k_epochs - window):
+            vals = [float(v) for v in prob[k:k + window, i] if not np.isnan(v)]
+            if len(vals) >= 2:
+                stds.append(np.std(vals, ddof=1))
+        if stds:
+            out[i] = np.mean(stds)
+    return out
+
+
+@pytest.mark.parametrize("k_epochs,window", [(3, 2), (5, 2), (12, 10), (30, 10), (40, 5), (20, 19)])
+@pytest.mark.parametrize("nan_share", [0.0, 0.3])
+def test_matches_reference(k_epochs, window, nan_share):
+    rng = np.random.default_rng(k_epochs * 100 + window)
+    prob = rng.random((k_epochs, 57))
+    prob[rng.random(prob.shape) < nan_share] = np.nan
+    prob[:, 3] = np.nan                 # never observed -> NaN
+    prob[:, 4] = np.nan
+    prob[0, 4] = 0.5                    # one observation -> no usable window -> NaN
+    expected = dyn_unc_reference(prob, window)
+    got = dp.dyn_unc(prob, window)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, equal_nan=True)
+    assert np.isnan(got[3]) and np.isnan(got[4])
+
+
+def test_chunking_and_float16_memmap(tmp_path):
+    rng = np.random.default_rng(0)
+    prob = rng.random((15, 1001)).astype(np.float16)
+    path = tmp_path / "p.npy"
+    np.save(path, prob)
+    mm = np.load(path, mmap_mode="r")
+    expected = dyn_unc_reference(prob.astype(np.float64), 4)
+    for chunk in (1, 7, 1000, 5000):
+        np.testing.assert_allclose(dp.dyn_unc(mm, 4, chunk_size=chunk), expected, rtol=1e-10)
+
+
+def test_hand_computed_case():
+    # K=4, J=2 -> K-J = 2 windows: epochs (0,1) and (1,2); epoch 3 is never used.
+    # sample 0: p = 0.2, 0.4, 0.8, 0.0
+    #   window 0: std(0.2, 0.4, ddof=1) = |0.4-0.2|/sqrt(2) = 0.141421...
+    #   window 1: std(0.4, 0.8, ddof=1) = 0.4/sqrt(2) = 0.282842...
+    #   U = (0.141421 + 0.282842) / 2 = 0.3/sqrt(2) = 0.212132...
+    # sample 1: constant 0.5 -> U = 0
+    # sample 2: p = NaN, 0.3, 0.9, 0.1 -> window 0 has one observation (skipped),
+    #   window 1: std(0.3, 0.9) = 0.6/sqrt(2) = 0.424264... -> U = 0.424264...
+    prob = np.array([[0.2, 0.5, np.nan],
+                     [0.4, 0.5, 0.3],
+                     [0.8, 0.5, 0.9],
+                     [0.0, 0.5, 0.1]])
+    got = dp.dyn_unc(prob, window=2)
+    np.testing.assert_allclose(got, [0.3 / np.sqrt(2), 0.0, 0.6 / np.sqrt(2)], atol=1e-12)
+
+
+def test_window_count_convention_ignores_last_epoch():
+    # Only the last epoch differs: with K-J windows the window ending at epoch K-1 is not used.
+    prob = np.full((6, 2), 0.5)
+    prob[5, 0] = 1.0
+    assert dp.dyn_unc(prob, window=3)[0] == 0.0
+    prob[4, 1] = 1.0  # epoch K-2 lies in the last used window (epochs 2..4)
+    assert dp.dyn_unc(prob, window=3)[1] > 0.0
+
+
+@pytest.mark.parametrize("window", [0, 1, 5, 6, 2.5, True])
+def test_bad_window(window):
+    with pytest.raises(ValueError, match="window"):
+        dp.dyn_unc(np.random.rand(5, 3), window)
+
+
+def test_bad_shape():
+    with pytest.raises(ValueError, match=r"expected \(K, N\)"):
+        dp.dyn_unc(np.random.rand(5), 2)
+
+
+def test_registered_method_uses_store_prob(tmp_path):
+    rng = np.random.default_rng(1)
+    rec = dp.Recorder(20, tmp_path / "s", 4, epochs=6)
+    import torch
+    for _ in range(6):
+        rec.update(torch.arange(20), torch.randn(20, 4, generator=torch.Generator().manual_seed(_)),
+                   torch.arange(20) % 4)
+        rec.end_epoch()
+    dyn = dp.Dynamics.open(tmp_path / "s")
+    np.testing.assert_allclose(dp.score("dyn-unc", dyn, window=3),
+                               dyn_unc_reference(np.asarray(dyn.prob, np.float64), 3), rtol=1e-10)
+    with pytest.raises(ValueError, match="window=6"):
+        dp.score("dyn-unc", dyn, window=6)
+    with pytest.raises(ValueError, match="unknown method 'nope'.*dyn-unc"):
+        dp.score("nope", dyn)
+    del rng
