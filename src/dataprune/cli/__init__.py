@@ -6,9 +6,9 @@ import sys
 from typing import Sequence
 
 from ..errors import DataPruneError
-from . import demo, methods, score, select, train
+from . import bench, demo, methods, score, select, train
 
-COMMANDS = (score, select, train, methods, demo)
+COMMANDS = (score, select, train, methods, demo, bench)
 
 EXAMPLES = """examples:
   dataprune demo                                   # Fashion-MNIST, end to end, ~10 min on 2 cores

@@ -110,14 +110,18 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if recorder is not None and record_view == "clean":
                 record_clean(model, loader, recorder, idx, y)
-            logits = model(x)
+            if recorder is not None and record_view == "train" and _wants_features(recorder):
+                h = model.features(x)
+                logits = model.head(h)
+            else:
+                h, logits = None, model(x)
             loss = nn.functional.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             if recorder is not None and record_view == "train":
-                recorder.update(idx, logits, y)
+                recorder.update(idx, logits, y, **({} if h is None else {"features": h}))
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -137,8 +141,18 @@ def record_clean(model: nn.Module, loader: BatchSource, recorder: Recorder, idx:
     device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
-        recorder.update(idx, model(loader.clean(idx).to(device, non_blocking=True)), y)
+        x = loader.clean(idx).to(device, non_blocking=True)
+        if _wants_features(recorder):
+            h = model.features(x)
+            recorder.update(idx, model.head(h), y, features=h)
+        else:
+            recorder.update(idx, model(x), y)
     model.train()
+
+
+def _wants_features(recorder: Recorder) -> bool:
+    """Whether the recorder needs the penultimate features (the ``grand`` signal)."""
+    return "grand" in getattr(recorder, "signals", ())
 
 
 @torch.no_grad()

@@ -114,10 +114,14 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
 
 def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig | None = None,
               subset: np.ndarray | None = None, log: Log | None = None,
-              data: ImageData | None = None, progress: bool = False) -> dict[str, Any]:
+              data: ImageData | None = None, progress: bool = False,
+              evaluate_extra: Callable[[torch.nn.Module, ImageData], dict[str, Any]] | None = None
+              ) -> dict[str, Any]:
     """Train ``model`` on ``subset`` (sample indices; default all) and test it.
 
-    Returns metrics: ``test_accuracy``, ``train_samples``, ``epochs``, ``seconds`` and more.
+    Returns metrics: ``test_accuracy``, ``train_samples``, ``epochs``, ``seconds``,
+    ``optimizer_steps`` and more; ``evaluate_extra(trained_model, data)`` may add its own
+    (e.g. out-of-distribution detection).
     """
     cfg = cfg or TrainConfig()
     data = data if data is not None else data_spec.load()
@@ -134,8 +138,10 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     history = train(net, loader, cfg, on_epoch_end=on_epoch_end, progress=progress)
     seconds = time.perf_counter() - t0
     acc = evaluate(net, data.test_x, data.test_y, data.mean, data.std)
+    extra = evaluate_extra(net, data) if evaluate_extra is not None else {}
     return {"test_accuracy": acc, "train_samples": int(len(loader.indices)),
             "num_samples": int(len(data.train_y)), "epochs": cfg.epochs, "seconds": seconds,
+            "optimizer_steps": cfg.epochs * len(loader),
             "dataset": data.name, "model": model, "seed": cfg.seed,
-            "final_train_loss": history[-1]["loss"], "train": cfg.to_dict()}
+            "final_train_loss": history[-1]["loss"], "train": cfg.to_dict(), **extra}
 

@@ -1,0 +1,88 @@
+"""Regenerate a benchmark's results.csv/json, table.md and figures from its cell files."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .. import __version__
+from ..errors import DataPruneError
+from ..fileio import atomic_write_json, atomic_write_text, read_json
+from ..store import Dynamics
+from .figures import CLASS_NAMES, accuracy_vs_ratio, closest_ratio, datamaps, keeps_for, removed_hard
+from .runner import Bench, load_config
+from .tables import FIELDS, table_md, to_csv
+
+OUTPUTS = ("results.csv", "results.json", "table.md", "accuracy_vs_ratio.png", "datamaps.png",
+           "removed_hard.png")
+
+
+def write_report(bench: Bench, errors: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Write every output of ``bench`` from the cells that have finished; returns results.json."""
+    out, config = bench.out, bench.config
+    if errors is None:
+        errors = {s.label: read_json(bench.error_path(s)).get("error", "?")
+                  for s in config.selectors if bench.error_path(s).exists()}
+    rows = bench.rows()
+    expected = sum(1 for _ in config.train_cells())
+    results = {"format": "dataprune-bench-results", "version": 1, "dataprune": __version__,
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": config.to_json(),
+               "fields": list(FIELDS), "cells_finished": len(rows), "cells_planned": expected,
+               "skipped_methods": dict(errors),
+               "scoring_seconds": {name: bench.scoring_seconds(s, (i,)) for s in config.scorers
+                                   for i, name in enumerate(s.run_names())},
+               "rows": rows}
+    atomic_write_json(out / "results.json", results)
+    atomic_write_text(out / "results.csv", to_csv(rows))
+    atomic_write_text(out / "table.md", table_md(rows, config, errors))
+    figures(bench, rows)
+    bench.log(f"report: {len(rows)} of {expected} training cells finished -> {out / 'table.md'}")
+    return results
+
+
+def _guard(bench: Bench, what: str, fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except (DataPruneError, FileNotFoundError, ValueError) as e:
+        bench.log(f"warning: {what} not drawn: {' '.join(str(e).split())}")
+
+
+def figures(bench: Bench, rows: list[dict[str, Any]]) -> None:
+    out, config = bench.out, bench.config
+    _guard(bench, "accuracy_vs_ratio.png", lambda: accuracy_vs_ratio(out / "accuracy_vs_ratio.png", rows, config))
+    scorer = next((s for s in config.scorers if any(x.scorer == s.id for x in config.selectors)), None)
+    if scorer is None:
+        return
+    run_dir = out / "score" / scorer.run_names()[0]
+    if not (run_dir / "dynamics" / "meta.json").exists():
+        return
+    dyn = Dynamics.open(run_dir)
+    ratio = closest_ratio(config.prune_ratios)
+    sels = [s for s in config.selectors if s.scorer == scorer.id]
+    keeps = keeps_for(bench, sels, ratio)
+    _guard(bench, "datamaps.png", lambda: datamaps(out / "datamaps.png", dyn, keeps, ratio))
+    dyn_sel = next((s for s in sels if s.method == "dyn-unc" and s.label in keeps), None)
+    if dyn_sel is None:
+        bench.log("warning: removed_hard.png not drawn: no dyn-unc subset")
+        return
+
+    def draw() -> None:
+        data = bench.data
+        logits = run_dir / "final_logits.npy"
+        shown = removed_hard(
+            out / "removed_hard.png", data.train_x.numpy(), data.train_y.numpy(), dyn, keeps[dyn_sel.label],
+            predicted=np.load(logits).argmax(1) if logits.exists() else None,
+            clean_labels=bench.clean_labels if config.label_noise > 0 else None,
+            class_names=CLASS_NAMES.get(config.dataset),
+            title=f"{config.dataset}: hardest training samples (lowest mean p(label) over the {scorer.model} "
+                  f"scoring run) removed vs kept by {dyn_sel.label} at {100 * ratio:g}%")
+        atomic_write_text(out / "removed_hard.json", json.dumps(shown) + "\n")
+    _guard(bench, "removed_hard.png", draw)
+
+
+def report_only(out: str | Path, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Regenerate the outputs of the benchmark in ``out`` from whatever has finished."""
+    return write_report(Bench(out, load_config(out), log=log))

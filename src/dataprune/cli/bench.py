@@ -1,0 +1,153 @@
+"""``dataprune bench``: the paper's experiments at CPU scale, resumable, with tables and figures."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import DataPruneError
+from ..train.loop import VIEWS, TrainConfig
+from ..train.models import MODELS
+from .common import add_data_args, command_parser, logger, use_all_cores
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    """``3`` -> seeds 0, 1, 2; ``0,4`` -> exactly those."""
+    vals = _ints(text)
+    if "," in text:
+        return vals
+    if len(vals) != 1 or vals[0] < 1:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: expected a count >= 1 or a list like 0,1,2")
+    return list(range(vals[0]))
+
+
+def _method_param(text: str) -> tuple[str, str, Any]:
+    try:
+        target, value = text.split("=", 1)
+        method, key = target.rsplit(".", 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--method-param {text!r}: expected METHOD.KEY=VALUE, "
+                                         "e.g. tdds.window=5") from None
+    for kind in (int, float):
+        try:
+            return method, key.replace("-", "_"), kind(value)
+        except ValueError:
+            pass
+    return method, key.replace("-", "_"), {"true": True, "false": False}.get(value.lower(), value)
+
+
+EXAMPLE = ("dataprune bench --dataset fashion-mnist --score-model small-cnn --train-models small-cnn,mlp "
+           "--methods all --prune-ratios 0.25,0.3,0.4,0.5 --seeds 3 --out BENCH")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = command_parser(sub, "bench", "score once, prune with every method at every ratio, train each "
+                                     "subset per seed, and write results, tables and figures (resumable)",
+                       EXAMPLE)
+    add_data_args(p)
+    p.add_argument("--out", required=True, metavar="BENCH", help="benchmark folder (created, or resumed)")
+    p.add_argument("--study", choices=("main", "cost"), default="main",
+                   help="main (default): every method; cost: Dyn-Unc from cheaper scoring runs "
+                        "(train view, J, fewer epochs K, a proxy model) vs accuracy")
+    p.add_argument("--score-model", type=_names, default=["small-cnn"], metavar="NAMES",
+                   help=f"model(s) of the scoring run, comma-separated (of {', '.join(sorted(MODELS))}); "
+                        "several give the cross-architecture table")
+    p.add_argument("--train-models", type=_names, default=["small-cnn"], metavar="NAMES",
+                   help="models trained on every subset, comma-separated (default small-cnn)")
+    p.add_argument("--methods", default="all", metavar="NAMES",
+                   help="comma-separated methods or 'all' (every registered method; default)")
+    p.add_argument("--prune-ratios", type=_floats, metavar="R,R,...",
+                   help="fractions removed (default 0.25,0.3,0.4,0.5; cost study 0.25,0.5)")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], metavar="N|S,S",
+                   help="training seeds: a count (3 = 0,1,2; default) or a list")
+    p.add_argument("--score-epochs", type=int, default=30, metavar="K", help="scoring epochs K (default 30)")
+    p.add_argument("--train-epochs", type=int, default=10, help="epochs of each training run (default 10)")
+    p.add_argument("--window", type=int, default=10, metavar="J", help="Dyn-Unc window J (default 10)")
+    p.add_argument("--record-view", choices=VIEWS, default="clean", help="view of the scoring run (default clean)")
+    p.add_argument("--score-runs", type=int, default=1, metavar="N",
+                   help="scoring runs (seeds 0..N-1) whose scores are averaged (Table 7 ablation; default 1)")
+    p.add_argument("--budget", choices=("epochs", "iterations"), default="epochs",
+                   help="epochs: the same epochs on every subset (the paper); iterations: as many "
+                        "optimizer steps as the full set gets")
+    p.add_argument("--label-noise", type=float, default=0.0, metavar="RATE",
+                   help="flip this fraction of training labels to another random class before scoring")
+    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--ood-dataset", metavar="NAME",
+                   help="also score OOD detection (AUPR of max-softmax, OOD positive) against this set: "
+                        "digits (sklearn's bundled 8x8 digits, resized) or idx:DIR")
+    p.add_argument("--class-balanced", action="store_true", help="keep the same ratio in every class")
+    p.add_argument("--method-param", type=_method_param, action="append", default=[], metavar="M.KEY=V",
+                   help="a method parameter, e.g. tdds.window=5 (repeatable)")
+    p.add_argument("--cost-windows", type=_ints, default=[5, 10, 20], metavar="J,J",
+                   help="cost study: Dyn-Unc windows on the reference run (default 5,10,20)")
+    p.add_argument("--cost-epochs", type=_ints, default=[10, 20], metavar="K,K",
+                   help="cost study: shorter scoring runs (default 10,20)")
+    p.add_argument("--proxy-model", default="mlp", help="cost study: cheaper scoring model (default mlp)")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--no-full", action="store_true", help="do not train on the full set")
+    p.add_argument("--max-cells", type=int, metavar="N", help="stop after N training cells (resume later)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only regenerate results, tables and figures in --out from the finished cells")
+    p.add_argument("--force", action="store_true", help="resume into a folder made with other settings")
+    p.add_argument("--quiet", action="store_true", help="print only the final summary and errors")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace):
+    from ..bench import cost_config, main_config
+    for m in [*args.score_model, *args.train_models]:
+        if m not in MODELS:
+            raise DataPruneError(f"unknown model {m!r}; expected one of {sorted(MODELS)}")
+    overrides: dict[str, dict[str, Any]] = {}
+    for method, key, value in args.method_param:
+        overrides.setdefault(method, {})[key] = value
+    common = dict(dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
+                  train_models=args.train_models, seeds=args.seeds, train_epochs=args.train_epochs,
+                  batch_size=args.batch_size, lr=args.lr, budget=args.budget, label_noise=args.label_noise,
+                  noise_seed=args.noise_seed, ood_dataset=args.ood_dataset, class_balanced=args.class_balanced,
+                  full=not args.no_full)
+    if args.study == "cost":
+        return cost_config(model=args.score_model[0], proxy=args.proxy_model, score_epochs=args.score_epochs,
+                           window=args.window, windows=args.cost_windows, short_epochs=args.cost_epochs,
+                           prune_ratios=args.prune_ratios or [0.25, 0.5], **common)
+    return main_config(score_models=args.score_model, methods_=args.methods, window=args.window,
+                       score_epochs=args.score_epochs, record_view=args.record_view, score_runs=args.score_runs,
+                       method_overrides=overrides, prune_ratios=args.prune_ratios or [0.25, 0.3, 0.4, 0.5],
+                       **common)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..bench import report_only, run_bench
+    use_all_cores()
+    log = logger(args)
+    if args.report_only:
+        results = report_only(args.out, log=log)
+    else:
+        if args.ood_dataset:
+            from ..bench.ood import load_ood
+            load_ood(args.ood_dataset)  # a bad name or a missing sklearn fails before any training
+        bench = run_bench(args.out, build_config(args), force=args.force, log=log, progress=not args.quiet,
+                          max_cells=args.max_cells)
+        from ..fileio import read_json
+        results = read_json(bench.out / "results.json")
+    print(f"{results['cells_finished']} of {results['cells_planned']} training cells finished; "
+          f"table: {args.out}/table.md, results: {args.out}/results.csv")
+    return 0
