@@ -209,13 +209,14 @@ class Recorder:
     def _record_tdds_d(self, dest: torch.Tensor, safe_logits: torch.Tensor, p: torch.Tensor) -> None:
         """d_t = sum_c p_t,c |log p_t,c - log p_t-1,c|; the first occurrence in an epoch wins."""
         n, k = self.num_samples, self.epoch
-        logp = torch.log_softmax(safe_logits, 1)
+        # both epochs' log-probs rounded to float16 alike: an unchanged softmax gives d = 0
+        logp = torch.log_softmax(safe_logits, 1).clamp_min(-1e4).to(torch.float16)
         stamp = self._prev_epoch[dest]
-        d = (p * (logp - self._prev_logp[dest].float()).abs()).sum(1)
+        d = (p * (logp.float() - self._prev_logp[dest].float()).abs()).sum(1)
         d = torch.where(stamp == k - 1, d, float("nan"))
         dest = torch.where(stamp == k, n, dest)  # already seen this epoch: keep the first
         self._buffers["tdds_d"][dest] = d
-        self._prev_logp[dest] = logp.clamp_min(-1e4).to(torch.float16)
+        self._prev_logp[dest] = logp
         self._prev_epoch[dest] = k
 
     def _raise_if_bad(self, bad: torch.Tensor, indices: torch.Tensor | None = None,

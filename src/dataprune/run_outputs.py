@@ -70,10 +70,12 @@ def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *
     if logits.shape[0] != features.shape[0]:
         raise DataPruneError(f"logits have {logits.shape[0]} rows and features {features.shape[0]}; "
                              "expected one row per training sample in both")
+    finite = np.isfinite(features)
+    big = float(np.abs(features[finite]).max()) if finite.any() else 0.0
+    if big > float(np.finfo(np.float16).max):
+        raise DataPruneError(f"features exceed the float16 range (max |value| {big:.4g} > 65504); "
+                             "rescale them before saving")
     f16 = features.astype(np.float16)
-    if not np.isfinite(f16[np.isfinite(features)]).all():
-        raise DataPruneError(f"features exceed the float16 range (max |value| "
-                             f"{np.nanmax(np.abs(features[np.isfinite(features)])):.4g} > 65504)")
     paths = run_dir / LOGITS_FILE, run_dir / FEATURES_FILE
     for p in paths:
         refuse_overwrite(p, force)
