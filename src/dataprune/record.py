@@ -60,7 +60,9 @@ ALL_SIGNALS = tuple(SIGNALS)
 #: signals computed in Recorder.update from more than one batch's logits (not in "all"):
 #: ``grand`` needs ``update(..., features=h)``, the penultimate features (B, D);
 #: ``tdds_d`` keeps the previous epoch's log-softmax, an (N, C) float16 buffer (N*C*2 bytes)
-#: plus (N,) int32 epoch stamps on the logits' device.
+#: plus (N,) int32 epoch stamps on the logits' device. That state is per Recorder: with
+#: several processes, a sample must reach the same process in consecutive epochs (or the
+#: buffers must be merged each epoch), else its d_t is NaN there.
 EXTRA_SIGNALS = ("grand", "tdds_d")
 
 

@@ -38,12 +38,13 @@ def _chunks(x: np.ndarray, k: int, spherical: bool) -> Iterator[tuple[slice, np.
     step = max(1, CHUNK_ELEMENTS // max(d, k, 1))
     for a in range(0, n, step):
         sl = slice(a, min(a + step, n))
-        rows = np.asarray(x[sl], dtype=np.float64)
+        rows = np.array(x[sl], dtype=np.float64)
         ok = np.isfinite(rows).all(1)
-        rows = np.where(ok[:, None], rows, 0.0)
+        if not ok.all():
+            rows[~ok] = 0.0
         if spherical:
-            norm = np.linalg.norm(rows, axis=1, keepdims=True)
-            rows = rows / np.where(norm > 0, norm, 1.0)
+            norm = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+            rows /= np.where(norm > 0, norm, 1.0)[:, None]
         yield sl, rows, ok
 
 
@@ -105,12 +106,10 @@ def kmeans(x: np.ndarray, num_clusters: int, *, seed: int = 0, iterations: int =
             changed |= bool(np.any(assign[sl] != j))
             assign[sl] = j
             far_d[sl] = np.where(ok, dist, -np.inf)
-            if ok.any():  # per-cluster row sums: sort by cluster, add contiguous runs
-                o = np.argsort(j[ok], kind="stable")
-                js, rs = j[ok][o], rows[ok][o]
-                first = np.flatnonzero(np.r_[True, js[1:] != js[:-1]])
-                sums[js[first]] += np.add.reduceat(rs, first, axis=0)
-                counts += np.bincount(js, minlength=k)
+            onehot = np.zeros((len(j), k))  # per-cluster row sums as one BLAS product
+            onehot[np.flatnonzero(ok), j[ok]] = 1.0
+            sums += onehot.T @ rows
+            counts += np.bincount(j[ok], minlength=k)
         if it == iterations or (not changed and it > 0):
             break
         empty = np.flatnonzero(counts == 0)
