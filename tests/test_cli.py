@@ -115,3 +115,22 @@ def test_demo_end_to_end(tiny_idx_dir, tmp_path, capsys):
     assert (out / "datamap.png").read_bytes()[:4] == b"\x89PNG"
     assert run_cli(*args) == 2  # refuses to overwrite
     assert "already exists" in capsys.readouterr().err
+
+
+def test_every_method_selects_from_one_scoring_run(tiny_idx_dir, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("score", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--epochs", 4,
+                   "--batch-size", 64, "--out", run, "--quiet") == 0
+    small_windows = {"dyn-unc": ["--window", 2], "tdds": ["--window", 3]}
+    for method in dp.methods():
+        keep = tmp_path / f"{method}.txt"
+        assert run_cli("select", run, "--method", method, *small_windows.get(method, []),
+                       "--prune-ratio", 0.3, "--class-balanced", "--out", keep) == 0, method
+        kept = np.loadtxt(keep, dtype=np.int64)
+        labels = dp.Dynamics.open(run).labels[kept]
+        assert len(kept) == 210 and np.bincount(labels, minlength=10).tolist() == [21] * 10, method
+    ccs = tmp_path / "ccs.npy"
+    assert run_cli("select", run, "--method", "aum", "--prune-ratio", 0.5, "--stratified", "--beta", 0.1,
+                   "--out", ccs) == 0
+    assert len(np.load(ccs)) == 150
+    assert json.loads(ccs.with_suffix(".json").read_text())["selection"]["beta"] == 0.1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..record import ALL_SIGNALS, DEFAULT_SIGNALS
+from ..record import ALL_SIGNALS, DEFAULT_SIGNALS, EXTRA_SIGNALS
 from ..train.loop import VIEWS
 from ..train.runs import score_run
 from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="clean (default, as the paper's code): extra no-grad eval-mode forward of the "
                         "un-augmented batch; train: the training forward's logits (free)")
     p.add_argument("--signals", default="all",
-                   help=f"comma-separated signals to record, or 'all' (default: {','.join(ALL_SIGNALS)}; "
+                   help=f"comma-separated signals to record, or 'all' (default: "
+                        f"{','.join(ALL_SIGNALS + EXTRA_SIGNALS)}, what every method needs; "
                         f"Dyn-Unc needs only {','.join(DEFAULT_SIGNALS)})")
     p.add_argument("--out", required=True, metavar="RUN", help="run directory to create")
     add_output_args(p)
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     use_all_cores()
-    signals = ALL_SIGNALS if args.signals == "all" else tuple(s.strip() for s in args.signals.split(","))
+    signals = ALL_SIGNALS + EXTRA_SIGNALS if args.signals == "all" else tuple(s.strip() for s in args.signals.split(","))
     result = score_run(args.out, data_spec(args), model=args.model, cfg=train_config(args),
                        record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
                        progress=not args.quiet)

@@ -6,12 +6,14 @@ import inspect
 import time
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..errors import DataPruneError
 from ..keepfile import write_keep
 from ..methods import get, methods, score
 from ..methods._registry import _REGISTRY
-from ..select import NAN_POLICIES, num_kept, select
+from ..select import NAN_POLICIES, num_kept, select, select_stratified
 from ..store import Dynamics
 from .common import command_parser
 
@@ -45,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="keep file to write (.txt or .npy); a .json manifest goes beside it")
     p.add_argument("--nan-policy", choices=NAN_POLICIES, default="raise",
                    help="samples with NaN score (never observed): raise (default), prune or keep them")
+    p.add_argument("--class-balanced", action="store_true",
+                   help="remove the same fraction of every class (labels from the store)")
+    p.add_argument("--stratified", action="store_true",
+                   help="coverage-centric stratified sampling (CCS) over the method's scores")
+    p.add_argument("--beta", type=float, default=0.0,
+                   help="with --stratified: first drop this fraction of highest-scoring (hardest) samples")
+    p.add_argument("--strata", type=int, default=50, help="with --stratified: number of strata (default 50)")
+    p.add_argument("--stratified-seed", type=int, default=0, help="with --stratified: sampling seed")
     p.add_argument("--force", action="store_true", help="overwrite an existing keep file")
     group = p.add_argument_group("method parameters (each applies to the methods that take it)")
     for name, param in method_params().items():
@@ -74,8 +84,20 @@ def run(args: argparse.Namespace) -> int:
     dyn = Dynamics.open(args.run)
     num_kept(dyn.num_samples, args.prune_ratio)  # validates the ratio before scoring
     scores = score(args.method, dyn, **params)
-    keep = select(scores, args.prune_ratio, nan_policy=args.nan_policy)
-    manifest = {"method": args.method, "params": params, "prune_ratio": args.prune_ratio,
+    labels = np.asarray(dyn.labels) if args.class_balanced else None
+    selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
+    if args.stratified:
+        keep = select_stratified(scores, args.prune_ratio, beta=args.beta, strata=args.strata,
+                                 seed=args.stratified_seed, labels=labels,
+                                 class_balanced=args.class_balanced, nan_policy=args.nan_policy)
+        selection.update(beta=args.beta, strata=args.strata, seed=args.stratified_seed)
+    else:
+        if args.beta or args.strata != 50 or args.stratified_seed:
+            raise DataPruneError("--beta, --strata and --stratified-seed need --stratified")
+        keep = select(scores, args.prune_ratio, labels=labels, class_balanced=args.class_balanced,
+                      nan_policy=args.nan_policy)
+    manifest = {"method": args.method, "params": params, "selection": selection,
+                "prune_ratio": args.prune_ratio,
                 "num_samples": dyn.num_samples, "store": str(dyn.path.resolve()),
                 "store_fingerprint": dyn.fingerprint, "store_epochs": dyn.epochs,
                 "dataset": dyn.meta.get("dataset"), "nan_policy": args.nan_policy,

@@ -97,6 +97,7 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
     if optimizer is None or scheduler is None:
         optimizer, scheduler = make_optimizer(model, cfg, len(loader))
     device = next(model.parameters()).device
+    with_features = recorder is not None and "grand" in recorder.signals
     history = []
     for epoch in range(start_epoch, cfg.epochs):
         loader.set_epoch(epoch)
@@ -110,18 +111,14 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if recorder is not None and record_view == "clean":
                 record_clean(model, loader, recorder, idx, y)
-            if recorder is not None and record_view == "train" and _wants_features(recorder):
-                h = model.features(x)
-                logits = model.head(h)
-            else:
-                h, logits = None, model(x)
+            logits, h = forward(model, x, with_features)
             loss = nn.functional.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             if recorder is not None and record_view == "train":
-                recorder.update(idx, logits, y, **({} if h is None else {"features": h}))
+                recorder.update(idx, logits, y, features=h)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -136,23 +133,23 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
     return history
 
 
+def forward(model: nn.Module, x: Tensor, with_features: bool) -> tuple[Tensor, Tensor | None]:
+    """``(logits (B, C), penultimate features (B, D) or None)``; features only when asked,
+    from models exposing ``features(x)`` and ``head``."""
+    if not with_features:
+        return model(x), None
+    h = model.features(x)
+    return model.head(h), h
+
+
 def record_clean(model: nn.Module, loader: BatchSource, recorder: Recorder, idx: Tensor, y: Tensor) -> None:
     """Record the un-augmented view of batch ``idx`` with the model in eval mode, no grad."""
     device = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
-        x = loader.clean(idx).to(device, non_blocking=True)
-        if _wants_features(recorder):
-            h = model.features(x)
-            recorder.update(idx, model.head(h), y, features=h)
-        else:
-            recorder.update(idx, model(x), y)
+        logits, h = forward(model, loader.clean(idx).to(device, non_blocking=True), "grand" in recorder.signals)
+        recorder.update(idx, logits, y, features=h)
     model.train()
-
-
-def _wants_features(recorder: Recorder) -> bool:
-    """Whether the recorder needs the penultimate features (the ``grand`` signal)."""
-    return "grand" in getattr(recorder, "signals", ())
 
 
 @torch.no_grad()

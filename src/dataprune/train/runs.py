@@ -16,7 +16,8 @@ import torch
 
 from .. import __version__
 from ..fileio import atomic_write_bytes, atomic_write_json, refuse_overwrite
-from ..record import ALL_SIGNALS, Recorder
+from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
+from ..run_outputs import save_final_outputs
 from .data import ImageData, InMemoryLoader, evaluate, load_dataset
 from .loop import TrainConfig, predict, seed_everything, train
 from .models import build_model
@@ -68,7 +69,7 @@ def _epoch_logger(log_path: Path, log: Log | None, what: str) -> Callable[[int, 
 
 def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "small-cnn",
               cfg: TrainConfig | None = None, record_view: str = "clean",
-              signals: tuple[str, ...] = ALL_SIGNALS, force: bool = False,
+              signals: tuple[str, ...] = ALL_SIGNALS + EXTRA_SIGNALS, force: bool = False,
               log: Log | None = None, data: ImageData | None = None, progress: bool = False
               ) -> ScoreResult:
     """Train ``model`` on the full training set while recording dynamics into ``out``.
@@ -104,8 +105,7 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
     clean = InMemoryLoader(data.train_x, data.train_y, mean=data.mean, std=data.std,
                            batch_size=1024, shuffle=False)
     logits, feats = predict(net, (x for x, _, _ in clean))
-    np.save(out / "final_logits.npy", logits.numpy())
-    np.save(out / "features.npy", feats.numpy().astype(np.float16))
+    save_final_outputs(out, logits, feats)
     _save_checkpoint(out / "checkpoint.pt", net, {"model_name": model, "num_classes": data.num_classes,
                                                   "epoch": cfg.epochs})
     atomic_write_json(out / "config.json", {**config, "train_seconds": seconds})
