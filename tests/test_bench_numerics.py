@@ -175,3 +175,14 @@ def test_load_ood_digits_and_resize():
 def test_parse_table_md():
     text = "intro\n\n| a | b |\n| --- | ---: |\n| x | **1.00** |\n\nmore\n| c |\n| --- |\n| 2 |\n"
     assert parse_table_md(text) == [[["a", "b"], ["x", "**1.00**"]], [["c"], ["2"]]]
+
+
+def test_eta_uses_each_models_measured_rate():
+    from dataprune.bench.plan import TrainCell
+    from dataprune.bench.runner import _eta
+    cells = [TrainCell(None, 0.0, "a", 0), TrainCell(None, 0.0, "b", 0), TrainCell(None, 0.0, "c", 0)]
+    units = {"a": 10.0, "b": 20.0, "c": 5.0}
+    # a: 2 s per unit, b: 0.5 s per unit, c unseen -> the slowest seen rate (2)
+    eta = _eta(cells, lambda c: units[c.train_model], {"a": [20.0, 10.0], "b": [5.0, 10.0]})
+    assert eta == 10 * 2 + 20 * 0.5 + 5 * 2
+    assert _eta(cells, lambda c: 1.0, {}) == 0.0

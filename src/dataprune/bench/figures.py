@@ -24,15 +24,19 @@ def accuracy_vs_ratio(path: str | os.PathLike, rows: list[dict[str, Any]], confi
     """One panel per (scorer, train model): mean test accuracy (± std over seeds) against the
     prune ratio, one line per method, the full set as a dashed line."""
     plt = pyplot()
-    panels = [(sc, tm) for sc in config.scorers for tm in config.train_models
-              if any(s.scorer == sc.id for s in config.selectors)]
+    if config.study == "cost":  # one panel per train model with every scoring variant
+        panels = [(None, tm) for tm in config.train_models]
+    else:
+        panels = [(sc, tm) for sc in config.scorers for tm in config.train_models
+                  if any(s.scorer == sc.id for s in config.selectors)]
     agg = aggregate(rows, ("scorer", "method", "train_model", "prune_ratio"), "test_accuracy")
     full = aggregate([r for r in rows if r["method"] == FULL], ("train_model",), "test_accuracy")
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     ratios = sorted(config.prune_ratios)
     for ax, (sc, tm) in zip(axes[0], panels):
-        for sel in (s for s in config.selectors if s.scorer == sc.id):
-            pts = [(r, *agg[(sc.id, sel.label, tm, r)][:2]) for r in ratios if (sc.id, sel.label, tm, r) in agg]
+        for sel in (s for s in config.selectors if sc is None or s.scorer == sc.id):
+            key = (sel.scorer, sel.label, tm)
+            pts = [(r, *agg[(*key, r)][:2]) for r in ratios if (*key, r) in agg]
             if not pts:
                 continue
             x, m, s = (np.array(v, dtype=float) for v in zip(*pts))
@@ -43,7 +47,8 @@ def accuracy_vs_ratio(path: str | os.PathLike, rows: list[dict[str, Any]], confi
             ax.axhline(100 * full[(tm,)][0], color="black", ls="--", lw=1, label="no pruning")
         ax.set_xlabel("prune ratio (% of training samples removed)")
         ax.set_ylabel("test top-1 accuracy (%)")
-        ax.set_title(f"{config.dataset}: score {sc.model} → train {tm}", fontsize=9)
+        ax.set_title(f"{config.dataset}: " + (f"score {sc.model} → " if sc else "scoring variants → ")
+                     + f"train {tm}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

@@ -326,15 +326,18 @@ class Bench:
 
         def units(c: TrainCell) -> float:  # sample-epochs: what training time scales with
             kept = n if c.selector is None else n - round_half_up(c.prune_ratio * n)
-            return kept * self.epochs_for(kept) * (0.02 if c.train_model == "mlp" else 1.0)
+            return kept * self.epochs_for(kept)
 
-        total_units = sum(units(c) for c in todo)
-        done_units, t0 = 0.0, time.perf_counter()
+        spent: dict[str, list[float]] = {}  # train model -> [seconds, units] so far
+        t0 = time.perf_counter()
         for i, cell in enumerate(todo, 1):
+            t_cell = time.perf_counter()
             result = self.run_cell(cell)
-            done_units += units(cell)
+            acc = spent.setdefault(cell.train_model, [0.0, 0.0])
+            acc[0] += time.perf_counter() - t_cell
+            acc[1] += units(cell)
             elapsed = time.perf_counter() - t0
-            eta = elapsed / done_units * (total_units - done_units) if done_units else 0.0
+            eta = _eta(todo[i:], units, spent)
             m = result["metrics"]
             ood = f"  OOD AUPR {100 * m['ood_aupr']:.2f} %" if "ood_aupr" in m else ""
             what = "full set" if cell.selector is None else f"{cell.selector.label} r={cell.prune_ratio:g}"
@@ -383,6 +386,15 @@ def _mean_over_runs(per_run: list[np.ndarray]) -> np.ndarray:
     ok = ~np.isnan(stack)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ok.any(0), np.where(ok, stack, 0.0).sum(0) / np.maximum(ok.sum(0), 1), np.nan)
+
+
+def _eta(remaining: list[TrainCell], units: Callable[[TrainCell], float],
+         spent: dict[str, list[float]]) -> float:
+    """Seconds left: each train model's measured seconds per sample-epoch times its remaining
+    sample-epochs; a model not measured yet is assumed as fast as the slowest one seen."""
+    rates = {m: sec / u for m, (sec, u) in spent.items() if u > 0}
+    fallback = max(rates.values(), default=0.0)
+    return sum(units(c) * rates.get(c.train_model, fallback) for c in remaining)
 
 
 def round_half_up(x: float) -> int:

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The long CPU benchmarks whose outputs live in benchmarks/results/. Each command is
+# resumable: rerun it after an interruption and only the missing cells run; run
+# `dataprune bench --report-only --out DIR` to tabulate a partial run.
+# Times are for 2 CPU cores (see docs/bench.md for the estimate); set LIMIT= (e.g.
+# LIMIT="--limit 20000") to run everything on the first 20000 training samples, ~3x faster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LIMIT=${LIMIT:-}
+dataprune() { PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} ${PYTHON:-python} -m dataprune "$@"; }  # this checkout; PYTHON=.../venv/bin/python
+R=benchmarks/results
+COMMON="--dataset fashion-mnist $LIMIT --score-epochs 30 --window 10 --train-epochs 10 --seeds 3"
+
+case "${1:-all}" in
+main|all)
+  # Table 2 / Fig. 1-3 (+ Table 5 for mlp): every registered method, 4 ratios, 3 seeds,
+  # small-cnn scoring, small-cnn and mlp training, OOD AUPR on sklearn's digits (Table 6).
+  dataprune bench $COMMON --score-model small-cnn --train-models small-cnn,mlp --methods all \
+    --prune-ratios 0.25,0.3,0.4,0.5 --ood-dataset digits --out $R/fashion-mnist-main
+  ;;&
+cross|all)
+  # Table 4: mlp scoring -> small-cnn/mlp training at r=0.25, in the main folder so the
+  # small-cnn scoring run and the full-set cells are reused.
+  dataprune bench $COMMON --score-model mlp --train-models small-cnn,mlp \
+    --methods random,forgetting,moderate,dyn-unc --prune-ratios 0.25 --ood-dataset digits \
+    --out $R/fashion-mnist-main
+  ;;&
+noise|all)
+  # 20 % symmetric label noise: the paper's seven methods at r=0.25 and 0.5; table.md adds
+  # the share of noisy samples among each method's removed samples.
+  dataprune bench $COMMON --score-model small-cnn --train-models small-cnn \
+    --methods random,forgetting,entropy,el2n,ssp,moderate,dyn-unc --prune-ratios 0.25,0.5 \
+    --label-noise 0.2 --noise-seed 0 --out $R/fashion-mnist-noise20
+  ;;&
+cost|all)
+  # What scoring can cost: clean vs train view, J=5/10/20, K=10/20 vs 30, mlp proxy scoring;
+  # scoring seconds vs small-cnn accuracy of the r=0.25 / 0.5 Dyn-Unc subsets.
+  dataprune bench $COMMON --study cost --score-model small-cnn --proxy-model mlp \
+    --cost-windows 5,10,20 --cost-epochs 10,20 --train-models small-cnn --prune-ratios 0.25,0.5 \
+    --out $R/fashion-mnist-cost
+  ;;
+esac
