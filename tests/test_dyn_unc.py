@@ -135,3 +135,14 @@ def test_float16_exact_sums_far_from_first_epoch():
     prob = prob.astype(np.float16)
     expected = dyn_unc_reference(prob.astype(np.float64), 10)
     np.testing.assert_allclose(dp.dyn_unc(prob, 10), expected, rtol=1e-6)
+
+
+def test_blocks_and_chunks_cover_every_sample(monkeypatch):
+    import sys
+    mod = sys.modules["dataprune.methods.dyn_unc"]
+    monkeypatch.setattr(mod, "_READ_ELEMENTS", 12 * 50)
+    rng = np.random.default_rng(2)
+    prob = rng.random((12, 1003)).astype(np.float16)
+    expected = dyn_unc_reference(prob.astype(np.float64), 3)
+    for chunk in (None, 7, 64, 2000):
+        np.testing.assert_allclose(mod.dyn_unc(prob, 3, chunk_size=chunk), expected, rtol=1e-6)

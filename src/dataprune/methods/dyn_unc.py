@@ -68,13 +68,14 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise DataPruneError(f"chunk_size={chunk_size!r}; expected an integer >= 1")
     half16 = np.dtype(getattr(prob, "dtype", np.float64)) == np.float16
-    read_cols = max(chunk_size, _READ_ELEMENTS // k_epochs)
+    read_cols = max(1, _READ_ELEMENTS // (k_epochs * chunk_size)) * chunk_size
     kernel = _Kernel(k_epochs, window, min(chunk_size, n), sqrt32=half16)
     out = np.empty(n, dtype=np.float64)
     for a in range(0, n, read_cols):
         block = _block_float(prob, a, a + read_cols, half16)
         for b in range(0, block.shape[1], chunk_size):
-            out[a + b:a + b + chunk_size] = kernel(block[:, b:b + chunk_size])
+            chunk = block[:, b:b + chunk_size]
+            out[a + b:a + b + chunk.shape[1]] = kernel(chunk)
     return out
 
 
