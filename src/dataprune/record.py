@@ -65,6 +65,13 @@ SIGNALS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Te
 }
 DEFAULT_SIGNALS = ("prob", "correct")
 ALL_SIGNALS = tuple(SIGNALS)
+#: signals computed in Recorder.update from more than one batch's logits (not in "all"):
+#: ``grand`` needs ``update(..., features=h)``, the penultimate features (B, D);
+#: ``tdds_d`` keeps the previous epoch's log-softmax, an (N, C) float16 buffer (N*C*2 bytes)
+#: plus (N,) int32 epoch stamps on the logits' device. That state is per Recorder: with
+#: several processes, a sample must reach the same process in consecutive epochs (or the
+#: buffers must be merged each epoch), else its d_t is NaN there.
+EXTRA_SIGNALS = ("grand", "tdds_d")
 
 
 class Recorder:
@@ -78,8 +85,8 @@ class Recorder:
         Store directory to create (refused if it holds a store, unless ``force``).
     num_classes : int
         C; targets must lie in 0..C-1.
-    signals : names from :data:`SIGNALS`; ``prob`` (labelled-class probability) and
-        ``correct`` by default.
+    signals : names from :data:`SIGNALS` or :data:`EXTRA_SIGNALS`; ``prob`` (labelled-class
+        probability) and ``correct`` by default.
     epochs : planned number of epochs K (the store's capacity; it grows if exceeded).
     view : ``"train"`` or ``"clean"``, recorded in ``meta.json`` for provenance.
     labels : optional (N,) labels known up front; otherwise taken from the targets seen.
@@ -113,9 +120,10 @@ class Recorder:
         if int(num_classes) < 2:
             raise DataPruneError(f"num_classes={num_classes}; expected at least 2")
         signals = list(dict.fromkeys(signals))
-        unknown = [s for s in signals if s not in SIGNALS]
+        unknown = [s for s in signals if s not in SIGNALS and s not in EXTRA_SIGNALS]
         if unknown or not signals:
-            raise DataPruneError(f"signals={signals}; expected a non-empty subset of {list(SIGNALS)}")
+            raise DataPruneError(f"signals={signals}; expected a non-empty subset of "
+                                 f"{list(SIGNALS) + list(EXTRA_SIGNALS)}")
         if view not in ("train", "clean"):
             raise DataPruneError(f"view={view!r}; expected 'train' or 'clean'")
         if nan_policy not in ("raise", "omit"):
@@ -163,13 +171,19 @@ class Recorder:
         self._buffers = {s: torch.full((n,), float("nan"), device=device) for s in self.signals}
         self._buffers["labels"] = torch.full((n,), -1, dtype=torch.int64, device=device)
         self._bad = torch.zeros(3, dtype=torch.bool, device=device)
+        if "tdds_d" in self.signals:  # previous epoch's log-softmax per sample + its epoch
+            self._prev_logp = torch.zeros((n, self.num_classes), dtype=torch.float16, device=device)
+            self._prev_epoch = torch.full((n,), -2, dtype=torch.int32, device=device)
 
     def update(self, indices: torch.Tensor | np.ndarray | Sequence[int], logits: torch.Tensor,
-               targets: torch.Tensor | np.ndarray | Sequence[int]) -> None:
+               targets: torch.Tensor | np.ndarray | Sequence[int], *,
+               features: torch.Tensor | None = None) -> None:
         """Record one batch: ``indices`` (B,) sample indices, ``logits`` (B, C), ``targets`` (B,).
 
-        Accepts tensors on any device. If an index appears twice in one epoch, the last
-        value wins; samples never passed in an epoch stay unobserved.
+        ``features`` (B, D): the input of the last linear layer, required by the ``grand``
+        signal and ignored otherwise. Accepts tensors on any device. If an index appears
+        twice in one epoch, the last value wins (for ``tdds_d`` the first); samples never
+        passed in an epoch stay unobserved.
         """
         logits = logits.detach()
         device = logits.device
@@ -183,6 +197,14 @@ class Recorder:
             raise DataPruneError(f"batch sizes differ: indices {tuple(indices.shape)}, "
                                  f"logits {tuple(logits.shape)}, targets {tuple(targets.shape)}; "
                                  "expected (B,), (B, C), (B,)")
+        if "grand" in self.signals:
+            if features is None:
+                raise DataPruneError("signal 'grand' needs the penultimate features: call "
+                                     "update(indices, logits, targets, features=h) with h (B, D)")
+            features = features.detach()
+            if features.ndim != 2 or features.shape[0] != logits.shape[0]:
+                raise DataPruneError(f"features have shape {tuple(features.shape)}; "
+                                     f"expected ({logits.shape[0]}, D)")
         for name, t in (("indices", indices), ("targets", targets)):
             if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
                 raise DataPruneError(f"{name} have dtype {t.dtype}; expected an integer dtype")
@@ -213,8 +235,27 @@ class Recorder:
 
         p = torch.softmax(torch.where(finite[:, None], logits, 0.0), 1)
         for s in self.signals:
-            buf[s][dest] = SIGNALS[s](p, logits, y)
+            if s == "grand":  # exact last-layer gradient norm (weight and bias) of the CE loss
+                h = features.to(p.device, torch.float32)
+                buf[s][dest] = _el2n(p, logits, y) * (h.square().sum(1) + 1).sqrt()
+            elif s == "tdds_d":
+                self._record_tdds_d(dest, torch.where(finite[:, None], logits, 0.0), p)
+            else:
+                buf[s][dest] = SIGNALS[s](p, logits, y)
         buf["labels"][dest] = y
+
+    def _record_tdds_d(self, dest: torch.Tensor, safe_logits: torch.Tensor, p: torch.Tensor) -> None:
+        """d_t = sum_c p_t,c |log p_t,c - log p_t-1,c|; the first occurrence in an epoch wins."""
+        n, k = self.num_samples, self.epoch
+        # both epochs' log-probs rounded to float16 alike: an unchanged softmax gives d = 0
+        logp = torch.log_softmax(safe_logits, 1).clamp_min(-1e4).to(torch.float16)
+        stamp = self._prev_epoch[dest]
+        d = (p * (logp.float() - self._prev_logp[dest].float()).abs()).sum(1)
+        d = torch.where(stamp == k - 1, d, float("nan"))
+        dest = torch.where(stamp == k, n, dest)  # already seen this epoch: keep the first
+        self._buffers["tdds_d"][dest] = d
+        self._prev_logp[dest] = logp
+        self._prev_epoch[dest] = k
 
     def _raise_if_bad(self, bad: torch.Tensor, indices: torch.Tensor | None = None,
                       targets: torch.Tensor | None = None) -> None:
@@ -303,6 +344,7 @@ class Recorder:
     def close(self) -> None:
         """Release buffers; the store on disk is already complete after each ``end_epoch``."""
         self._buffers = None
+        self._prev_logp = self._prev_epoch = None
 
     def __enter__(self) -> "Recorder":
         return self

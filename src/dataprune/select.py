@@ -26,13 +26,74 @@ def check_ratio(prune_ratio: float) -> None:
         raise DataPruneError(f"prune_ratio={prune_ratio!r}; expected a fraction removed in [0, 1)")
 
 
-def select(scores: np.ndarray, prune_ratio: float, *, nan_policy: str = "raise") -> np.ndarray:
+def _check_scores(scores: np.ndarray, nan_policy: str, allowed: tuple[str, ...] = NAN_POLICIES) -> np.ndarray:
+    scores = np.asarray(scores)
+    if scores.ndim != 1:
+        raise DataPruneError(f"scores have shape {scores.shape}; expected (N,)")
+    if not np.issubdtype(scores.dtype, np.number) or np.issubdtype(scores.dtype, np.complexfloating):
+        raise DataPruneError(f"scores have dtype {scores.dtype}; expected real numbers")
+    if nan_policy not in allowed:
+        raise DataPruneError(f"nan_policy={nan_policy!r}; expected one of {allowed}")
+    s = scores.astype(np.float64)
+    nan = np.isnan(s)
+    if nan.any() and nan_policy == "raise":
+        raise DataPruneError(f"{int(nan.sum())} of {len(s)} scores are NaN (samples never observed "
+                             "in a usable window); pass nan_policy='prune' or 'keep'")
+    return s
+
+
+def _check_labels(labels: np.ndarray | None, n: int) -> np.ndarray:
+    if labels is None:
+        raise DataPruneError("class_balanced=True needs labels (N,), e.g. Dynamics.labels")
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataPruneError(f"labels have shape {labels.shape} and dtype {labels.dtype}; "
+                             f"expected ({n},) integers")
+    return labels.astype(np.int64)
+
+
+def class_quotas(labels: np.ndarray, kept: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class kept counts summing exactly to ``kept`` (largest-remainder rounding).
+
+    Class c with n_c of the N samples has the ideal share q_c = kept * n_c / N; it gets
+    floor(q_c), and the kept - sum(floor) remaining slots go one each to the classes with the
+    largest fractional parts (ties: smaller label first). So every class keeps floor or ceil
+    of its exact share - the same prune ratio inside every class, up to one sample - and the
+    total equals the unbalanced N - round(r*N). Returns ``(classes, quotas)``, both ascending
+    by label; every distinct label value (including -1 = unknown) is a class.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if n == 0:
+        return classes, counts
+    num = counts.astype(np.int64) * int(kept)         # exact integer arithmetic
+    base, rem = num // n, num % n
+    extra = int(kept) - int(base.sum())
+    order = np.lexsort((classes, -rem))               # largest remainder, then smaller label
+    quotas = base.copy()
+    quotas[order[:extra]] += 1
+    return classes, quotas
+
+
+def _top(s: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """The k of ``idx`` with the highest s, ties to the lower index (idx ascending)."""
+    order = np.argsort(-s[idx], kind="stable")
+    return idx[order[:k]]
+
+
+def select(scores: np.ndarray, prune_ratio: float, *, labels: np.ndarray | None = None,
+           class_balanced: bool = False, nan_policy: str = "raise") -> np.ndarray:
     """Keep the N - round(r*N) highest-scoring samples.
 
     Parameters
     ----------
     scores : (N,) array, higher = more worth keeping.
     prune_ratio : r in [0, 1), the fraction of samples removed.
+    labels : (N,) integer class labels; needed for ``class_balanced``.
+    class_balanced : keep the same fraction of every class: class c keeps its highest-scoring
+        quota_c samples, quotas from :func:`class_quotas` (floor or ceil of (1-r) n_c,
+        summing exactly to N - round(r*N), the same total as without balancing).
     nan_policy : what NaN scores mean: ``"raise"`` (default), ``"prune"`` (least worth
         keeping) or ``"keep"`` (most worth keeping).
 
@@ -40,20 +101,129 @@ def select(scores: np.ndarray, prune_ratio: float, *, nan_policy: str = "raise")
     -------
     (kept,) int64 sample indices, ascending. Ties are broken in favour of the lower index.
     """
-    scores = np.asarray(scores)
-    if scores.ndim != 1:
-        raise DataPruneError(f"scores have shape {scores.shape}; expected (N,)")
-    if not np.issubdtype(scores.dtype, np.number) or np.issubdtype(scores.dtype, np.complexfloating):
-        raise DataPruneError(f"scores have dtype {scores.dtype}; expected real numbers")
-    if nan_policy not in NAN_POLICIES:
-        raise DataPruneError(f"nan_policy={nan_policy!r}; expected one of {NAN_POLICIES}")
-    kept = num_kept(len(scores), prune_ratio)
-    s = scores.astype(np.float64)
+    s = _check_scores(scores, nan_policy)
+    kept = num_kept(len(s), prune_ratio)
     nan = np.isnan(s)
     if nan.any():
-        if nan_policy == "raise":
-            raise DataPruneError(f"{int(nan.sum())} of {len(s)} scores are NaN (samples never observed "
-                                 "in a usable window); pass nan_policy='prune' or 'keep'")
         s = np.where(nan, -np.inf if nan_policy == "prune" else np.inf, s)
+    if class_balanced:
+        labels = _check_labels(labels, len(s))
+        classes, quotas = class_quotas(labels, kept)
+        parts = [_top(s, np.flatnonzero(labels == c), q) for c, q in zip(classes, quotas)]
+        return np.sort(np.concatenate(parts or [np.zeros(0, np.int64)])).astype(np.int64)
     order = np.argsort(-s, kind="stable")
     return np.sort(order[:kept]).astype(np.int64)
+
+
+def allocate_strata(sizes: np.ndarray, budget: int) -> np.ndarray:
+    """CCS budget allocation: visit strata from smallest to largest (ties: lower stratum first),
+    each taking min(its size, remaining budget // remaining strata).
+
+    Any budget left by the integer division is then handed out one sample at a time to the
+    strata with spare room, smallest first, so the total is exactly ``min(budget, sum(sizes))``.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    out = np.zeros(len(sizes), dtype=np.int64)
+    order = np.argsort(sizes, kind="stable")
+    rest = int(budget)
+    for i, b in enumerate(order):
+        take = min(int(sizes[b]), rest // (len(sizes) - i))
+        out[b] = take
+        rest -= take
+    while rest > 0 and (out < sizes).any():
+        for b in order:
+            if rest > 0 and out[b] < sizes[b]:
+                out[b] += 1
+                rest -= 1
+    return out
+
+
+def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0.0,
+                      strata: int = 50, seed: int = 0, labels: np.ndarray | None = None,
+                      class_balanced: bool = False, nan_policy: str = "raise") -> np.ndarray:
+    """Coverage-centric stratified selection (CCS, Zheng et al., ICLR 2023), for any scores.
+
+    1. Drop the ``beta`` fraction (round(beta*n), half up) of samples with the HIGHEST scores.
+       For the difficulty methods (aum = -AUM, forgetting, el2n, grand) the highest score is
+       the hardest, most likely mislabeled sample - CCS drops low-AUM samples, which are our
+       high ``aum`` scores, so this is CCS's behaviour. Ties: the lower index is dropped first.
+    2. Split the remaining scores' range [min, max] into ``strata`` equal-width strata (the
+       maximum falls in the last one; all equal -> one stratum).
+    3. Spread the budget N - round(r*N) over the strata with :func:`allocate_strata`.
+    4. Sample uniformly without replacement inside each stratum with
+       ``numpy.random.default_rng(seed)``: same seed, same subset.
+
+    With ``class_balanced``, steps 1-4 run inside every class with the quota of
+    :func:`class_quotas` (CCS's own class-balanced branch gives every class the last class's
+    count; here each class gets its own). A class's beta drop is capped so that its quota can
+    still be met. ``nan_policy``: ``"raise"``, ``"prune"`` (NaN samples are never kept) or
+    ``"keep"`` (kept first, lowest indices first if they exceed the budget; the rest of the
+    budget is stratified over the others). ``beta`` must not exceed ``prune_ratio``.
+
+    Returns (kept,) int64 indices, ascending; exactly N - round(r*N) of them.
+    """
+    s = _check_scores(scores, nan_policy)
+    n = len(s)
+    kept = num_kept(n, prune_ratio)
+    try:
+        beta = float(beta)
+    except (TypeError, ValueError):
+        raise DataPruneError(f"beta={beta!r}; expected a fraction in [0, 1)") from None
+    if not 0.0 <= beta < 1.0:
+        raise DataPruneError(f"beta={beta!r}; expected a fraction of hardest samples in [0, 1)")
+    if beta > float(prune_ratio):
+        raise DataPruneError(f"beta={beta} > prune_ratio={prune_ratio}: the dropped hardest samples "
+                             "are part of the pruned ones; expected beta <= prune_ratio")
+    if isinstance(strata, bool) or not isinstance(strata, (int, np.integer)) or strata < 1:
+        raise DataPruneError(f"strata={strata!r}; expected an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataPruneError(f"seed={seed!r}; expected an integer >= 0")
+    if np.isinf(s).any():
+        raise DataPruneError(f"{int(np.isinf(s).sum())} scores are infinite; expected finite scores "
+                             "(stratification splits the score range)")
+    if class_balanced:
+        labels = _check_labels(labels, n)
+        classes, quotas = class_quotas(labels, kept)
+        groups = [(np.flatnonzero(labels == c), int(q)) for c, q in zip(classes, quotas)]
+    else:
+        groups = [(np.arange(n), kept)]
+    rng = np.random.default_rng(int(seed))
+    parts = []
+    for idx, quota in groups:
+        nan = np.isnan(s[idx])
+        if nan_policy == "keep" and nan.any():
+            forced = idx[nan][:quota]
+            parts.append(forced)
+            quota -= len(forced)
+        pool = idx[~nan]
+        if quota > len(pool):
+            raise DataPruneError(f"{quota} samples must be kept but only {len(pool)} have a score "
+                                 "(NaN scores are pruned); lower prune_ratio or use nan_policy='keep'")
+        drop = min(int(np.floor(beta * len(idx) + 0.5)), len(pool) - quota)
+        if drop > 0:
+            hardest = np.argsort(-s[pool], kind="stable")[:drop]
+            pool = np.delete(pool, hardest)
+        parts.append(_stratified(s, pool, quota, int(strata), rng))
+    return np.sort(np.concatenate(parts or [np.zeros(0, np.int64)])).astype(np.int64)
+
+
+def _stratified(s: np.ndarray, pool: np.ndarray, budget: int, strata: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """Steps 2-4 of :func:`select_stratified` on ``pool`` (ascending sample indices)."""
+    if budget <= 0 or len(pool) == 0:
+        return np.zeros(0, dtype=np.int64)
+    v = s[pool]
+    lo, hi = float(v.min()), float(v.max())
+    if hi > lo:
+        which = np.floor((v - lo) / (hi - lo) * strata).astype(np.int64)
+        which = np.clip(which, 0, strata - 1)
+    else:
+        which = np.zeros(len(v), dtype=np.int64)
+    sizes = np.bincount(which, minlength=strata)
+    budgets = allocate_strata(sizes, budget)
+    out = []
+    for b in range(strata):
+        if budgets[b]:
+            members = pool[which == b]
+            out.append(members[rng.permutation(len(members))[: budgets[b]]])
+    return np.concatenate(out).astype(np.int64)

@@ -36,6 +36,10 @@ SIGNAL_DTYPES: dict[str, np.dtype] = {
     "margin": np.dtype(np.float16),
     "el2n": np.dtype(np.float16),
     "entropy": np.dtype(np.float16),
+    # last-layer GraNd, ||softmax - onehot|| * ||[features, 1]|| (needs update(..., features=))
+    "grand": np.dtype(np.float16),
+    # TDDS step d_t = sum_c p_t,c |log p_t,c - log p_t-1,c| (NaN at epoch 0 or if t-1 unseen)
+    "tdds_d": np.dtype(np.float16),
 }
 
 

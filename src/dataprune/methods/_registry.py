@@ -11,23 +11,30 @@ from ..errors import DataPruneError, MissingSignalError, StoreError
 
 @dataclass(frozen=True)
 class Method:
-    """A registered scoring method: ``fn(dynamics, **params) -> (N,) float64``, higher = keep."""
+    """A registered scoring method: ``fn(dynamics, **params) -> (N,) float64``, higher = keep.
+
+    ``needs``: store signals it reads; ``files``: run-directory files it reads by default
+    (``features.npy``, ``final_logits.npy``; see :mod:`dataprune.run_outputs`).
+    """
 
     name: str
     fn: Callable[..., np.ndarray]
     summary: str
     needs: tuple[str, ...] = field(default_factory=tuple)
+    files: tuple[str, ...] = field(default_factory=tuple)
 
 
 _REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, *, summary: str, needs: tuple[str, ...] = ()) -> Callable:
-    """Decorator registering a scoring function under ``name``; ``needs`` lists store signals."""
+def register(name: str, *, summary: str, needs: tuple[str, ...] = (),
+             files: tuple[str, ...] = ()) -> Callable:
+    """Decorator registering a scoring function under ``name``; ``needs`` lists store signals,
+    ``files`` the run-directory files it reads by default."""
     def deco(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         if name in _REGISTRY:
             raise RuntimeError(f"scoring method {name!r} registered twice")
-        _REGISTRY[name] = Method(name, fn, summary, tuple(needs))
+        _REGISTRY[name] = Method(name, fn, summary, tuple(needs), tuple(files))
         return fn
     return deco
 
@@ -51,13 +58,16 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
     Parameters
     ----------
     name : a name from :func:`methods`.
-    dynamics : a :class:`~dataprune.Dynamics` (or anything with the signals the method needs).
+    dynamics : a :class:`~dataprune.Dynamics` (or anything with the signals the method needs),
+        or a list/tuple of them: several scoring runs, see :func:`score_runs`.
     **params : method parameters, e.g. ``window=10`` for ``dyn-unc``.
 
     Returns
     -------
     (N,) float64 array, higher = more worth keeping.
     """
+    if isinstance(dynamics, (list, tuple)):
+        return score_runs(name, dynamics, **params)
     method = get(name)
     if getattr(dynamics, "keep_history", "full") == "none":
         if name != "dyn-unc" and method.needs:
@@ -71,10 +81,50 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
             raise MissingSignalError(
                 f"method {name!r} needs signal(s) {lacking} which the store at "
                 f"{getattr(dynamics, 'path', '?')} did not record (it has {list(recorded)}); "
-                f"record them with `dataprune score --signals all` or Recorder(signals=...)")
+                f"record them in the scoring run: Recorder(signals=[..., {', '.join(map(repr, lacking))}]) "
+                f"or `dataprune score --signals` with {', '.join(lacking)}")
     try:
         return np.asarray(method.fn(dynamics, **params), dtype=np.float64)
     except TypeError as e:
         if "unexpected keyword" in str(e):
             raise DataPruneError(f"method {name!r}: {e}") from None
         raise
+
+
+def score_runs(name: str, runs: Any, **params: Any) -> np.ndarray:
+    """Mean of the raw scores of method ``name`` over several scoring runs of the same data.
+
+    ``runs`` is a list/tuple of :class:`~dataprune.Dynamics` (e.g. EL2N over independent
+    initialisations, as Paul et al. average 10 runs). Every run must have the same N and the
+    same labels where both saw a label. A sample's score is the mean over the runs where it
+    is not NaN, and NaN only if it is NaN in every run. Raw scores are averaged (no
+    standardisation), so mix only runs of comparable scale (same method, same epochs).
+    """
+    runs = list(runs)
+    if not runs:
+        raise DataPruneError("no runs given; expected at least one Dynamics")
+    if any(isinstance(r, (list, tuple)) for r in runs):
+        raise DataPruneError("runs must be a flat list of Dynamics")
+    first = runs[0]
+    n = getattr(first, "num_samples", None)
+    total = count = None
+    for r in runs:
+        if getattr(r, "num_samples", n) != n:
+            raise DataPruneError(f"runs have different num_samples ({n} and {r.num_samples}); "
+                                 "expected runs over the same training set")
+        la, lb = getattr(first, "labels", None), getattr(r, "labels", None)
+        if la is not None and lb is not None:
+            both = (np.asarray(la) >= 0) & (np.asarray(lb) >= 0)
+            if np.any(np.asarray(la)[both] != np.asarray(lb)[both]):
+                raise DataPruneError(f"runs {getattr(first, 'path', '?')} and {getattr(r, 'path', '?')} "
+                                     "disagree on labels; expected runs over the same training set")
+        s = score(name, r, **params)
+        if total is None:
+            total, count = np.zeros_like(s), np.zeros(len(s), dtype=np.int64)
+        elif len(s) != len(total):
+            raise DataPruneError(f"runs give {len(total)} and {len(s)} scores; expected the same N")
+        ok = ~np.isnan(s)
+        total[ok] += s[ok]
+        count += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)

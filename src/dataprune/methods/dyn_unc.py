@@ -2,6 +2,14 @@
 
 U_k = std (ddof=1) of the labelled-class probability over epochs k..k+J-1,
 U = mean of U_k over k = 0..K-J-1 (Eq. 2-3). Higher U = more uncertain = keep.
+
+The window J (``--window``, default 10 as in the paper) is the one knob; it must satisfy
+2 <= J < K. The paper fixes J=10 and reports no sweep, so sweep it on your own data, e.g.
+``for j in (5, 10, 20): dp.score("dyn-unc", dyn, window=j)`` or
+``dataprune select RUN --method dyn-unc --window 5`` (``--window 20``, ...): scoring is cheap
+(one pass over the store per J), only the retraining to compare subsets costs time.
+Small J measures short-term jitter, large J approaches one std over the whole run (the
+single-variance ``cartography`` baseline of the paper's Table 7, which uses ddof=0).
 """
 from __future__ import annotations
 

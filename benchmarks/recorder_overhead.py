@@ -1,0 +1,94 @@
+"""Recorder overhead: median epoch time of small-cnn training with the Recorder (train view)
+over the same training without it, epochs interleaved in one process so drift cancels.
+
+    python benchmarks/recorder_overhead.py [--epochs 5] [--limit N] [--out benchmarks/results/recorder_overhead.md]
+
+Target: ratio <= 1.03.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from dataprune import Recorder
+from dataprune.train.data import InMemoryLoader, load_dataset
+from dataprune.train.loop import TrainConfig, make_optimizer, seed_everything, train
+from dataprune.train.models import build_model
+
+
+def machine() -> str:
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, torch {torch.__version__}, threads {torch.get_num_threads()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--model", default="small-cnn")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    data = load_dataset("fashion-mnist", limit=args.limit)
+    n = len(data.train_y)
+    cfg = TrainConfig(epochs=args.epochs)
+    runs = {}
+    for name in ("without", "with"):
+        seed_everything(0)
+        model = build_model(args.model, data.num_classes)
+        loader = InMemoryLoader(data.train_x, data.train_y, mean=data.mean, std=data.std,
+                                batch_size=cfg.batch_size, augment=True, seed=0)
+        opt, sched = make_optimizer(model, cfg, len(loader))
+        runs[name] = {"model": model, "loader": loader, "opt": opt, "sched": sched, "times": []}
+    tmp = tempfile.TemporaryDirectory()
+    recorder = Recorder(n, Path(tmp.name) / "dyn", data.num_classes, epochs=args.epochs, view="train")
+    for epoch in range(args.epochs):
+        for name in ("without", "with") if epoch % 2 == 0 else ("with", "without"):
+            r = runs[name]
+            t0 = time.perf_counter()
+            train(r["model"], r["loader"], dataclasses.replace(cfg, epochs=epoch + 1), start_epoch=epoch,
+                  optimizer=r["opt"], scheduler=r["sched"], record_view="train",
+                  recorder=recorder if name == "with" else None)
+            r["times"].append(time.perf_counter() - t0)
+            print(f"epoch {epoch} {name:>7} recorder: {r['times'][-1]:.2f} s", flush=True)
+    med = {k: statistics.median(v["times"]) for k, v in runs.items()}
+    ratio = med["with"] / med["without"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    report = "\n".join([
+        "# Recorder overhead (train view)",
+        "",
+        f"command: `python benchmarks/recorder_overhead.py {' '.join(sys.argv[1:])}`",
+        f"machine: {machine()}",
+        f"commit: {commit}, date: {time.strftime('%Y-%m-%d %H:%M')}",
+        f"workload: {args.model} on Fashion-MNIST, N={n}, batch {cfg.batch_size}, {args.epochs} epochs each, interleaved",
+        "",
+        "| | median epoch s | epochs (s) |",
+        "| --- | ---: | --- |",
+        *(f"| {k} recorder | {med[k]:.3f} | {', '.join(f'{t:.2f}' for t in runs[k]['times'])} |"
+          for k in ("without", "with")),
+        "",
+        f"ratio with/without: **{ratio:.3f}** (target <= 1.03)",
+        "",
+    ])
+    print(report)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""``dataprune`` command line: thin wrappers over the library, one module per command."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..errors import DataPruneError
+from . import demo, methods, score, select, train
+
+COMMANDS = (score, select, train, methods, demo)
+
+EXAMPLES = """examples:
+  dataprune demo                                   # Fashion-MNIST, end to end, ~10 min on 2 cores
+  dataprune score --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm
+  dataprune select runs/fm --method dyn-unc --window 10 --prune-ratio 0.25 --out keep.txt
+  dataprune train --dataset fashion-mnist --model small-cnn --epochs 20 --subset keep.txt --metrics-out m.json
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dataprune", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Prune training sets with Dynamic Uncertainty (Dyn-Unc) and compare pruning methods.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, run, and turn user errors into one line on stderr with exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataPruneError, FileNotFoundError, PermissionError, IsADirectoryError,
+            NotADirectoryError) as e:
+        print(f"dataprune {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dataprune {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.strerror}: {e.filename}"
+    return " ".join(str(e).split())

@@ -1,0 +1,65 @@
+"""Arguments shared by several commands."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable
+
+import torch
+
+from ..train.data import DATASETS
+from ..train.loop import TrainConfig
+from ..train.models import MODELS
+from ..train.runs import DataSpec
+
+
+def command_parser(sub: argparse._SubParsersAction, name: str, help: str, example: str
+                   ) -> argparse.ArgumentParser:
+    """A sub-command parser whose ``--help`` ends with ``example``."""
+    return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    names = sorted(DATASETS) + ["idx"]
+    p.add_argument("--dataset", default="fashion-mnist", metavar="NAME",
+                   help=f"one of {', '.join(names)} (idx: any IDX folder given by --data-dir); "
+                        "default fashion-mnist")
+    p.add_argument("--data-dir", help="folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                                      "t10k-... (default: the dataset's usual place)")
+    p.add_argument("--limit", type=int, metavar="N", help="use only the first N training samples")
+
+
+def add_train_args(p: argparse.ArgumentParser, epochs: int) -> None:
+    p.add_argument("--model", default="small-cnn", metavar="NAME",
+                   help=f"one of {', '.join(sorted(MODELS))}; default small-cnn")
+    p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate of SGD")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, order and augmentation")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    p.add_argument("--quiet", action="store_true", help="print only results and errors")
+
+
+def data_spec(args: argparse.Namespace) -> DataSpec:
+    return DataSpec(args.dataset, args.data_dir, args.limit)
+
+
+def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainConfig:
+    return TrainConfig(epochs=epochs if epochs is not None else args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+
+
+def logger(args: argparse.Namespace) -> Callable[[str], None] | None:
+    """Progress lines on stderr, or nothing with ``--quiet``."""
+    if args.quiet:
+        return None
+    return lambda msg: print(msg, file=sys.stderr, flush=True)
+
+
+def use_all_cores() -> None:
+    torch.set_num_threads(os.cpu_count() or 1)

@@ -1,0 +1,35 @@
+"""EL2N (Paul et al., "Deep Learning on a Data Diet: Finding Important Examples
+Early in Training", NeurIPS 2021).
+
+score_i = ||softmax(f(x_i)) - onehot(y_i)||_2 at epoch ``epoch`` (the ``el2n`` signal).
+Keep high (hard first). The default epoch -1 means "early": round(0.1*K),
+0-based, clipped to 0..K-1 (Paul et al. use epoch 20 of 200; the Dyn-Unc paper epoch 30
+of 300). Paul et al. average over 10 independent runs: pass a list of stores,
+``dataprune.score("el2n", [dyn1, dyn2, ...])`` (mean of the runs' scores, see
+:func:`~dataprune.methods.score_runs`).
+
+Samples unobserved at the chosen epoch get NaN.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._common import resolve_epoch, signal
+from ._registry import register
+
+
+def at_epoch(arr: np.ndarray, epoch: int = -1) -> np.ndarray:
+    """Row ``epoch`` of a (K, N) signal as float64 (-1 = round(0.1*K))."""
+    k = resolve_epoch(epoch, arr.shape[0])
+    return np.asarray(arr[k], dtype=np.float64)
+
+
+@register("el2n", summary="EL2N: ||softmax - onehot|| at an early --epoch, mean over runs (Paul "
+                          "et al. 2021); keeps hard samples",
+          needs=("el2n",))
+def el2n_scores(dynamics: Any, *, epoch: int = -1) -> np.ndarray:
+    """EL2N at ``epoch`` (0-based; -1 = round(0.1*K)); uses the ``el2n`` signal."""
+    return at_epoch(signal(dynamics, "el2n"), epoch)
+

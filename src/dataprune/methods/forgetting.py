@@ -1,0 +1,52 @@
+"""Forgetting events (Toneva et al., "An Empirical Study of Example Forgetting during Deep
+Neural Network Learning", ICLR 2019).
+
+score_i = number of forgetting events: transitions correct -> wrong between consecutive
+*observed* epochs of the ``correct`` signal (unobserved epochs, -1, are skipped).
+A sample never classified correctly in any observed epoch ("never learned") is the most
+forgettable: it gets K (the number of recorded epochs), more than any real count
+(at most floor(K/2) events fit in K epochs). A sample never observed gets NaN.
+Keep high (most forgotten first). Counts are integers: many samples tie (e.g. at 0), and
+:func:`~dataprune.select` breaks ties in favour of the lower sample index.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._common import signal
+from ._registry import register
+
+
+def forgetting_counts(correct: np.ndarray) -> np.ndarray:
+    """Forgetting score of every sample from a (K, N) ``correct`` array (1, 0, -1 = unseen).
+
+    Returns (N,) float64: the number of 1 -> 0 transitions between consecutive observed
+    epochs; K for samples never correct; NaN for samples never observed. Streams one
+    epoch row at a time (O(N) memory).
+    """
+    k_epochs, n = correct.shape
+    prev = np.full(n, -1, dtype=np.int8)
+    count = np.zeros(n, dtype=np.int64)
+    learned = np.zeros(n, dtype=bool)
+    seen = np.zeros(n, dtype=bool)
+    for k in range(k_epochs):
+        c = np.asarray(correct[k], dtype=np.int8)
+        obs = c >= 0
+        count += (obs & (prev == 1) & (c == 0))
+        prev = np.where(obs, c, prev)
+        learned |= c == 1
+        seen |= obs
+    out = count.astype(np.float64)
+    out[seen & ~learned] = float(k_epochs)
+    out[~seen] = np.nan
+    return out
+
+
+@register("forgetting", summary="correct->wrong transitions over epochs, never-learned = most (Toneva "
+                                "et al. 2019); keeps forgettable samples",
+          needs=("correct",))
+def forgetting_scores(dynamics: Any) -> np.ndarray:
+    """Forgetting scores of a :class:`~dataprune.Dynamics` (uses ``correct``); see module doc."""
+    return forgetting_counts(signal(dynamics, "correct"))

@@ -1,0 +1,1 @@
+"""Figures and tables (matplotlib is an optional extra: ``pip install dataprune[plot]``)."""

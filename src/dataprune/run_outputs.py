@@ -1,0 +1,142 @@
+"""Final-model outputs saved beside the dynamics store of a run directory (NumPy only).
+
+Layout inside a run directory ``RUN/`` (the parent of ``RUN/dynamics/``)::
+
+    features.npy       (N, D) float16: penultimate-layer features (the input of the last
+                       linear layer) of the final model, clean view, eval mode
+    final_logits.npy   (N, C) float32: logits of the final model, same pass
+
+``dataprune score`` writes both at the end of the scoring run with
+:func:`save_final_outputs`; the ``entropy``, ``moderate`` and ``ssp`` methods read them with
+:func:`load_final_logits` / :func:`load_features`.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataPruneError
+from .fileio import refuse_overwrite
+
+FEATURES_FILE = "features.npy"
+LOGITS_FILE = "final_logits.npy"
+
+
+def _to_numpy(x: Any, name: str) -> np.ndarray:
+    if hasattr(x, "detach"):  # a torch tensor, on any device (no torch import here)
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise DataPruneError(f"{name} have shape {arr.shape}; expected (N, {'C' if name == 'logits' else 'D'})")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise DataPruneError(f"{name} have dtype {arr.dtype}; expected real numbers")
+    return arr
+
+
+def _atomic_save(path: Path, arr: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *,
+                       force: bool = False) -> tuple[Path, Path]:
+    """Write ``final_logits.npy`` (float32) and ``features.npy`` (float16) into ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : the run directory (the parent of ``dynamics/``).
+    logits : (N, C) logits of the final model on every training sample, row i = sample i.
+    features : (N, D) penultimate features of the same pass, row i = sample i.
+    force : overwrite existing files.
+
+    Returns the two paths written. Each file goes to a temp name first and is renamed into
+    place, so a crash never leaves a half-written file under the final name.
+    """
+    run_dir = Path(run_dir)
+    logits = _to_numpy(logits, "logits").astype(np.float32, copy=False)
+    features = _to_numpy(features, "features")
+    if logits.shape[0] != features.shape[0]:
+        raise DataPruneError(f"logits have {logits.shape[0]} rows and features {features.shape[0]}; "
+                             "expected one row per training sample in both")
+    finite = np.isfinite(features)
+    big = float(np.abs(features[finite]).max()) if finite.any() else 0.0
+    if big > float(np.finfo(np.float16).max):
+        raise DataPruneError(f"features exceed the float16 range (max |value| {big:.4g} > 65504); "
+                             "rescale them before saving")
+    f16 = features.astype(np.float16)
+    paths = run_dir / LOGITS_FILE, run_dir / FEATURES_FILE
+    for p in paths:
+        refuse_overwrite(p, force)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_save(paths[0], logits)
+    _atomic_save(paths[1], f16)
+    return paths
+
+
+def run_dir_of(dynamics_or_path: Any) -> Path:
+    """The run directory of a :class:`~dataprune.Dynamics`, a store path or a run path."""
+    if isinstance(dynamics_or_path, (str, os.PathLike)):
+        p = Path(dynamics_or_path)
+        if (p / "meta.json").exists() and not (p / "dynamics").is_dir():
+            return p.parent  # a store directory: the run directory is its parent
+        return p
+    path = getattr(dynamics_or_path, "path", None)
+    if path is None:
+        raise DataPruneError(f"{type(dynamics_or_path).__name__} has no path to find the run "
+                             "directory from; pass the file explicitly (features=/logits=FILE.npy)")
+    return Path(path).parent
+
+
+def _load(dynamics_or_path: Any, given: Any, default_name: str, what: str, option: str,
+          num_samples: int | None) -> np.ndarray:
+    if given is not None and not isinstance(given, (str, os.PathLike)):
+        arr = _to_numpy(given, what)
+        source = f"the given {what}"
+    else:
+        file = Path(given) if given is not None else run_dir_of(dynamics_or_path) / default_name
+        if not file.exists():
+            how = ("`dataprune score` writes it at the end of the scoring run (final model, "
+                   "clean view) via dataprune.run_outputs.save_final_outputs")
+            raise DataPruneError(f"{file} not found: {what} are needed here; {how}, "
+                                 f"or pass {option} FILE.npy")
+        try:
+            arr = np.load(file, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as e:
+            raise DataPruneError(f"{file} is not a readable .npy file ({e})") from None
+        source = str(file)
+        if arr.ndim != 2:
+            raise DataPruneError(f"{file} has shape {arr.shape}; expected (N, D) {what}")
+    if num_samples is None:
+        num_samples = getattr(dynamics_or_path, "num_samples", None)
+    if num_samples is not None and arr.shape[0] != int(num_samples):
+        raise DataPruneError(f"{source} has {arr.shape[0]} rows; expected one per training sample "
+                             f"({num_samples})")
+    return arr
+
+
+def load_features(dynamics_or_path: Any, features: Any = None, *,
+                  num_samples: int | None = None) -> np.ndarray:
+    """(N, D) features: ``features`` (an array or a ``.npy`` path) or ``RUN/features.npy``.
+
+    ``dynamics_or_path`` is a :class:`~dataprune.Dynamics` (its run directory is the parent
+    of its store) or a run/store path. Files are memory-mapped. Rows must number N.
+    """
+    return _load(dynamics_or_path, features, FEATURES_FILE, "features", "--features", num_samples)
+
+
+def load_final_logits(dynamics_or_path: Any, logits: Any = None, *,
+                      num_samples: int | None = None) -> np.ndarray:
+    """(N, C) final-model logits: ``logits`` (array or ``.npy`` path) or ``RUN/final_logits.npy``."""
+    return _load(dynamics_or_path, logits, LOGITS_FILE, "final logits", "--logits", num_samples)

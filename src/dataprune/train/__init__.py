@@ -1,0 +1,1 @@
+"""Reference training: datasets, in-memory loader, models."""

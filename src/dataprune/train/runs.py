@@ -1,0 +1,141 @@
+"""One scoring run and one training run, end to end, as the CLI and benchmarks use them."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..fileio import atomic_write_bytes, atomic_write_json, refuse_overwrite
+from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
+from ..run_outputs import save_final_outputs
+from .data import ImageData, InMemoryLoader, evaluate, load_dataset
+from .loop import TrainConfig, predict, seed_everything, train
+from .models import build_model
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class DataSpec:
+    """Which dataset to load: a registered name (or ``idx``), an optional directory and limit."""
+
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    limit: int | None = None
+
+    def load(self) -> ImageData:
+        return load_dataset(self.dataset, self.data_dir, self.limit)
+
+
+@dataclass
+class ScoreResult:
+    run_dir: Path
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _loader(data: ImageData, cfg: TrainConfig, model_name: str, indices: np.ndarray | None = None
+            ) -> InMemoryLoader:
+    return InMemoryLoader(data.train_x, data.train_y, mean=data.mean, std=data.std, indices=indices,
+                          batch_size=cfg.batch_size, shuffle=True, augment=model_name != "mlp",
+                          seed=cfg.seed)
+
+
+def _save_checkpoint(path: Path, model: torch.nn.Module, extra: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), **extra}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _epoch_logger(log_path: Path, log: Log | None, what: str) -> Callable[[int, dict[str, float]], None]:
+    def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if log:
+            log(f"{what} epoch {epoch + 1}: loss {row['loss']:.4f}  train acc "
+                f"{row['train_accuracy']:.4f}  {row['seconds']:.1f}s")
+    return on_epoch_end
+
+
+def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "small-cnn",
+              cfg: TrainConfig | None = None, record_view: str = "clean",
+              signals: tuple[str, ...] = ALL_SIGNALS + EXTRA_SIGNALS, force: bool = False,
+              log: Log | None = None, data: ImageData | None = None, progress: bool = False
+              ) -> ScoreResult:
+    """Train ``model`` on the full training set while recording dynamics into ``out``.
+
+    Writes ``out/config.json``, ``out/dynamics/`` (the store), ``out/log.jsonl`` (per-epoch
+    loss/accuracy), ``out/checkpoint.pt`` (final weights), and ``out/features.npy`` /
+    ``out/final_logits.npy`` (final model, clean view).
+    """
+    cfg = cfg or TrainConfig()
+    out = Path(out)
+    refuse_overwrite(out / "config.json", force)
+    if out.exists() and force:
+        shutil.rmtree(out)
+    data = data if data is not None else data_spec.load()
+    n = len(data.train_y)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"command": "score", "dataset": data.name, "data_dir": str(data.data_dir),
+              "limit": data_spec.limit, "num_samples": n, "num_classes": data.num_classes,
+              "model": model, "record_view": record_view, "signals": list(signals),
+              "train": cfg.to_dict(), "dataprune": __version__, "torch": torch.__version__,
+              "python": platform.python_version()}
+    atomic_write_json(out / "config.json", config)
+    seed_everything(cfg.seed)
+    net = build_model(model, data.num_classes, data.train_x.shape[1], data.train_x.shape[-1])
+    recorder = Recorder(n, out / "dynamics", data.num_classes, signals=signals, epochs=cfg.epochs,
+                        view=record_view, labels=data.train_y.numpy(),
+                        meta={"dataset": data.name, "model": model, "seed": cfg.seed})
+    t0 = time.perf_counter()
+    history = train(net, _loader(data, cfg, model), cfg, recorder=recorder, record_view=record_view,
+                    on_epoch_end=_epoch_logger(out / "log.jsonl", log, "score"), progress=progress)
+    seconds = time.perf_counter() - t0
+    recorder.close()
+    clean = InMemoryLoader(data.train_x, data.train_y, mean=data.mean, std=data.std,
+                           batch_size=1024, shuffle=False)
+    logits, feats = predict(net, (x for x, _, _ in clean))
+    save_final_outputs(out, logits, feats)
+    _save_checkpoint(out / "checkpoint.pt", net, {"model_name": model, "num_classes": data.num_classes,
+                                                  "epoch": cfg.epochs})
+    atomic_write_json(out / "config.json", {**config, "train_seconds": seconds})
+    return ScoreResult(out, seconds, history)
+
+
+def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig | None = None,
+              subset: np.ndarray | None = None, log: Log | None = None,
+              data: ImageData | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train ``model`` on ``subset`` (sample indices; default all) and test it.
+
+    Returns metrics: ``test_accuracy``, ``train_samples``, ``epochs``, ``seconds`` and more.
+    """
+    cfg = cfg or TrainConfig()
+    data = data if data is not None else data_spec.load()
+    seed_everything(cfg.seed)
+    net = build_model(model, data.num_classes, data.train_x.shape[1], data.train_x.shape[-1])
+    loader = _loader(data, cfg, model, subset)
+    t0 = time.perf_counter()
+
+    def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
+        if log:
+            log(f"train epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f}  "
+                f"train acc {row['train_accuracy']:.4f}  {row['seconds']:.1f}s")
+
+    history = train(net, loader, cfg, on_epoch_end=on_epoch_end, progress=progress)
+    seconds = time.perf_counter() - t0
+    acc = evaluate(net, data.test_x, data.test_y, data.mean, data.std)
+    return {"test_accuracy": acc, "train_samples": int(len(loader.indices)),
+            "num_samples": int(len(data.train_y)), "epochs": cfg.epochs, "seconds": seconds,
+            "dataset": data.name, "model": model, "seed": cfg.seed,
+            "final_train_loss": history[-1]["loss"], "train": cfg.to_dict()}
+

@@ -1,0 +1,40 @@
+"""Shared test helpers: a tiny IDX writer and a synthetic IDX dataset."""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> Path:
+    """Write uint8 ``array`` (any shape) as an IDX file; gzipped when ``path`` ends in ``.gz``."""
+    path = Path(path)
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    data = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data += array.tobytes()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+def make_images(labels: np.ndarray, rng: np.random.Generator, size: int = 28) -> np.ndarray:
+    """Noisy images (N, size, size) with a bright 6x6 square at a class-specific place."""
+    images = rng.integers(0, 60, size=(len(labels), size, size))
+    for c in np.unique(labels):
+        r, col = 3 + 6 * (c // 4), 3 + 6 * (c % 4)
+        images[labels == c, r:r + 6, col:col + 6] += 180
+    return images.astype(np.uint8)
+
+
+@pytest.fixture
+def tiny_idx_dir(tmp_path: Path) -> Path:
+    """A folder with 300 train / 100 test 28x28 images of 10 learnable classes (train gzipped)."""
+    rng = np.random.default_rng(0)
+    for split, n, gz in (("train", 300, ".gz"), ("t10k", 100, "")):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte{gz}", make_images(labels, rng))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte{gz}", labels)
+    return tmp_path
