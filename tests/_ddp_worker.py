@@ -34,19 +34,21 @@ def stream(name: str, rank: int, world: int, epoch: int):
     sampler.set_epoch(epoch)
     order = torch.tensor(list(sampler))
     table = torch.randn(n, C, generator=torch.Generator().manual_seed(100 + epoch))
+    feats = torch.randn(n, 4, generator=torch.Generator().manual_seed(200 + epoch))
     for idx in order.split(batch):
         if drop and len(idx) < batch:
             continue  # DataLoader(drop_last=True)
         logits = table[idx].clone()
         if rank_dep:  # raise the labelled class's logit on higher ranks: prob differs by rank
             logits[torch.arange(len(idx)), idx % C] += 0.7 * rank
-        yield idx, logits, idx % C
+        yield idx, logits, idx % C, feats[idx]
 
 
 def recorder_kwargs(name: str) -> dict:
     n, _, epochs, _, _, keep = SCENARIOS[name]
     import dataprune as dp
-    signals = ["prob"] if keep == "none" else list(dp.record.ALL_SIGNALS)
+    signals = (["prob"] if keep == "none" else
+               list(dp.record.ALL_SIGNALS) + list(dp.record.EXTRA_SIGNALS))
     return dict(num_samples=n, num_classes=C, epochs=epochs, signals=signals,
                 keep_history=keep, window=2)
 
@@ -59,8 +61,8 @@ def main(out: Path) -> None:
     for name, (_, _, epochs, _, _, _) in SCENARIOS.items():
         rec = dp.Recorder(out=out / name, **recorder_kwargs(name))
         for epoch in range(epochs):
-            for idx, logits, y in stream(name, rank, world, epoch):
-                rec.update(idx, logits, y)
+            for idx, logits, y, h in stream(name, rank, world, epoch):
+                rec.update(idx, logits, y, features=h)
             assert rec.end_epoch() == epoch + 1
         rec.close()
     # Non-zero ranks must not touch the disk: rank 1 points at a path nobody creates.

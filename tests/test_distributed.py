@@ -51,8 +51,8 @@ def single_process(name: str, out: Path) -> dp.Dynamics:
     rec = dp.Recorder(out=out, **W.recorder_kwargs(name))
     for epoch in range(epochs):
         for rank in range(2):  # rank order: a padded duplicate gets the highest rank's value
-            for idx, logits, y in W.stream(name, rank, 2, epoch):
-                rec.update(idx, logits, y)
+            for idx, logits, y, h in W.stream(name, rank, 2, epoch):
+                rec.update(idx, logits, y, features=h)
         rec.end_epoch()
     return dp.Dynamics.open(out)
 
@@ -71,6 +71,8 @@ def test_store_identical_to_single_process(ddp_out, tmp_path, name):
     n, _, _, drop, _, keep = W.SCENARIOS[name]
     if keep == "full":
         prob = np.asarray(got.prob, float)
+        tdds = np.asarray(got["tdds_d"], float)
+        assert np.isnan(tdds[0]).all() and (not drop) == (not np.isnan(tdds[1:]).any())
         if drop:  # DistributedSampler(drop_last) and DataLoader(drop_last) leave samples unseen
             assert np.isnan(prob).any(1).all()
         else:     # padding duplicates are idempotent: every sample observed once per epoch

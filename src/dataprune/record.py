@@ -11,6 +11,13 @@ from .errors import DataPruneError
 from .store import KEEP_HISTORY, SIGNAL_DTYPES, RingStoreWriter, StoreWriter, missing_value
 
 
+def _pick_owner(values: torch.Tensor, mine: torch.Tensor) -> torch.Tensor:
+    """float32 ``values`` as int32 bit patterns where ``mine``, else INT32_MIN: after an
+    all_reduce MAX every entry holds its owner's exact bits (NaN and -0.0 included)."""
+    lowest = torch.iinfo(torch.int32).min
+    return torch.where(mine, values.contiguous().view(torch.int32), lowest)
+
+
 def _dist_rank_world() -> tuple[int, int]:
     """(rank, world size) of the default torch.distributed group, or (0, 1) without one."""
     dist = torch.distributed
@@ -68,9 +75,8 @@ ALL_SIGNALS = tuple(SIGNALS)
 #: signals computed in Recorder.update from more than one batch's logits (not in "all"):
 #: ``grand`` needs ``update(..., features=h)``, the penultimate features (B, D);
 #: ``tdds_d`` keeps the previous epoch's log-softmax, an (N, C) float16 buffer (N*C*2 bytes)
-#: plus (N,) int32 epoch stamps on the logits' device. That state is per Recorder: with
-#: several processes, a sample must reach the same process in consecutive epochs (or the
-#: buffers must be merged each epoch), else its d_t is NaN there.
+#: plus (N,) int32 epoch stamps on the logits' device. Under torch.distributed that state
+#: is merged across ranks in every end_epoch (O(N*C) traffic), so ranks may see any sample.
 EXTRA_SIGNALS = ("grand", "tdds_d")
 
 
@@ -104,7 +110,8 @@ class Recorder:
     only rank 0 creates and writes the store, other ranks never touch the disk. A sample
     seen by several ranks in one epoch (DistributedSampler pads with duplicates) gets the
     value of the highest rank that saw it, i.e. the result equals one process recording the
-    ranks' batches in rank order (last wins); samples no rank saw stay unobserved.
+    ranks' batches in rank order (last wins; for ``tdds_d``, whose first occurrence wins, the
+    lowest rank); samples no rank saw stay unobserved.
 
     Values for one epoch stay on the logits' device (no host sync per step) in O(N)
     buffers and are written to disk once per epoch by :meth:`end_epoch`.
@@ -331,15 +338,34 @@ class Recorder:
         dist.all_reduce(packed, op=dist.ReduceOp.MAX)
         owner, self._bad = packed[: n + 1], packed[n + 1:] > 0
         mine = owner == self.rank
-        values = torch.stack([buf[s] for s in self.signals])
-        values = torch.where(mine, values, float("-inf"))
+        plain = [s for s in self.signals if s != "tdds_d"]
+        values = _pick_owner(torch.stack([buf[s] for s in plain]), mine)
         labels = torch.where(mine, buf["labels"], -1)
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
         dist.all_reduce(labels, op=dist.ReduceOp.MAX)
+        values = values.view(torch.float32)
         unseen = owner < 0
-        for i, s in enumerate(self.signals):
+        for i, s in enumerate(plain):
             buf[s] = torch.where(unseen, float("nan"), values[i])
         buf["labels"] = labels
+        if "tdds_d" in self.signals:
+            # tdds_d (first occurrence wins) and its state, the previous log-softmax per
+            # sample, go to the LOWEST rank that saw the sample this epoch; rows nobody saw
+            # are already equal on all ranks (by induction). O(N*C) traffic per epoch.
+            w = self.world_size
+            first = torch.where(self._prev_epoch[: n + 1] == self.epoch, w - 1 - self.rank, -1)
+            first = first.to(torch.int32)
+            first[n] = -1
+            dist.all_reduce(first, op=dist.ReduceOp.MAX)
+            seen, mine = first >= 0, first == w - 1 - self.rank
+            d = _pick_owner(buf["tdds_d"], mine)
+            logp = _pick_owner(self._prev_logp.float(), mine[:, None])
+            dist.all_reduce(d, op=dist.ReduceOp.MAX)
+            dist.all_reduce(logp, op=dist.ReduceOp.MAX)
+            buf["tdds_d"] = torch.where(seen, d.view(torch.float32), float("nan"))
+            logp = logp.view(torch.float32).to(torch.float16)
+            self._prev_logp = torch.where(seen[:, None], logp, self._prev_logp)
+            self._prev_epoch = torch.where(seen, self.epoch, self._prev_epoch).to(torch.int32)
 
     def close(self) -> None:
         """Release buffers; the store on disk is already complete after each ``end_epoch``."""
