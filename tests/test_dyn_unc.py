@@ -146,3 +146,18 @@ def test_blocks_and_chunks_cover_every_sample(monkeypatch):
     expected = dyn_unc_reference(prob.astype(np.float64), 3)
     for chunk in (None, 7, 64, 2000):
         np.testing.assert_allclose(mod.dyn_unc(prob, 3, chunk_size=chunk), expected, rtol=1e-6)
+
+
+def test_memmap_file_reader_matches_in_memory(tmp_path, monkeypatch):
+    # memmaps are read with preadv (no mapped pages pile up); slices of them too
+    import sys
+    mod = sys.modules["dataprune.methods.dyn_unc"]
+    monkeypatch.setattr(mod, "_READ_ELEMENTS", 9 * 40)
+    rng = np.random.default_rng(9)
+    prob = rng.random((9, 501)).astype(np.float16)
+    prob[rng.random(prob.shape) < 0.1] = np.nan
+    np.save(tmp_path / "p.npy", prob)
+    mm = np.load(tmp_path / "p.npy", mmap_mode="r")
+    for view, arr in ((mm, prob), (mm[:7], prob[:7]), (mm[2:, 13:400], prob[2:, 13:400])):
+        assert mod._FileRows.of(view) is not None
+        np.testing.assert_array_equal(mod.dyn_unc(view, 3), mod.dyn_unc(np.array(arr), 3))

@@ -79,8 +79,12 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
     read_cols = max(1, _READ_ELEMENTS // (k_epochs * chunk_size)) * chunk_size
     kernel = _Kernel(k_epochs, window, min(chunk_size, n), sqrt32=half16)
     out = np.empty(n, dtype=np.float64)
+    reader = _FileRows.of(prob)
     for a in range(0, n, read_cols):
-        block = _block_float(prob, a, a + read_cols, half16)
+        if reader is not None:  # read the file: no mapped pages pile up in the process
+            block = _to_float32(reader.read(a, min(n, a + read_cols)))
+        else:
+            block = _block_float(prob, a, a + read_cols, half16)
         for b in range(0, block.shape[1], chunk_size):
             chunk = block[:, b:b + chunk_size]
             out[a + b:a + b + chunk.shape[1]] = kernel(chunk)
@@ -90,17 +94,69 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
 def _block_float(prob: Any, a: int, b: int, half16: bool) -> np.ndarray:
     """Columns a:b of prob as float32 (float16 input) or float64 (other input)."""
     block = prob[:, a:b]
-    if half16:
-        try:  # torch converts float16 with SIMD, ~15x faster than NumPy's cast
-            import warnings
+    return _to_float32(block) if half16 else np.asarray(block, dtype=np.float64)
 
-            import torch
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # read-only memmap is fine
-                return torch.from_numpy(np.asarray(block)).to(torch.float32).numpy()
-        except ImportError:  # pragma: no cover - torch is a dependency, but scoring works without
-            return np.asarray(block, dtype=np.float32)
-    return np.asarray(block, dtype=np.float64)
+
+def _to_float32(block: np.ndarray) -> np.ndarray:
+    try:  # torch converts float16 with SIMD, ~15x faster than NumPy's cast
+        import warnings
+
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency, but scoring works without
+        return np.asarray(block, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only memmap is fine
+        return torch.from_numpy(np.asarray(block)).to(torch.float32).numpy()
+
+
+class _FileRows:
+    """Column blocks of a memory-mapped float16 (K, N) array, read with ``os.preadv``.
+
+    Reading a memmap maps every touched page into the process (RSS grows to the file size);
+    reading the file into one reused (K, block) buffer keeps memory at the block size.
+    """
+
+    def __init__(self, path: str, offset: int, row_stride: int, k_epochs: int):
+        import os
+        self.fd = os.open(path, os.O_RDONLY)
+        self.offset, self.row_stride, self.k = offset, row_stride, k_epochs
+        self.buf: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, prob: Any) -> "_FileRows | None":
+        import mmap as _mmap
+        mm = getattr(prob, "_mmap", None)
+        if (not isinstance(prob, np.memmap) or mm is None or prob.dtype != np.float16
+                or prob.strides[1] != 2 or prob.strides[0] < 2 * prob.shape[1]
+                or getattr(prob, "filename", None) is None):
+            return None
+        try:
+            base = np.frombuffer(mm, np.uint8).ctypes.data
+            start = prob.offset - prob.offset % _mmap.ALLOCATIONGRANULARITY
+            return cls(prob.filename, prob.ctypes.data - base + start, prob.strides[0], prob.shape[0])
+        except (TypeError, ValueError, OSError):  # closed mmap, odd buffer: use the memmap
+            return None
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        import os
+        m = b - a
+        if self.buf is None or self.buf.shape[1] < m:
+            self.buf = np.empty((self.k, m), np.float16)
+        out = self.buf[:, :m] if m == self.buf.shape[1] else np.empty((self.k, m), np.float16)
+        for k in range(self.k):
+            row = out[k]
+            got = os.preadv(self.fd, [row], self.offset + k * self.row_stride + 2 * a)
+            if got != row.nbytes:
+                raise DataPruneError(f"store file ended early: read {got} of {row.nbytes} bytes "
+                                     f"(row {k}); the store is truncated")
+        return out
+
+    def __del__(self) -> None:
+        import os
+        try:
+            os.close(self.fd)
+        except (OSError, AttributeError):
+            pass
 
 
 class _Kernel:
