@@ -32,9 +32,10 @@ class DataSpec:
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     limit: int | None = None
+    image_size: int | None = None  # imagefolder only (default 32)
 
     def load(self) -> ImageData:
-        return load_dataset(self.dataset, self.data_dir, self.limit)
+        return load_dataset(self.dataset, self.data_dir, self.limit, image_size=self.image_size)
 
 
 @dataclass
