@@ -176,7 +176,8 @@ class _Kernel:
         v, s = self.v[:, :2 * c], self.s[:, :2 * c]
         d, q = v[:, :c], v[:, c:]
         np.copyto(d, x)
-        d -= d[0].copy()        # centre on the first epoch: exact for float16 input in [0, 1]
+        # centre on the first epoch (0 where unobserved): exact for float16 input in [0, 1]
+        d -= np.nan_to_num(d[0])
         np.multiply(d, d, out=q)
         _sliding_sums(v, j, w, s)
         s1, s2 = s[:, :c], s[:, c:]
@@ -185,9 +186,9 @@ class _Kernel:
         s2 -= s1                # J*S2 - S1^2 = J*(J-1)*var
         r = self.r[:, :c]
         np.copyto(r, s2, casting="unsafe")
-        np.maximum(r, 0, out=r)  # NaN propagates; rounding can never make it negative, but be safe
-        np.sqrt(r, out=r)
-        u = r.sum(0, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            np.sqrt(r, out=r)   # a negative (rounding; never seen) or NaN input gives NaN: the
+        u = r.sum(0, dtype=np.float64)  # sample then takes the exact masked path below
         u *= self.scale
         bad = np.isnan(u)
         if bad.any():           # samples with unobserved epochs: exact NaN-aware path
