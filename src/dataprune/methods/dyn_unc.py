@@ -85,6 +85,10 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
             block = _to_float32(reader.read(a, min(n, a + read_cols)))
         else:
             block = _block_float(prob, a, a + read_cols, half16)
+        if half16:  # centre on the first epoch (0 where unobserved) in cheap float32:
+            # exact for float16 values in [0, 1] (differences are multiples of 2**-24 below 1)
+            block = block if block.flags.writeable else block.copy()
+            block -= np.nan_to_num(block[0])
         for b in range(0, block.shape[1], chunk_size):
             chunk = block[:, b:b + chunk_size]
             out[a + b:a + b + chunk.shape[1]] = kernel(chunk)
@@ -176,8 +180,8 @@ class _Kernel:
         v, s = self.v[:, :2 * c], self.s[:, :2 * c]
         d, q = v[:, :c], v[:, c:]
         np.copyto(d, x)
-        # centre on the first epoch (0 where unobserved): exact for float16 input in [0, 1]
-        d -= np.nan_to_num(d[0])
+        if not self.sqrt32:     # float64 input: centre here (float16 blocks come centred)
+            d -= np.nan_to_num(d[0])
         np.multiply(d, d, out=q)
         _sliding_sums(v, j, w, s)
         s1, s2 = s[:, :c], s[:, c:]
