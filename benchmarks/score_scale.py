@@ -323,7 +323,7 @@ def render_md(r: dict) -> str:
         "B/sample/epoch) |",
         "",
         f"dataprune vs the official approach: {s['speedup_vs_official']:.0f}x faster, "
-        f"{o["peak_rss_mb"] / s["dataprune_peak_rss_mb"]:.1f}x less peak memory, "
+        f"{o['peak_rss_mb'] / s['dataprune_peak_rss_mb']:.1f}x less peak memory, "
         f"{o['text_bytes'] / r['store_bytes_prob']:.1f}x less disk. Scores agree with the official "
         f"approach on the {r['official_agreement']['samples_compared']:,} samples observed in every "
         f"epoch: max relative difference {r['official_agreement']['max_rel_diff']:.1e}.",
