@@ -33,7 +33,7 @@ data:
 	fi
 
 demo: setup
-	$(VENV)/bin/dataprune demo
+	$(VENV)/bin/dataprune demo --out runs/demo --force  # the demo's own scratch folder: rerunning replaces it
 
 test: setup
 	$(PY) -m pytest -q

@@ -12,15 +12,15 @@ Layout inside a run directory ``RUN/`` (the parent of ``RUN/dynamics/``)::
 """
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import DataPruneError
-from .fileio import refuse_overwrite
+from .fileio import atomic_write_bytes, refuse_overwrite
 
 FEATURES_FILE = "features.npy"
 LOGITS_FILE = "final_logits.npy"
@@ -38,16 +38,9 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
 
 
 def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *,

@@ -59,3 +59,22 @@ def column_chunks(n: int, rows: int) -> Iterator[slice]:
 def as_float(block: np.ndarray) -> np.ndarray:
     """A float64 copy of a (possibly memory-mapped, float16) block."""
     return np.asarray(block, dtype=np.float64)
+
+
+def reduce_columns(arr: np.ndarray, rows: int, fn: Any) -> np.ndarray:
+    """(N,) float64: ``fn`` applied to float64 blocks ``arr[:rows, chunk]`` of a (K, N) array."""
+    n = arr.shape[1]
+    out = np.empty(n, dtype=np.float64)
+    for sl in column_chunks(n, rows):
+        out[sl] = fn(as_float(arr[:rows, sl]))
+    return out
+
+
+def observed_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of a (K, c) block, NaN = unobserved: (count, mean, population variance);
+    mean and variance are 0 where nothing was observed."""
+    obs = ~np.isnan(x)
+    cnt = obs.sum(0)
+    mean = np.where(obs, x, 0.0).sum(0) / np.maximum(cnt, 1)
+    var = np.where(obs, (x - mean) ** 2, 0.0).sum(0) / np.maximum(cnt, 1)
+    return cnt, mean, var

@@ -15,21 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from ._common import as_float, column_chunks, resolve_span, signal
+from ._common import observed_moments, reduce_columns, resolve_span, signal
 from ._registry import register
 
 
 def area_under_margin(margin: np.ndarray, epochs: int = 0) -> np.ndarray:
     """(N,) AUM: mean of the observed margins of a (K, N) array over its first ``epochs`` rows."""
     span = resolve_span(epochs, margin.shape[0], minimum=1)
-    n = margin.shape[1]
-    out = np.empty(n, dtype=np.float64)
-    for sl in column_chunks(n, span):
-        x = as_float(margin[:span, sl])
-        obs = ~np.isnan(x)
-        cnt = obs.sum(0)
-        out[sl] = np.where(cnt > 0, np.where(obs, x, 0.0).sum(0) / np.maximum(cnt, 1), np.nan)
-    return out
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        cnt, m, _ = observed_moments(x)
+        return np.where(cnt > 0, m, np.nan)
+
+    return reduce_columns(margin, span, mean)
 
 
 @register("aum", summary="area under the margin: -mean(labelled logit - largest other logit) "

@@ -14,23 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from ._common import as_float, column_chunks, resolve_span, signal
+from ._common import observed_moments, reduce_columns, resolve_span, signal
 from ._registry import register
 
 
 def variability(prob: np.ndarray, epochs: int = 0) -> np.ndarray:
     """(N,) population std (ddof=0) of a (K, N) array over its first ``epochs`` rows."""
     span = resolve_span(epochs, prob.shape[0], minimum=2)
-    n = prob.shape[1]
-    out = np.empty(n, dtype=np.float64)
-    for sl in column_chunks(n, span):
-        x = as_float(prob[:span, sl])
-        obs = ~np.isnan(x)
-        cnt = obs.sum(0)
-        mean = np.where(obs, x, 0.0).sum(0) / np.maximum(cnt, 1)
-        var = np.where(obs, (x - mean) ** 2, 0.0).sum(0) / np.maximum(cnt, 1)
-        out[sl] = np.where(cnt >= 2, np.sqrt(var), np.nan)
-    return out
+
+    def std(x: np.ndarray) -> np.ndarray:
+        cnt, _, var = observed_moments(x)
+        return np.where(cnt >= 2, np.sqrt(var), np.nan)
+
+    return reduce_columns(prob, span, std)
 
 
 @register("cartography", summary="one std (ddof=0) of the labelled-class probability over the first "

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataPruneError
+from ..methods._common import observed_moments
 from ..store import Dynamics
 
 
@@ -27,13 +27,12 @@ def datamap_coordinates(dynamics: Dynamics, chunk_size: int = 1 << 20
     """Per sample: mean and std (ddof=0) of ``prob`` over observed epochs, and the number
     of epochs predicted correctly. Returns three (N,) arrays."""
     n = dynamics.num_samples
-    mean, std, correct = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
+    mean, std, correct = np.full(n, np.nan), np.full(n, np.nan), np.empty(n, dtype=np.int64)
     for a in range(0, n, chunk_size):
-        p = np.asarray(dynamics.prob[:, a:a + chunk_size], dtype=np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
-            mean[a:a + chunk_size] = np.nanmean(p, 0)
-            std[a:a + chunk_size] = np.nanstd(p, 0)
+        cnt, m, var = observed_moments(np.asarray(dynamics.prob[:, a:a + chunk_size], dtype=np.float64))
+        seen = cnt > 0
+        mean[a:a + chunk_size][seen] = m[seen]
+        std[a:a + chunk_size][seen] = np.sqrt(var[seen])
         correct[a:a + chunk_size] = (np.asarray(dynamics.correct[:, a:a + chunk_size]) == 1).sum(0)
     return mean, std, correct
 
