@@ -78,7 +78,7 @@ def test_missing_files_message(tmp_path):
 
 def test_dataset_names():
     assert set(DATASETS) == {"fashion-mnist", "mnist"}
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar'.*'fashion-mnist', 'idx', 'mnist'"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'cifar'.*'fashion-mnist', 'idx', 'imagefolder', 'mnist'"):
         load_dataset("cifar")
     with pytest.raises(ValueError, match="'mnist' has no default directory; pass --data-dir"):
         load_dataset("mnist")

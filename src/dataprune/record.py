@@ -8,7 +8,22 @@ import numpy as np
 import torch
 
 from .errors import DataPruneError
-from .store import SIGNAL_DTYPES, StoreWriter, missing_value
+from .store import KEEP_HISTORY, SIGNAL_DTYPES, RingStoreWriter, StoreWriter, missing_value
+
+
+def _pick_owner(values: torch.Tensor, mine: torch.Tensor) -> torch.Tensor:
+    """float32 ``values`` as int32 bit patterns where ``mine``, else INT32_MIN: after an
+    all_reduce MAX every entry holds its owner's exact bits (NaN and -0.0 included)."""
+    lowest = torch.iinfo(torch.int32).min
+    return torch.where(mine, values.contiguous().view(torch.int32), lowest)
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) of the default torch.distributed group, or (0, 1) without one."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class WithIndex(torch.utils.data.Dataset):
@@ -60,9 +75,8 @@ ALL_SIGNALS = tuple(SIGNALS)
 #: signals computed in Recorder.update from more than one batch's logits (not in "all"):
 #: ``grand`` needs ``update(..., features=h)``, the penultimate features (B, D);
 #: ``tdds_d`` keeps the previous epoch's log-softmax, an (N, C) float16 buffer (N*C*2 bytes)
-#: plus (N,) int32 epoch stamps on the logits' device. That state is per Recorder: with
-#: several processes, a sample must reach the same process in consecutive epochs (or the
-#: buffers must be merged each epoch), else its d_t is NaN there.
+#: plus (N,) int32 epoch stamps on the logits' device. Under torch.distributed that state
+#: is merged across ranks in every end_epoch (O(N*C) traffic), so ranks may see any sample.
 EXTRA_SIGNALS = ("grand", "tdds_d")
 
 
@@ -84,6 +98,20 @@ class Recorder:
     labels : optional (N,) labels known up front; otherwise taken from the targets seen.
     nan_policy : ``"raise"`` (default) rejects NaN/inf logits; ``"omit"`` leaves those
         samples unobserved for the epoch.
+    keep_history : ``"full"`` (default) keeps every epoch, (K, N) per signal; ``"none"`` keeps
+        only what Dyn-Unc with ``window`` needs (the last J+1 epochs of ``prob`` and running
+        sums: O(N*J) memory and disk, independent of K); such a store scores only
+        ``dyn-unc`` with that window.
+    window : J for ``keep_history="none"`` (ignored otherwise).
+
+    Distributed (``torchrun``, DDP): construct and call the recorder identically on every
+    rank, each rank passing its own batches. Once per epoch, :meth:`end_epoch` merges the
+    ranks' buffers with collectives on the default process group (every rank must call it);
+    only rank 0 creates and writes the store, other ranks never touch the disk. A sample
+    seen by several ranks in one epoch (DistributedSampler pads with duplicates) gets the
+    value of the highest rank that saw it, i.e. the result equals one process recording the
+    ranks' batches in rank order (last wins; for ``tdds_d``, whose first occurrence wins, the
+    lowest rank); samples no rank saw stay unobserved.
 
     Values for one epoch stay on the logits' device (no host sync per step) in O(N)
     buffers and are written to disk once per epoch by :meth:`end_epoch`.
@@ -93,7 +121,7 @@ class Recorder:
                  signals: Iterable[str] = DEFAULT_SIGNALS, epochs: int | None = None,
                  view: str = "train", labels: np.ndarray | None = None,
                  nan_policy: str = "raise", meta: Mapping[str, Any] | None = None,
-                 force: bool = False):
+                 force: bool = False, keep_history: str = "full", window: int = 10):
         if int(num_samples) < 1:
             raise DataPruneError(f"num_samples={num_samples}; expected at least 1")
         if int(num_classes) < 2:
@@ -114,20 +142,35 @@ class Recorder:
             if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
                 raise DataPruneError(f"labels lie in [{labels.min()}, {labels.max()}]; "
                                      f"expected 0..{num_classes - 1}")
+        if keep_history not in KEEP_HISTORY:
+            raise DataPruneError(f"keep_history={keep_history!r}; expected one of {KEEP_HISTORY}")
+        if keep_history == "none":
+            if signals != ["prob"] and tuple(signals) != tuple(DEFAULT_SIGNALS):
+                raise DataPruneError(f"signals={signals} with keep_history='none'; that mode "
+                                     "records only 'prob' (what Dyn-Unc needs)")
+            signals = ["prob"]
         self.num_samples = int(num_samples)
         self.num_classes = int(num_classes)
         self.signals = signals
         self.nan_policy = nan_policy
         self.epoch = 0
-        self._writer = StoreWriter(out, num_samples=self.num_samples, num_classes=self.num_classes,
-                                   signals=signals, capacity=epochs or 64, view=view,
-                                   labels=labels, extra_meta=meta, force=force)
+        self.rank, self.world_size = _dist_rank_world()
+        self._out = out
+        self._writer: StoreWriter | RingStoreWriter | None = None
+        if self.rank == 0:  # other ranks never touch the disk
+            common = dict(num_samples=self.num_samples, num_classes=self.num_classes, view=view,
+                          labels=labels, extra_meta=meta, force=force)
+            if keep_history == "none":
+                self._writer = RingStoreWriter(out, window=window, **common)
+            else:
+                self._writer = StoreWriter(out, signals=signals, capacity=epochs or 64, **common)
         self._buffers: dict[str, torch.Tensor] | None = None
         self._bad: torch.Tensor | None = None
 
     @property
     def path(self) -> os.PathLike:
-        return self._writer.path
+        from pathlib import Path
+        return self._writer.path if self._writer is not None else Path(self._out)
 
     def _allocate(self, device: torch.device) -> None:
         # One extra slot at index N absorbs writes we must discard (see update).
@@ -247,13 +290,25 @@ class Recorder:
         return out
 
     def end_epoch(self) -> int:
-        """Write the finished epoch to the store; returns the number of epochs recorded."""
+        """Write the finished epoch to the store; returns the number of epochs recorded.
+
+        Under torch.distributed (world size > 1) every rank must call it: the ranks' values
+        are merged here, once per epoch, and only rank 0 writes.
+        """
+        if self.world_size > 1:
+            self._merge_ranks()
+            if self.rank != 0:
+                self._raise_if_bad(self._bad.cpu())
+                for b in self._buffers.values():
+                    b.fill_(float("nan") if b.is_floating_point() else -1)
+                self.epoch += 1
+                return self.epoch
         if self._buffers is None:
             rows = {s: np.full(self.num_samples, missing_value(SIGNAL_DTYPES[s]),
                                SIGNAL_DTYPES[s]) for s in self.signals}
             labels = None
         else:
-            if self._bad.device.type != "cpu":
+            if self._bad.device.type != "cpu" or self.world_size > 1:
                 self._raise_if_bad(self._bad.cpu())
             rows = self.epoch_values()
             labels = rows.pop("labels")
@@ -261,6 +316,56 @@ class Recorder:
                 b.fill_(float("nan") if b.is_floating_point() else -1)
         self.epoch = self._writer.write_epoch(rows, labels)
         return self.epoch
+
+    def _merge_ranks(self) -> None:
+        """All-gather-free exact merge of every rank's (N+1,) buffers (3 collectives).
+
+        owner[i] = highest rank that wrote sample i this epoch (all_reduce MAX of rank or -1);
+        each buffer then keeps only its owner's value (others contribute -inf / -1) and an
+        all_reduce MAX picks it: exact, deterministic, no arithmetic on the values.
+        """
+        import torch.distributed as dist
+        if self._buffers is None:
+            backend = dist.get_backend()
+            device = (torch.device("cuda", torch.cuda.current_device()) if backend == "nccl"
+                      else torch.device("cpu"))
+            self._allocate(device)
+        buf, n = self._buffers, self.num_samples
+        written = buf["labels"] >= 0
+        written[n] = False  # the spare slot never counts
+        packed = torch.cat([torch.where(written, self.rank, -1).to(torch.int32),
+                            self._bad.to(torch.int32)])
+        dist.all_reduce(packed, op=dist.ReduceOp.MAX)
+        owner, self._bad = packed[: n + 1], packed[n + 1:] > 0
+        mine = owner == self.rank
+        plain = [s for s in self.signals if s != "tdds_d"]
+        values = _pick_owner(torch.stack([buf[s] for s in plain]), mine)
+        labels = torch.where(mine, buf["labels"], -1)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        dist.all_reduce(labels, op=dist.ReduceOp.MAX)
+        values = values.view(torch.float32)
+        unseen = owner < 0
+        for i, s in enumerate(plain):
+            buf[s] = torch.where(unseen, float("nan"), values[i])
+        buf["labels"] = labels
+        if "tdds_d" in self.signals:
+            # tdds_d (first occurrence wins) and its state, the previous log-softmax per
+            # sample, go to the LOWEST rank that saw the sample this epoch; rows nobody saw
+            # are already equal on all ranks (by induction). O(N*C) traffic per epoch.
+            w = self.world_size
+            first = torch.where(self._prev_epoch[: n + 1] == self.epoch, w - 1 - self.rank, -1)
+            first = first.to(torch.int32)
+            first[n] = -1
+            dist.all_reduce(first, op=dist.ReduceOp.MAX)
+            seen, mine = first >= 0, first == w - 1 - self.rank
+            d = _pick_owner(buf["tdds_d"], mine)
+            logp = _pick_owner(self._prev_logp.float(), mine[:, None])
+            dist.all_reduce(d, op=dist.ReduceOp.MAX)
+            dist.all_reduce(logp, op=dist.ReduceOp.MAX)
+            buf["tdds_d"] = torch.where(seen, d.view(torch.float32), float("nan"))
+            logp = logp.view(torch.float32).to(torch.float16)
+            self._prev_logp = torch.where(seen[:, None], logp, self._prev_logp)
+            self._prev_epoch = torch.where(seen, self.epoch, self._prev_epoch).to(torch.int32)
 
     def close(self) -> None:
         """Release buffers; the store on disk is already complete after each ``end_epoch``."""

@@ -73,6 +73,15 @@ class Dynamics:
         self.view: str = meta.get("view", "train")
         self._arrays: dict[str, np.ndarray] = {}
         self.labels: np.ndarray = self._load("labels", (self.num_samples,), np.dtype(np.int64))
+        #: "full" (every epoch kept) or "none" (only what Dyn-Unc with ``self.window`` needs)
+        self.keep_history: str = meta.get("keep_history", "full")
+        self.window: int | None = meta.get("window")
+        if self.keep_history == "none":
+            n, tag = (self.num_samples,), meta.get("sums", "a")
+            self._unc_sum = self._load(f"unc_sum_{tag}", n, np.dtype(np.float64))
+            self._unc_count = self._load(f"unc_count_{tag}", n, np.dtype(np.int32))
+            self._ring = self._load("prob_ring", (int(self.window) + 1, self.num_samples),
+                                    np.dtype(np.float16))
         for name in self.signals:
             full = self._load(name, None, SIGNAL_DTYPES.get(name))
             self._arrays[name] = full[: self.epochs]
@@ -113,6 +122,8 @@ class Dynamics:
         try:
             return self._arrays[signal]
         except KeyError:
+            if self.keep_history == "none":
+                raise StoreError(self._history_error(f"signal {signal!r}")) from None
             raise StoreError(f"store {self.path} has no signal {signal!r}; "
                              f"it recorded {self.signals}") from None
 
@@ -120,6 +131,25 @@ class Dynamics:
         if name.startswith("_") or name not in self.__dict__.get("_arrays", {}):
             raise AttributeError(name)
         return self._arrays[name]
+
+    def _history_error(self, what: str) -> str:
+        return (f"store {self.path} was recorded with keep_history='none' (window {self.window}): "
+                f"it keeps no per-epoch history, so {what} is not available; only "
+                f"dyn-unc with window={self.window} can be scored. Record with "
+                "keep_history='full' (the default) for other methods or windows")
+
+    def dyn_unc(self, window: int | None = None) -> np.ndarray:
+        """Dyn-Unc scores of a ``keep_history="none"`` store (its running sums / counts)."""
+        if self.keep_history != "none":
+            from .methods.dyn_unc import dyn_unc
+            return dyn_unc(self["prob"], 10 if window is None else window)
+        if window is not None and window != self.window:
+            raise StoreError(self._history_error(f"window={window}"))
+        from .methods.dyn_unc import check_window
+        check_window(int(self.window), self.epochs)
+        count = np.asarray(self._unc_count)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, np.asarray(self._unc_sum) / np.maximum(count, 1), np.nan)
 
     @property
     def fingerprint(self) -> str:
@@ -140,6 +170,11 @@ def _validate_meta(path: Path, meta: Any) -> None:
     for key in ("num_samples", "num_classes", "epochs", "signals", "fingerprint"):
         if key not in meta:
             raise StoreError(f"{path / 'meta.json'} lacks the key {key!r}")
+    if meta.get("keep_history", "full") not in KEEP_HISTORY:
+        raise StoreError(f"{path / 'meta.json'} has keep_history={meta.get('keep_history')!r}; "
+                         f"expected one of {KEEP_HISTORY}")
+    if meta.get("keep_history") == "none" and not isinstance(meta.get("window"), int):
+        raise StoreError(f"{path / 'meta.json'} has keep_history='none' but no integer 'window'")
     if int(meta["num_samples"]) < 1 or int(meta["epochs"]) < 0:
         raise StoreError(f"{path / 'meta.json'} has num_samples={meta['num_samples']} and "
                          f"epochs={meta['epochs']}; expected num_samples >= 1, epochs >= 0")
@@ -224,3 +259,96 @@ class StoreWriter:
         self.meta["fingerprint"] = h.hexdigest()
         atomic_write_json(self.path / "meta.json", self.meta)
         return k + 1
+
+
+#: ``meta["keep_history"]`` values: ``full`` keeps every epoch (K, N); ``none`` keeps only what
+#: Dyn-Unc needs (the last J+1 epochs of ``prob`` and running per-sample sums of window stds).
+KEEP_HISTORY = ("full", "none")
+
+
+class RingStoreWriter:
+    """A ``keep_history="none"`` store: O(N*J) memory and disk, whatever K becomes.
+
+    Files: ``prob_ring.npy`` (J+1, N) float16, epoch ``e`` in row ``e % (J+1)``;
+    ``unc_sum_{a,b}.npy`` (N,) float64 and ``unc_count_{a,b}.npy`` (N,) int32: the running sum
+    of the std of every finished window (Eq. 2) and the number of usable windows, double
+    buffered (``meta["sums"]`` names the valid pair), so a crash between epochs never leaves
+    sums that disagree with ``meta["epochs"]``. When epoch ``e >= J`` arrives, window
+    ``e-J`` (epochs e-J..e-1) becomes one of the K-J windows of Eq. 3 and is added.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, num_samples: int, num_classes: int,
+                 window: int, view: str = "train", labels: np.ndarray | None = None,
+                 extra_meta: Mapping[str, Any] | None = None, force: bool = False):
+        from .methods.dyn_unc import check_window  # lazy: store is imported by methods users
+        check_window(window, window + 1)
+        self.path = Path(path)
+        if (self.path / "meta.json").exists():
+            refuse_overwrite(self.path, force)
+        if self.path.exists() and force:
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.num_samples = n = int(num_samples)
+        self.window = int(window)
+        self.signals = ["prob"]
+        self.ring = open_memmap(self.path / "prob_ring.npy", mode="w+", dtype=np.float16,
+                                shape=(self.window + 1, n))
+        self.ring[:] = np.nan
+        self.sums = {}
+        for tag in ("a", "b"):
+            s = open_memmap(self.path / f"unc_sum_{tag}.npy", mode="w+", dtype=np.float64, shape=(n,))
+            c = open_memmap(self.path / f"unc_count_{tag}.npy", mode="w+", dtype=np.int32, shape=(n,))
+            s[:] = 0.0
+            c[:] = 0
+            self.sums[tag] = (s, c)
+        self.labels = open_memmap(self.path / "labels.npy", mode="w+", dtype=np.int64, shape=(n,))
+        self.labels[:] = -1 if labels is None else np.asarray(labels, dtype=np.int64)
+        for a in (self.ring, self.labels, *self.sums["a"], *self.sums["b"]):
+            a.flush()
+        self.meta: dict[str, Any] = {
+            **dict(extra_meta or {}),
+            "format": FORMAT, "version": VERSION, "num_samples": n,
+            "num_classes": int(num_classes), "epochs": 0, "signals": [],
+            "keep_history": "none", "window": self.window, "recorded_signals": ["prob"],
+            "sums": "a", "view": view, "fingerprint": hashlib.blake2b(
+                f"{n}:{num_classes}:none:{self.window}".encode(), digest_size=16).hexdigest(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        atomic_write_json(self.path / "meta.json", self.meta)
+
+    def write_epoch(self, rows: Mapping[str, np.ndarray], labels_seen: np.ndarray | None = None,
+                    chunk: int = 1 << 20) -> int:
+        """Fold one epoch's ``rows["prob"]`` (N,) into the ring and the running sums."""
+        from .methods.dyn_unc import window_std
+        e = int(self.meta["epochs"])
+        j, n = self.window, self.num_samples
+        old_tag = self.meta["sums"]
+        new_tag = "b" if old_tag == "a" else "a"
+        old_s, old_c = self.sums[old_tag]
+        new_s, new_c = self.sums[new_tag]
+        # ring rows of epochs e-J..e-1 in epoch order (the order fixes float rounding only)
+        order = [(e - j + i) % (j + 1) for i in range(j)]
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            s, c = old_s[a:b].copy(), old_c[a:b].copy()
+            if e >= j:
+                std, usable = window_std(self.ring[order, a:b])
+                s[usable] += std[usable]
+                c += usable
+            new_s[a:b] = s
+            new_c[a:b] = c
+        new_s.flush()
+        new_c.flush()
+        row = np.ascontiguousarray(rows["prob"], dtype=np.float16)
+        self.ring[e % (j + 1)] = row  # overwrites epoch e-J-1, which no state still needs
+        self.ring.flush()
+        if labels_seen is not None:
+            new = (self.labels < 0) & (labels_seen >= 0)
+            if new.any():
+                self.labels[new] = labels_seen[new]
+                self.labels.flush()
+        h = hashlib.blake2b(self.meta["fingerprint"].encode(), digest_size=16)
+        h.update(row.tobytes())
+        self.meta.update(epochs=e + 1, sums=new_tag, fingerprint=h.hexdigest())
+        atomic_write_json(self.path / "meta.json", self.meta)
+        return e + 1

@@ -22,18 +22,22 @@ def command_parser(sub: argparse._SubParsersAction, name: str, help: str, exampl
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    names = sorted(DATASETS) + ["idx"]
+    names = sorted(DATASETS) + ["idx", "imagefolder"]
     p.add_argument("--dataset", default="fashion-mnist", metavar="NAME",
-                   help=f"one of {', '.join(names)} (idx: any IDX folder given by --data-dir); "
-                        "default fashion-mnist")
+                   help=f"one of {', '.join(names)} (idx: any IDX folder given by --data-dir; "
+                        "imagefolder: --data-dir ROOT with train/<class>/<image> and val/<class>/<image>, "
+                        "needs torchvision); default fashion-mnist")
     p.add_argument("--data-dir", help="folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-                                      "t10k-... (default: the dataset's usual place)")
+                                      "t10k-... (default: the dataset's usual place), or the image folder ROOT")
+    p.add_argument("--image-size", type=int, metavar="S",
+                   help="imagefolder: resize (shorter side) and centre-crop images to S x S (default 32)")
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N training samples")
 
 
 def add_train_args(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--model", default="small-cnn", metavar="NAME",
-                   help=f"one of {', '.join(sorted(MODELS))}; default small-cnn")
+                   help=f"one of {', '.join(sorted(MODELS))}, or timm:NAME / torchvision:NAME "
+                        "(random init; needs that library); default small-cnn")
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate of SGD")
@@ -46,7 +50,7 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 
 def data_spec(args: argparse.Namespace) -> DataSpec:
-    return DataSpec(args.dataset, args.data_dir, args.limit)
+    return DataSpec(args.dataset, args.data_dir, args.limit, getattr(args, "image_size", None))
 
 
 def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainConfig:

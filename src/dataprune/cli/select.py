@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --stratified: first drop this fraction of highest-scoring (hardest) samples")
     p.add_argument("--strata", type=int, default=50, help="with --stratified: number of strata (default 50)")
     p.add_argument("--stratified-seed", type=int, default=0, help="with --stratified: sampling seed")
+    p.add_argument("--file-list", nargs="?", const="", default=None, metavar="PATH",
+                   help="also write the kept samples as 'relative/path label' lines (the official "
+                        "code's file_list.txt format) to PATH (default: <out>.file_list.txt); needs a "
+                        "run recorded from --dataset imagefolder or a store imported with a file list")
     p.add_argument("--force", action="store_true", help="overwrite an existing keep file")
     group = p.add_argument_group("method parameters (each applies to the methods that take it)")
     for name, param in method_params().items():
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     params = chosen_params(args, args.method)
     dyn = Dynamics.open(args.run)
     num_kept(dyn.num_samples, args.prune_ratio)  # validates the ratio before scoring
+    file_list = _source_file_list(dyn, args) if args.file_list is not None else None
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None
     selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
@@ -102,7 +107,33 @@ def run(args: argparse.Namespace) -> int:
                 "store_fingerprint": dyn.fingerprint, "store_epochs": dyn.epochs,
                 "dataset": dyn.meta.get("dataset"), "nan_policy": args.nan_policy,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataprune": __version__}
+    if file_list is not None:
+        manifest["file_list"] = str(file_list[2])
     path = write_keep(args.out, keep, manifest, force=args.force)
     print(f"kept {len(keep)} of {dyn.num_samples} samples ({args.method}, prune ratio {args.prune_ratio}) "
           f"-> {path}")
+    if file_list is not None:
+        from ..interop import write_file_list
+        paths, labels, out = file_list
+        write_file_list(out, paths, labels, keep, force=args.force)
+        print(f"kept samples as a file list -> {out}")
     return 0
+
+
+def _source_file_list(dyn: Dynamics, args: argparse.Namespace):
+    """(paths, labels, output path) for --file-list, checked before anything is written."""
+    from pathlib import Path
+
+    from ..fileio import refuse_overwrite
+    from ..interop import FILE_LIST, read_file_list
+    src = dyn.path / FILE_LIST
+    if not src.exists():
+        raise DataPruneError(f"--file-list: the store {dyn.path} has no {FILE_LIST}; it is written by "
+                             "`dataprune score --dataset imagefolder` and `dataprune import-official "
+                             "--file-list`")
+    paths, labels = read_file_list(src)
+    if len(paths) != dyn.num_samples:
+        raise DataPruneError(f"{src} lists {len(paths)} samples but the store has {dyn.num_samples}")
+    out = Path(args.file_list) if args.file_list else Path(args.out).with_suffix(".file_list.txt")
+    refuse_overwrite(out, args.force)
+    return paths, labels, out

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import DataPruneError, MissingSignalError
+from ..errors import DataPruneError, MissingSignalError, StoreError
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,12 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
     if isinstance(dynamics, (list, tuple)):
         return score_runs(name, dynamics, **params)
     method = get(name)
-    recorded = getattr(dynamics, "signals", None)
+    if getattr(dynamics, "keep_history", "full") == "none":
+        if name != "dyn-unc" and method.needs:
+            raise StoreError(dynamics._history_error(f"method {name!r}"))
+        recorded = None  # the running sums stand in for the prob history
+    else:
+        recorded = getattr(dynamics, "signals", None)
     if recorded is not None:
         lacking = [s for s in method.needs if s not in recorded]
         if lacking:

@@ -20,8 +20,11 @@ import numpy as np
 from ..errors import DataPruneError
 from ._registry import register
 
-#: float64 elements per (K, chunk) working array: ~32 MB.
-_CHUNK_ELEMENTS = 1 << 22
+#: elements (K x columns) read from the store per block, converted to float32 at once.
+_READ_ELEMENTS = 1 << 21
+#: elements (K x columns) per work chunk: the float64 working set (~3 arrays of
+#: 2 x this x 8 bytes) stays in L2/L3 cache while the chunk is processed.
+_WORK_ELEMENTS = 1 << 18
 
 
 def check_window(window: int, epochs: int) -> None:
@@ -33,58 +36,227 @@ def check_window(window: int, epochs: int) -> None:
                              f"2 <= window < {epochs} (K-J windows must be at least one)")
 
 
-def dyn_unc(prob: np.ndarray, window: int = 10, *, chunk_size: int | None = None) -> np.ndarray:
+def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np.ndarray:
     """Dynamic uncertainty of every sample.
 
     Parameters
     ----------
     prob : (K, N) array, labelled-class probability per epoch; NaN = not observed. May be a
-        memory-mapped array: it is read ``chunk_size`` samples at a time, never whole.
+        memory-mapped array: it is read in blocks of samples, never whole, so memory does not
+        grow with K or N. Also accepts a :class:`~dataprune.Dynamics` (including a store
+        recorded with ``keep_history="none"``, which must have been recorded with this window).
     window : J, the sliding-window length, 2 <= J < K.
-    chunk_size : samples per chunk (default: about 32 MB of float64 work per chunk).
+    chunk_size : samples per work chunk (default: about 2**18 / K).
 
     Returns
     -------
     (N,) float64, higher = more uncertain = more worth keeping. A window with fewer than two
     observed epochs is skipped; a sample with no usable window gets NaN.
+
+    Notes
+    -----
+    One streaming pass per chunk: window sums of ``d`` and ``d**2`` (``d`` = p minus the
+    sample's first value) slide along the epochs in float64. For float16 stores of values in
+    [0, 1] every one of these sums is exact (float16 values are multiples of 2**-24, so ``d``
+    fits float32 and ``d**2`` fits float64 exactly), so nothing accumulates along K; the
+    variance numerator ``J*S2 - S1**2`` is rounded once. For float16 input the square root is
+    taken in float32 (relative error <= 1e-7 per window), the mean over windows in float64.
+    Other dtypes are computed in float64 throughout.
     """
+    if hasattr(prob, "signals") and not hasattr(prob, "ndim"):  # a Dynamics store
+        if getattr(prob, "keep_history", "full") == "none":
+            return prob.dyn_unc(window)
+        prob = prob["prob"]
     if getattr(prob, "ndim", None) != 2:
         raise DataPruneError(f"prob has shape {getattr(prob, 'shape', None)}; expected (K, N)")
     k_epochs, n = prob.shape
     check_window(window, k_epochs)
     if chunk_size is None:
-        chunk_size = max(1, _CHUNK_ELEMENTS // k_epochs)
-    if chunk_size < 1:
-        raise DataPruneError(f"chunk_size={chunk_size}; expected at least 1")
+        chunk_size = max(1, _WORK_ELEMENTS // k_epochs)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise DataPruneError(f"chunk_size={chunk_size!r}; expected an integer >= 1")
+    half16 = np.dtype(getattr(prob, "dtype", np.float64)) == np.float16
+    read_cols = max(1, _READ_ELEMENTS // (k_epochs * chunk_size)) * chunk_size
+    kernel = _Kernel(k_epochs, window, min(chunk_size, n), sqrt32=half16)
     out = np.empty(n, dtype=np.float64)
-    for a in range(0, n, chunk_size):
-        out[a:a + chunk_size] = _dyn_unc_chunk(np.asarray(prob[:, a:a + chunk_size], np.float64), window)
+    reader = _FileRows.of(prob)
+    for a in range(0, n, read_cols):
+        if reader is not None:  # read the file: no mapped pages pile up in the process
+            block = _to_float32(reader.read(a, min(n, a + read_cols)))
+        else:
+            block = _block_float(prob, a, a + read_cols, half16)
+        if half16:  # centre on the first epoch (0 where unobserved) in cheap float32:
+            # exact for float16 values in [0, 1] (differences are multiples of 2**-24 below 1)
+            block = block if block.flags.writeable else block.copy()
+            block -= np.nan_to_num(block[0])
+        for b in range(0, block.shape[1], chunk_size):
+            chunk = block[:, b:b + chunk_size]
+            out[a + b:a + b + chunk.shape[1]] = kernel(chunk)
     return out
 
 
-def _dyn_unc_chunk(x: np.ndarray, window: int) -> np.ndarray:
-    """Eq. 2-3 on a (K, c) float64 chunk via prefix sums over epochs."""
+def _block_float(prob: Any, a: int, b: int, half16: bool) -> np.ndarray:
+    """Columns a:b of prob as float32 (float16 input) or float64 (other input)."""
+    block = prob[:, a:b]
+    return _to_float32(block) if half16 else np.asarray(block, dtype=np.float64)
+
+
+def _to_float32(block: np.ndarray) -> np.ndarray:
+    try:  # torch converts float16 with SIMD, ~15x faster than NumPy's cast
+        import warnings
+
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency, but scoring works without
+        return np.asarray(block, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only memmap is fine
+        return torch.from_numpy(np.asarray(block)).to(torch.float32).numpy()
+
+
+class _FileRows:
+    """Column blocks of a memory-mapped float16 (K, N) array, read with ``os.preadv``.
+
+    Reading a memmap maps every touched page into the process (RSS grows to the file size);
+    reading the file into one reused (K, block) buffer keeps memory at the block size.
+    """
+
+    def __init__(self, path: str, offset: int, row_stride: int, k_epochs: int):
+        import os
+        self.fd = os.open(path, os.O_RDONLY)
+        self.offset, self.row_stride, self.k = offset, row_stride, k_epochs
+        self.buf: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, prob: Any) -> "_FileRows | None":
+        import mmap as _mmap
+        mm = getattr(prob, "_mmap", None)
+        if (not isinstance(prob, np.memmap) or mm is None or prob.dtype != np.float16
+                or prob.strides[1] != 2 or prob.strides[0] < 2 * prob.shape[1]
+                or getattr(prob, "filename", None) is None):
+            return None
+        try:
+            base = np.frombuffer(mm, np.uint8).ctypes.data
+            start = prob.offset - prob.offset % _mmap.ALLOCATIONGRANULARITY
+            return cls(prob.filename, prob.ctypes.data - base + start, prob.strides[0], prob.shape[0])
+        except (TypeError, ValueError, OSError):  # closed mmap, odd buffer: use the memmap
+            return None
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        import os
+        m = b - a
+        if self.buf is None or self.buf.shape[1] < m:
+            self.buf = np.empty((self.k, m), np.float16)
+        out = self.buf[:, :m] if m == self.buf.shape[1] else np.empty((self.k, m), np.float16)
+        for k in range(self.k):
+            row = out[k]
+            got = os.preadv(self.fd, [row], self.offset + k * self.row_stride + 2 * a)
+            if got != row.nbytes:
+                raise DataPruneError(f"store file ended early: read {got} of {row.nbytes} bytes "
+                                     f"(row {k}); the store is truncated")
+        return out
+
+    def __del__(self) -> None:
+        import os
+        try:
+            os.close(self.fd)
+        except (OSError, AttributeError):
+            pass
+
+
+class _Kernel:
+    """Dyn-Unc of (K, c) chunks with preallocated float64 work buffers (reused per chunk)."""
+
+    def __init__(self, k_epochs: int, window: int, columns: int, *, sqrt32: bool):
+        self.k, self.j, self.w = k_epochs, window, k_epochs - window
+        self.sqrt32 = sqrt32
+        self.v = np.empty((k_epochs, 2 * columns))      # [d | d*d]
+        self.s = np.empty((self.w, 2 * columns))        # window sums [S1 | S2]
+        self.r = np.empty((self.w, columns), np.float32 if sqrt32 else np.float64)
+        self.scale = 1.0 / (self.w * np.sqrt(window * (window - 1.0)))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        c = x.shape[1]
+        j, w = self.j, self.w
+        v, s = self.v[:, :2 * c], self.s[:, :2 * c]
+        d, q = v[:, :c], v[:, c:]
+        np.copyto(d, x)
+        if not self.sqrt32:     # float64 input: centre here (float16 blocks come centred)
+            d -= np.nan_to_num(d[0])
+        np.multiply(d, d, out=q)
+        _sliding_sums(v, j, w, s)
+        s1, s2 = s[:, :c], s[:, c:]
+        s2 *= j
+        s1 *= s1
+        s2 -= s1                # J*S2 - S1^2 = J*(J-1)*var
+        r = self.r[:, :c]
+        np.copyto(r, s2, casting="unsafe")
+        with np.errstate(invalid="ignore"):
+            np.sqrt(r, out=r)   # a negative (rounding; never seen) or NaN input gives NaN: the
+        u = r.sum(0, dtype=np.float64)  # sample then takes the exact masked path below
+        u *= self.scale
+        bad = np.isnan(u)
+        if bad.any():           # samples with unobserved epochs: exact NaN-aware path
+            u[bad] = _dyn_unc_masked(np.asarray(x[:, bad], np.float64), j)
+        return u
+
+
+def _sliding_sums(v: np.ndarray, window: int, windows: int, out: np.ndarray) -> np.ndarray:
+    """out[k] = v[k] + ... + v[k+window-1] for k < windows; one add per epoch.
+
+    Each out[k] is computed as out[k-1] + (v[k+window-1] - v[k-1]); when the window sums are
+    exactly representable (float16 data) no rounding accumulates along the epochs.
+    """
+    v[:window].sum(0, out=out[0])
+    if windows > 1:
+        np.subtract(v[window:window + windows - 1], v[:windows - 1], out=out[1:])
+        for k in range(1, windows):
+            np.add(out[k], out[k - 1], out=out[k])
+    return out
+
+
+def _dyn_unc_masked(x: np.ndarray, window: int) -> np.ndarray:
+    """Eq. 2-3 on a (K, c) float64 chunk with NaN = unobserved (windows with < 2 skipped)."""
+    k_epochs, c = x.shape
+    w = k_epochs - window
     observed = ~np.isnan(x)
-    count = observed.sum(0)
-    # Centre each sample on its mean: exact std for constant rows and no cancellation.
-    centre = np.where(observed, x, 0.0).sum(0) / np.maximum(count, 1)
-    d = np.where(observed, x - centre, 0.0)
+    first = np.where(observed.any(0), x[observed.argmax(0), np.arange(c)], 0.0)
+    v = np.empty((k_epochs, 3 * c))
+    v[:, :c] = observed
+    np.subtract(x, first, out=v[:, c:2 * c])
+    v[:, c:2 * c][~observed] = 0.0
+    np.multiply(v[:, c:2 * c], v[:, c:2 * c], out=v[:, 2 * c:])
+    s = _sliding_sums(v, window, w, np.empty((w, 3 * c)))
+    return _mean_window_std(s[:, :c], s[:, c:2 * c], s[:, 2 * c:])
 
-    def window_sums(v: np.ndarray) -> np.ndarray:  # (K, c) -> (K-J, c), windows k..k+J-1
-        c = np.cumsum(v, axis=0)
-        c = np.concatenate([np.zeros((1, v.shape[1])), c])
-        return c[window:-1] - c[: -1 - window]
 
-    n = window_sums(observed.astype(np.float64))
-    s1 = window_sums(d)
-    s2 = window_sums(d * d)
+def _mean_window_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    """Mean over rows (windows) of the ddof=1 std from counts n and sums s1, s2 (rows = windows)."""
     usable = n >= 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        var = (s2 - s1 * s1 / n) / (n - 1)
+        var = (n * s2 - s1 * s1) / (n * (n - 1))
     std = np.sqrt(np.clip(np.where(usable, var, 0.0), 0.0, None))
     windows = usable.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(windows > 0, std.sum(0) / windows, np.nan)
+
+
+def window_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Std (ddof=1) over the rows of one (J, c) window, NaN = unobserved.
+
+    Returns ``(std, usable)``: (c,) float64 std (0 where unusable) and (c,) bool, True where
+    the window has at least two observations. Used by the ``keep_history="none"`` recorder.
+    """
+    x = np.asarray(rows, np.float64)
+    observed = ~np.isnan(x)
+    n = observed.sum(0).astype(np.float64)
+    first = np.where(observed.any(0), x[observed.argmax(0), np.arange(x.shape[1])], 0.0)
+    d = np.where(observed, x - first, 0.0)
+    s1 = d.sum(0)
+    s2 = (d * d).sum(0)
+    usable = n >= 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (n * s2 - s1 * s1) / (n * (n - 1))
+    return np.sqrt(np.clip(np.where(usable, var, 0.0), 0.0, None)), usable
 
 
 @register("dyn-unc", summary="dynamic uncertainty: mean over sliding windows of the std of "
@@ -92,5 +264,4 @@ def _dyn_unc_chunk(x: np.ndarray, window: int) -> np.ndarray:
           needs=("prob",))
 def dyn_unc_scores(dynamics: Any, *, window: int = 10) -> np.ndarray:
     """Dyn-Unc scores of a :class:`~dataprune.Dynamics` (uses ``dynamics.prob``)."""
-    return dyn_unc(dynamics["prob"] if hasattr(dynamics, "__getitem__") and not isinstance(
-        dynamics, np.ndarray) else dynamics, window=window)
+    return dyn_unc(dynamics, window=window)

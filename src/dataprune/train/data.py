@@ -146,18 +146,26 @@ def _pixel_stats(images: np.ndarray) -> tuple[float, float]:
     return mean, max(math.sqrt(var), 1e-6)
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, limit: int | None = None) -> ImageData:
+def load_dataset(name: str, data_dir: str | Path | None = None, limit: int | None = None,
+                 image_size: int | None = None) -> ImageData:
     """Load a named IDX dataset (see ``DATASETS``) or any IDX directory (``name="idx"``).
 
     ``data_dir`` overrides the dataset's default directory; ``limit`` keeps the first
     ``limit`` training samples. Images come back as uint8 (N, 1, H, W), labels as int64 (N,).
     """
+    if name == "imagefolder":  # ROOT/train/<class>/..., ROOT/val/<class>/... (torchvision extra)
+        if data_dir is None:
+            raise DataPruneError("dataset 'imagefolder' needs --data-dir ROOT (data_dir=) holding "
+                                 "train/<class>/<image> and val/<class>/<image>")
+        from .imagefolder import load_imagefolder
+        return load_imagefolder(data_dir, image_size=image_size or 32, limit=limit)
     if name == "idx":
         info = DatasetInfo(None, _PUT_FILES)
     elif name in DATASETS:
         info = DATASETS[name]
     else:
-        raise DataPruneError(f"unknown dataset {name!r}; expected one of {sorted([*DATASETS, 'idx'])}")
+        raise DataPruneError(f"unknown dataset {name!r}; expected one of "
+                             f"{sorted([*DATASETS, 'idx', 'imagefolder'])}")
     if data_dir is None:
         if info.default_dir is None:
             raise DataPruneError(f"dataset {name!r} has no default directory; pass --data-dir (data_dir=) "

@@ -83,7 +83,8 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
           optimizer: torch.optim.Optimizer | None = None,
           scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
           start_epoch: int = 0, progress: bool = False,
-          on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+          on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+          grad_sync: Callable[[nn.Module], None] | None = None) -> list[dict[str, float]]:
     """Train ``model`` for epochs ``start_epoch..cfg.epochs-1``; returns one log row per epoch.
 
     With a ``recorder``, every batch is recorded: ``record_view="train"`` records the
@@ -91,6 +92,7 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
     un-augmented batch with the model in eval mode (as the paper's official code).
     ``on_epoch_end(epoch, row)`` runs after the recorder has written the epoch.
     ``progress`` shows a per-epoch progress bar when stderr is a terminal.
+    ``grad_sync(model)`` runs between backward and step (data-parallel gradient averaging).
     """
     if record_view not in VIEWS:
         raise DataPruneError(f"record_view={record_view!r}; expected one of {VIEWS}")
@@ -115,6 +117,8 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
             loss = nn.functional.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_sync is not None:
+                grad_sync(model)
             optimizer.step()
             scheduler.step()
             if recorder is not None and record_view == "train":

@@ -26,8 +26,13 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
 
 def build_model(name: str, num_classes: int, in_channels: int = 1, image_size: int = 28) -> nn.Module:
     """Build model ``name`` for images (B, in_channels, image_size, image_size) and ``num_classes`` classes."""
+    if name.partition(":")[0] in EXTERNAL_PREFIXES and ":" in name:
+        if num_classes < 2:
+            raise DataPruneError(f"num_classes {num_classes} is not valid; expected >= 2")
+        return build_external(name, num_classes, in_channels)
     if name not in MODELS:
-        raise DataPruneError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
+        raise DataPruneError(f"unknown model {name!r}; expected one of {sorted(MODELS)} "
+                             "or timm:NAME / torchvision:NAME")
     if num_classes < 2:
         raise DataPruneError(f"num_classes {num_classes} is not valid; expected >= 2")
     if in_channels < 1 or image_size < 4:
@@ -80,3 +85,61 @@ def small_cnn(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
                          *_conv_block(16, 32), nn.MaxPool2d(2),
                          nn.Flatten(), nn.Linear(32 * (image_size // 4) ** 2, 128), nn.ReLU(inplace=True))
     return _Classifier(body, 128, num_classes).to(memory_format=torch.channels_last)
+
+
+EXTERNAL_PREFIXES = ("timm", "torchvision")
+
+
+class _External(nn.Module):
+    """A timm/torchvision classifier split into ``features`` (B, D) and a linear ``head``."""
+
+    def __init__(self, body: nn.Module, head: nn.Module, feature_dim: int, in_channels: int,
+                 pre_logits: Callable[[nn.Module, Tensor], Tensor] | None = None) -> None:
+        super().__init__()
+        self.body, self.head, self.feature_dim = body, head, feature_dim
+        self.in_channels = in_channels
+        self._pre_logits = pre_logits
+
+    def features(self, x: Tensor) -> Tensor:
+        if self.in_channels == 1 and x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)  # grayscale into ImageNet-style 3-channel stems
+        h = self._pre_logits(self.body, x) if self._pre_logits else self.body(x)
+        return h.flatten(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def build_external(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """Build ``timm:NAME`` or ``torchvision:NAME`` (random init) with ``num_classes`` outputs.
+
+    The library must be installed (the ``vision`` extra); the model exposes ``features(x)``
+    (penultimate activations) and ``head`` like the built-in models.
+    """
+    prefix, _, model = name.partition(":")
+    from .imagefolder import require
+    if prefix not in EXTERNAL_PREFIXES or not model:
+        raise DataPruneError(f"model {name!r}; expected a built-in name or timm:NAME / torchvision:NAME")
+    if prefix == "timm":
+        timm = require("timm", f"model {name!r}")
+        try:
+            net = timm.create_model(model, pretrained=False, num_classes=num_classes, in_chans=3)
+        except RuntimeError as e:  # timm: "Unknown model (...)"
+            raise DataPruneError(f"timm has no model {model!r} ({e}); list names with timm.list_models()") from None
+        head = net.get_classifier()
+        return _External(net, head, int(net.num_features), in_channels,
+                         lambda body, x: body.forward_head(body.forward_features(x), pre_logits=True))
+    models = require("torchvision.models", f"model {name!r}")
+    try:
+        net = models.get_model(model, weights=None, num_classes=num_classes)
+    except (ValueError, KeyError) as e:
+        raise DataPruneError(f"torchvision has no model {model!r} ({e}); list names with "
+                             "torchvision.models.list_models()") from None
+    linears = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)
+               and m.out_features == num_classes]
+    if not linears:
+        raise DataPruneError(f"torchvision model {model!r} has no final linear layer to use as head")
+    path, head = linears[-1]
+    parent = net.get_submodule(path.rpartition(".")[0]) if "." in path else net
+    setattr(parent, path.rpartition(".")[2], nn.Identity())
+    return _External(net, head, head.in_features, in_channels)
