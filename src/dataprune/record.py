@@ -117,9 +117,42 @@ class Recorder:
         self._buffers: dict[str, torch.Tensor] | None = None
         self._bad: torch.Tensor | None = None
 
+    @classmethod
+    def resume(cls, out: str | os.PathLike, *, epochs: int | None = None,
+               fingerprint: str | None = None, nan_policy: str = "raise") -> "Recorder":
+        """Reopen the store at ``out`` and continue recording after its first ``epochs`` epochs.
+
+        ``epochs`` (default: all the store holds) and ``fingerprint`` are those saved with the
+        training checkpoint being resumed; an extra epoch written after that checkpoint is
+        discarded (see :meth:`~dataprune.store.StoreWriter.open_existing`). Labels first seen
+        in a discarded epoch stay in ``labels.npy``.
+        """
+        if nan_policy not in ("raise", "omit"):
+            raise DataPruneError(f"nan_policy={nan_policy!r}; expected 'raise' or 'omit'")
+        writer = StoreWriter.open_existing(out, epochs=epochs, fingerprint=fingerprint)
+        unknown = [s for s in writer.signals if s not in SIGNALS]
+        if unknown:
+            raise DataPruneError(f"store {writer.path} records signal(s) {unknown} this Recorder "
+                                 f"cannot compute; it knows {list(SIGNALS)}")
+        self = cls.__new__(cls)
+        self.num_samples = writer.num_samples
+        self.num_classes = int(writer.meta["num_classes"])
+        self.signals = list(writer.signals)
+        self.nan_policy = nan_policy
+        self.epoch = int(writer.meta["epochs"])
+        self._writer = writer
+        self._buffers = None
+        self._bad = None
+        return self
+
     @property
     def path(self) -> os.PathLike:
         return self._writer.path
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the store after the last written epoch (see ``Dynamics.fingerprint``)."""
+        return str(self._writer.meta["fingerprint"])
 
     def _allocate(self, device: torch.device) -> None:
         # One extra slot at index N absorbs writes we must discard (see update).
