@@ -47,6 +47,8 @@ def select(scores: np.ndarray, prune_ratio: float, *, nan_policy: str = "raise")
         raise DataPruneError(f"scores have dtype {scores.dtype}; expected real numbers")
     if nan_policy not in NAN_POLICIES:
         raise DataPruneError(f"nan_policy={nan_policy!r}; expected one of {NAN_POLICIES}")
+    if scores.size == 0:
+        raise DataPruneError("scores are empty; expected one score per sample (N >= 1)")
     kept = num_kept(len(scores), prune_ratio)
     s = scores.astype(np.float64)
     nan = np.isnan(s)
