@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from .errors import StoreError
+from .errors import DataPruneError, StoreError
 from .fileio import atomic_write_json, read_json, refuse_overwrite
 
 FORMAT = "dataprune-dynamics"
@@ -84,7 +84,10 @@ class Dynamics:
         if not (path / "meta.json").exists():
             raise StoreError(f"no dynamics store at {path} (meta.json missing); "
                              "create one with `dataprune score` or dataprune.Recorder")
-        meta = read_json(path / "meta.json")
+        try:
+            meta = read_json(path / "meta.json")
+        except DataPruneError as e:
+            raise StoreError(str(e)) from None
         _validate_meta(path, meta)
         return cls(path, meta)
 

@@ -80,8 +80,8 @@ def resume(args: argparse.Namespace) -> int:
     conflicts = [f"--{dest.replace('_', '-')} {given}" + (f" (the run has {used})" if used is not None else "")
                  for dest, given, used in _given_settings(args, config) if given != used]
     if conflicts:
-        raise DataPruneError(f"--resume takes the run's settings from {run_dir / 'config.json'}; "
-                             f"{', '.join(conflicts)} conflicts: drop it, or start a new run with --out")
+        raise DataPruneError(f"--resume takes the run's settings from {run_dir / 'config.json'}; drop "
+                             f"{', '.join(conflicts)}, or start a new run with --out")
     set_threads(args.threads if args.threads is not None else config.get("threads"))
     result = resume_score_run(run_dir, log=logger(args), progress=not args.quiet)
     epochs = result.history[-1]["epoch"] + 1 if result.history else 0

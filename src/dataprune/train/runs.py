@@ -211,11 +211,13 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
         fingerprint, seconds_before = str(state["store_fingerprint"]), float(state["train_seconds"])
     if not 0 <= start <= cfg.epochs:
         raise DataPruneError(f"{state_path} says {start} epochs finished; expected 0..{cfg.epochs}")
-    recorded = Dynamics.open(out / "dynamics").epochs
-    recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
-    if recorder.num_samples != n:
-        raise DataPruneError(f"store {recorder.path} holds N={recorder.num_samples} samples but the "
+    store = Dynamics.open(out / "dynamics")
+    if store.num_samples != n:
+        raise DataPruneError(f"store {store.path} holds N={store.num_samples} samples but the "
                              f"dataset has N={n}")
+    recorded = store.epochs
+    del store
+    recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
     _truncate_lines(out / "log.jsonl", start)
     if log:
         note = (f"; discarded {recorded - store_epochs} epoch(s) the store recorded after that checkpoint"
