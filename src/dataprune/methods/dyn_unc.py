@@ -59,7 +59,7 @@ def _dyn_unc_chunk(x: np.ndarray, window: int) -> np.ndarray:
     observed = ~np.isnan(x)
     count = observed.sum(0)
     # Centre each sample on its mean: exact std for constant rows and no cancellation.
-    centre = np.where(observed, x, 0.0).sum(0) / np.maximum(count, 1)
+    centre = _column_sums(np.where(observed, x, 0.0)) / np.maximum(count, 1)
     d = np.where(observed, x - centre, 0.0)
 
     def window_sums(v: np.ndarray) -> np.ndarray:  # (K, c) -> (K-J, c), windows k..k+J-1
@@ -76,7 +76,18 @@ def _dyn_unc_chunk(x: np.ndarray, window: int) -> np.ndarray:
     std = np.sqrt(np.clip(np.where(usable, var, 0.0), 0.0, None))
     windows = usable.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(windows > 0, std.sum(0) / windows, np.nan)
+        return np.where(windows > 0, _column_sums(std) / windows, np.nan)
+
+
+def _column_sums(v: np.ndarray) -> np.ndarray:
+    """Sum over axis 0 strictly in row order, so each column's result does not depend on the
+    chunk's width or the column's place in it (``v.sum(0)`` picks pairwise or row-wise order
+    from the array's shape): chunk size and sample order never change a score, not even in
+    the last bit (tests/test_properties.py)."""
+    total = np.zeros(v.shape[1:], dtype=v.dtype)
+    for row in v:
+        total += row
+    return total
 
 
 @register("dyn-unc", summary="dynamic uncertainty: mean over sliding windows of the std of "
