@@ -1,19 +1,47 @@
 """Atomic, no-clobber file output: write to a temp name, then rename into place."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import DataPruneError
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Mode of files we write: what ``open()`` would give (mkstemp alone makes them 0600).
+_FILE_MODE = 0o666 & ~_current_umask()
 
 
 def refuse_overwrite(path: str | os.PathLike, force: bool) -> None:
     """Raise if ``path`` exists and ``force`` is false."""
     if Path(path).exists() and not force:
         raise DataPruneError(f"{path} already exists; pass --force (force=True) to overwrite it")
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise a one-line error now, before any long work, if a file could not be written at
+    ``path`` later: its folder cannot be created, is read-only, or ``path`` is a directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataPruneError(f"cannot write {path}: it is a directory; expected a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise DataPruneError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -23,6 +51,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _FILE_MODE)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -51,3 +80,10 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataPruneError(f"{path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataPruneError(f"{path} is not valid JSON ({e})") from None
+
+
+def atomic_save_npy(path: str | os.PathLike, array: Any) -> None:
+    """Atomically write ``array`` as a ``.npy`` file."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())

@@ -20,7 +20,9 @@ def manifest_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _check_suffix(path: Path) -> None:
+def check_suffix(path: str | os.PathLike) -> None:
+    """Raise unless ``path`` ends in .txt or .npy."""
+    path = Path(path)
     if path.suffix not in SUFFIXES:
         raise DataPruneError(f"keep file {path} ends in {path.suffix!r}; expected .txt or .npy")
 
@@ -29,7 +31,7 @@ def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[s
                force: bool = False) -> Path:
     """Atomically write ascending ``indices`` (kept,) to ``path`` and ``manifest`` beside it."""
     path = Path(path)
-    _check_suffix(path)
+    check_suffix(path)
     for p in (path, manifest_path(path)):
         refuse_overwrite(p, force)
     indices = np.asarray(indices, dtype=np.int64)
@@ -44,14 +46,17 @@ def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[s
     return path
 
 
-def read_keep(path: str | os.PathLike, num_samples: int | None = None) -> np.ndarray:
+def read_keep(path: str | os.PathLike, num_samples: int | None = None, *,
+              dataset: str | None = None) -> np.ndarray:
     """Read and validate a keep file: integers, no duplicates, within 0..num_samples-1.
 
-    If a manifest lies beside it, its ``num_samples`` must equal ``num_samples``.
+    If a manifest lies beside it, its ``num_samples`` must equal ``num_samples``, its
+    ``dataset`` must equal ``dataset`` (when both are known), and its ``kept`` count must
+    equal the number of indices read (a shorter file was truncated).
     Returns ascending int64 indices (kept,).
     """
     path = Path(path)
-    _check_suffix(path)
+    check_suffix(path)
     if not path.exists():
         raise DataPruneError(f"keep file {path} does not exist")
     if path.suffix == ".npy":
@@ -72,7 +77,11 @@ def read_keep(path: str | os.PathLike, num_samples: int | None = None) -> np.nda
             except ValueError:
                 raise DataPruneError(f"keep file {path} line {lineno} is {ln[:40]!r}; "
                                      "expected one integer sample index per line") from None
-        idx = np.array(vals, dtype=np.int64)
+        try:
+            idx = np.array(vals, dtype=np.int64)
+        except OverflowError:
+            raise DataPruneError(f"keep file {path} holds an index beyond int64; expected sample "
+                                 "indices 0..N-1") from None
     idx = idx.astype(np.int64)
     if idx.size == 0:
         raise DataPruneError(f"keep file {path} is empty; expected at least one sample index")
@@ -84,9 +93,20 @@ def read_keep(path: str | os.PathLike, num_samples: int | None = None) -> np.nda
         raise DataPruneError(f"keep file {path} holds indices {uniq[0]}..{uniq[-1]}; expected "
                              f"0..{'N-1' if num_samples is None else num_samples - 1}")
     manifest = manifest_path(path)
-    if num_samples is not None and manifest.exists():
-        n = read_json(manifest).get("num_samples")
-        if n is not None and int(n) != num_samples:
+    if manifest.exists():
+        info = read_json(manifest)
+        if not isinstance(info, dict):
+            raise DataPruneError(f"manifest {manifest} is not a JSON object")
+        n = info.get("num_samples")
+        if num_samples is not None and n is not None and int(n) != num_samples:
             raise DataPruneError(f"keep file {path} was selected from N={n} samples (see {manifest.name}) "
                                  f"but this dataset has N={num_samples}")
+        kept = info.get("kept")
+        if kept is not None and int(kept) != idx.size:
+            raise DataPruneError(f"keep file {path} holds {idx.size} indices but {manifest.name} says "
+                                 f"{kept} were kept; the file is truncated or was edited")
+        name = info.get("dataset")
+        if dataset is not None and name is not None and name != dataset:
+            raise DataPruneError(f"keep file {path} was selected on dataset {name!r} (see {manifest.name}) "
+                                 f"but this run trains on {dataset!r}")
     return uniq

@@ -166,11 +166,61 @@ class Recorder:
                 self._writer = StoreWriter(out, signals=signals, capacity=epochs or 64, **common)
         self._buffers: dict[str, torch.Tensor] | None = None
         self._bad: torch.Tensor | None = None
+        self._carried_state: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def resume(cls, out: str | os.PathLike, *, epochs: int | None = None,
+               fingerprint: str | None = None, nan_policy: str = "raise") -> "Recorder":
+        """Reopen the store at ``out`` and continue recording after its first ``epochs`` epochs.
+
+        ``epochs`` (default: all the store holds) and ``fingerprint`` are those saved with the
+        training checkpoint being resumed; an extra epoch written after that checkpoint is
+        discarded (see :meth:`~dataprune.store.StoreWriter.open_existing`). Labels first seen
+        in a discarded epoch stay in ``labels.npy``.
+        """
+        if nan_policy not in ("raise", "omit"):
+            raise DataPruneError(f"nan_policy={nan_policy!r}; expected 'raise' or 'omit'")
+        writer = StoreWriter.open_existing(out, epochs=epochs, fingerprint=fingerprint)
+        known = list(SIGNALS) + list(EXTRA_SIGNALS)
+        unknown = [s for s in writer.signals if s not in known]
+        if unknown:
+            raise DataPruneError(f"store {writer.path} records signal(s) {unknown} this Recorder "
+                                 f"cannot compute; it knows {known}")
+        self = cls.__new__(cls)
+        self.num_samples = writer.num_samples
+        self.num_classes = int(writer.meta["num_classes"])
+        self.signals = list(writer.signals)
+        self.nan_policy = nan_policy
+        self.epoch = int(writer.meta["epochs"])
+        self.rank, self.world_size = _dist_rank_world()
+        self._out = out
+        self._writer = writer
+        self._buffers = None
+        self._bad = None
+        self._carried_state = None
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """State carried from one epoch to the next (CPU tensors), for exact resumption:
+        ``tdds_d``'s previous log-softmax (N, C) float16 and its epoch stamps; else empty."""
+        if getattr(self, "_prev_logp", None) is None:
+            return {}
+        n = self.num_samples
+        return {"tdds_prev_logp": self._prev_logp[:n].cpu(), "tdds_prev_epoch": self._prev_epoch[:n].cpu()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict`; applied when the buffers are allocated (first update)."""
+        self._carried_state = dict(state) or None
 
     @property
     def path(self) -> os.PathLike:
         from pathlib import Path
         return self._writer.path if self._writer is not None else Path(self._out)
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the store after the last written epoch (see ``Dynamics.fingerprint``)."""
+        return str(self._writer.meta["fingerprint"])
 
     def _allocate(self, device: torch.device) -> None:
         # One extra slot at index N absorbs writes we must discard (see update).
@@ -181,6 +231,10 @@ class Recorder:
         if "tdds_d" in self.signals:  # previous epoch's log-softmax per sample + its epoch
             self._prev_logp = torch.zeros((n, self.num_classes), dtype=torch.float16, device=device)
             self._prev_epoch = torch.full((n,), -2, dtype=torch.int32, device=device)
+            carried = self._carried_state
+            if carried:
+                self._prev_logp[:-1] = carried["tdds_prev_logp"].to(device)
+                self._prev_epoch[:-1] = carried["tdds_prev_epoch"].to(device)
 
     def update(self, indices: torch.Tensor | np.ndarray | Sequence[int], logits: torch.Tensor,
                targets: torch.Tensor | np.ndarray | Sequence[int], *,

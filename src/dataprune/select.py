@@ -34,6 +34,8 @@ def _check_scores(scores: np.ndarray, nan_policy: str, allowed: tuple[str, ...] 
         raise DataPruneError(f"scores have dtype {scores.dtype}; expected real numbers")
     if nan_policy not in allowed:
         raise DataPruneError(f"nan_policy={nan_policy!r}; expected one of {allowed}")
+    if scores.size == 0:
+        raise DataPruneError("scores are empty; expected one score per sample (N >= 1)")
     s = scores.astype(np.float64)
     nan = np.isnan(s)
     if nan.any() and nan_policy == "raise":

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 from numpy.lib.format import open_memmap
 
-from .errors import StoreError
+from .errors import DataPruneError, StoreError
 from .fileio import atomic_write_json, read_json, refuse_overwrite
 
 FORMAT = "dataprune-dynamics"
@@ -82,6 +82,10 @@ class Dynamics:
             self._unc_count = self._load(f"unc_count_{tag}", n, np.dtype(np.int32))
             self._ring = self._load("prob_ring", (int(self.window) + 1, self.num_samples),
                                     np.dtype(np.float16))
+        lo, hi = (int(self.labels.min()), int(self.labels.max()))
+        if lo < -1 or hi >= self.num_classes:
+            raise StoreError(f"{path / 'labels.npy'} holds labels {lo}..{hi}; expected 0.."
+                             f"{self.num_classes - 1} (or -1 = never seen)")
         for name in self.signals:
             full = self._load(name, None, SIGNAL_DTYPES.get(name))
             self._arrays[name] = full[: self.epochs]
@@ -93,7 +97,10 @@ class Dynamics:
         if not (path / "meta.json").exists():
             raise StoreError(f"no dynamics store at {path} (meta.json missing); "
                              "create one with `dataprune score` or dataprune.Recorder")
-        meta = read_json(path / "meta.json")
+        try:
+            meta = read_json(path / "meta.json")
+        except DataPruneError as e:
+            raise StoreError(str(e)) from None
         _validate_meta(path, meta)
         return cls(path, meta)
 
@@ -170,14 +177,45 @@ def _validate_meta(path: Path, meta: Any) -> None:
     for key in ("num_samples", "num_classes", "epochs", "signals", "fingerprint"):
         if key not in meta:
             raise StoreError(f"{path / 'meta.json'} lacks the key {key!r}")
+    for key, least in (("num_samples", 1), ("num_classes", 2), ("epochs", 0)):
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise StoreError(f"{path / 'meta.json'} has {key}={value!r}; expected an integer >= {least}")
+    signals = meta["signals"]
+    if (not isinstance(signals, list) or not all(isinstance(s, str) for s in signals)
+            or len(set(signals)) != len(signals)):
+        raise StoreError(f"{path / 'meta.json'} has signals={signals!r}; expected a list of distinct names")
+    if not isinstance(meta["fingerprint"], str):
+        raise StoreError(f"{path / 'meta.json'} has fingerprint={meta['fingerprint']!r}; expected a string")
     if meta.get("keep_history", "full") not in KEEP_HISTORY:
         raise StoreError(f"{path / 'meta.json'} has keep_history={meta.get('keep_history')!r}; "
                          f"expected one of {KEEP_HISTORY}")
     if meta.get("keep_history") == "none" and not isinstance(meta.get("window"), int):
         raise StoreError(f"{path / 'meta.json'} has keep_history='none' but no integer 'window'")
-    if int(meta["num_samples"]) < 1 or int(meta["epochs"]) < 0:
-        raise StoreError(f"{path / 'meta.json'} has num_samples={meta['num_samples']} and "
-                         f"epochs={meta['epochs']}; expected num_samples >= 1, epochs >= 0")
+
+
+def initial_fingerprint(num_samples: int, num_classes: int, signals: list[str]) -> str:
+    """The fingerprint of an empty store (0 epochs)."""
+    return hashlib.blake2b(f"{num_samples}:{num_classes}:{signals}".encode(), digest_size=16).hexdigest()
+
+
+def next_fingerprint(previous: str, signals: Iterable[str], rows: Mapping[str, np.ndarray]) -> str:
+    """The fingerprint after appending one epoch of ``rows`` (already in the store's dtypes)."""
+    h = hashlib.blake2b(previous.encode(), digest_size=16)
+    for s in signals:
+        h.update(s.encode())
+        h.update(np.ascontiguousarray(rows[s]).tobytes())
+    return h.hexdigest()
+
+
+def merge_labels(labels: np.ndarray, labels_seen: np.ndarray | None) -> None:
+    """Fill still-unknown (-1) entries of the (N,) ``labels`` memmap from ``labels_seen``."""
+    if labels_seen is None:
+        return
+    new = (labels < 0) & (labels_seen >= 0)
+    if new.any():
+        labels[new] = labels_seen[new]
+        labels.flush()
 
 
 class StoreWriter:
@@ -213,11 +251,54 @@ class StoreWriter:
             **dict(extra_meta or {}),
             "format": FORMAT, "version": VERSION, "num_samples": self.num_samples,
             "num_classes": int(num_classes), "epochs": 0, "capacity": self.capacity,
-            "signals": signals, "view": view, "fingerprint": hashlib.blake2b(
-                f"{self.num_samples}:{num_classes}:{signals}".encode(), digest_size=16).hexdigest(),
+            "signals": signals, "view": view,
+            "fingerprint": initial_fingerprint(self.num_samples, int(num_classes), signals),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         atomic_write_json(self.path / "meta.json", self.meta)
+
+    @classmethod
+    def open_existing(cls, path: str | os.PathLike, *, epochs: int | None = None,
+                      fingerprint: str | None = None) -> "StoreWriter":
+        """Reopen the store at ``path`` to append more epochs (resuming a scoring run).
+
+        ``epochs`` truncates the store to its first ``epochs`` epochs: a crash between
+        writing an epoch and checkpointing the training state leaves one epoch more in the
+        store than in the checkpoint. Rows beyond ``epochs`` are ignored and later
+        overwritten; the fingerprint is recomputed from the kept rows and, if
+        ``fingerprint`` is given (the one saved with the checkpoint), must match it.
+        """
+        dyn = Dynamics.open(path)
+        path = dyn.path
+        k = dyn.epochs if epochs is None else int(epochs)
+        if not 0 <= k <= dyn.epochs:
+            raise StoreError(f"store {path} holds {dyn.epochs} epochs; cannot resume it after epoch {k} "
+                             f"(expected 0..{dyn.epochs})")
+        if k == dyn.epochs:
+            fp = dyn.fingerprint
+        else:
+            fp = initial_fingerprint(dyn.num_samples, dyn.num_classes, dyn.signals)
+            for e in range(k):
+                fp = next_fingerprint(fp, dyn.signals, {s: dyn[s][e] for s in dyn.signals})
+        if fingerprint is not None and fp != fingerprint:
+            raise StoreError(f"store {path} does not match the checkpoint: its first {k} epochs have "
+                             f"fingerprint {fp}, the checkpoint expects {fingerprint}")
+        unknown = [s for s in dyn.signals if s not in SIGNAL_DTYPES]
+        if unknown:
+            raise StoreError(f"store {path} has unknown signal(s) {unknown}; known: {sorted(SIGNAL_DTYPES)}")
+        self = cls.__new__(cls)
+        self.path = path
+        self.num_samples = dyn.num_samples
+        self.signals = list(dyn.signals)
+        del dyn  # drop the read-only maps before reopening for writing
+        self.arrays = {s: np.load(path / f"{s}.npy", mmap_mode="r+") for s in self.signals}
+        self.labels = np.load(path / "labels.npy", mmap_mode="r+")
+        # After a crash inside _grow, arrays may differ in capacity: use the smallest.
+        self.capacity = min(a.shape[0] for a in self.arrays.values())
+        self.meta = {**read_json(path / "meta.json"), "epochs": k, "fingerprint": fp,
+                     "capacity": self.capacity}
+        atomic_write_json(path / "meta.json", self.meta)
+        return self
 
     def _new_array(self, signal: str, capacity: int) -> np.ndarray:
         file = self.path / f"{signal}.npy"
@@ -243,20 +324,15 @@ class StoreWriter:
         k = self.meta["epochs"]
         if k >= self.capacity:
             self._grow()
-        h = hashlib.blake2b(self.meta["fingerprint"].encode(), digest_size=16)
+        written = {}
         for s in self.signals:
             row = np.ascontiguousarray(rows[s], dtype=self.arrays[s].dtype)
             self.arrays[s][k] = row
             self.arrays[s].flush()
-            h.update(s.encode())
-            h.update(row.tobytes())
-        if labels_seen is not None:
-            new = (self.labels < 0) & (labels_seen >= 0)
-            if new.any():
-                self.labels[new] = labels_seen[new]
-                self.labels.flush()
+            written[s] = row
+        merge_labels(self.labels, labels_seen)
         self.meta["epochs"] = k + 1
-        self.meta["fingerprint"] = h.hexdigest()
+        self.meta["fingerprint"] = next_fingerprint(self.meta["fingerprint"], self.signals, written)
         atomic_write_json(self.path / "meta.json", self.meta)
         return k + 1
 
@@ -310,8 +386,7 @@ class RingStoreWriter:
             "format": FORMAT, "version": VERSION, "num_samples": n,
             "num_classes": int(num_classes), "epochs": 0, "signals": [],
             "keep_history": "none", "window": self.window, "recorded_signals": ["prob"],
-            "sums": "a", "view": view, "fingerprint": hashlib.blake2b(
-                f"{n}:{num_classes}:none:{self.window}".encode(), digest_size=16).hexdigest(),
+            "sums": "a", "view": view, "fingerprint": initial_fingerprint(n, int(num_classes), ["prob"]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         atomic_write_json(self.path / "meta.json", self.meta)
@@ -342,13 +417,8 @@ class RingStoreWriter:
         row = np.ascontiguousarray(rows["prob"], dtype=np.float16)
         self.ring[e % (j + 1)] = row  # overwrites epoch e-J-1, which no state still needs
         self.ring.flush()
-        if labels_seen is not None:
-            new = (self.labels < 0) & (labels_seen >= 0)
-            if new.any():
-                self.labels[new] = labels_seen[new]
-                self.labels.flush()
-        h = hashlib.blake2b(self.meta["fingerprint"].encode(), digest_size=16)
-        h.update(row.tobytes())
-        self.meta.update(epochs=e + 1, sums=new_tag, fingerprint=h.hexdigest())
+        merge_labels(self.labels, labels_seen)
+        self.meta.update(epochs=e + 1, sums=new_tag,
+                         fingerprint=next_fingerprint(self.meta["fingerprint"], ["prob"], {"prob": row}))
         atomic_write_json(self.path / "meta.json", self.meta)
         return e + 1

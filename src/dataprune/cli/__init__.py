@@ -43,8 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     score.argv_override = list(argv) if argv is not None else None
     try:
         return int(args.func(args) or 0)
-    except (DataPruneError, FileNotFoundError, PermissionError, IsADirectoryError,
-            NotADirectoryError) as e:
+    except (DataPruneError, OSError) as e:  # bad values, and missing/unreadable/unwritable paths
         print(f"dataprune {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

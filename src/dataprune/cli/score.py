@@ -1,22 +1,36 @@
-"""``dataprune score``: train on the full set while recording dynamics."""
+"""``dataprune score``: train on the full set while recording dynamics (or ``--resume`` a run)."""
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
+import torch
+
+from ..errors import DataPruneError
+from ..fileio import read_json
 from ..record import ALL_SIGNALS, DEFAULT_SIGNALS, EXTRA_SIGNALS
 from ..train.loop import VIEWS
-from ..train.runs import score_run
+from ..train.runs import resume_score_run, score_run
 from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
-                     logger, train_config, use_all_cores)
+                     logger, train_config)
 
 DEFAULT_EPOCHS = 30
+
+#: Flags that fix what a scoring run computes: dest -> where config.json keeps the value.
+#: With --resume they come from RUN/config.json; giving one with another value is refused.
+RUN_SETTINGS = {"dataset": ("dataset",), "data_dir": ("data_dir",), "limit": ("limit",),
+                "model": ("model",), "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
+                "lr": ("train", "lr"), "seed": ("train", "seed"), "record_view": ("record_view",),
+                "signals": ("signals",)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = command_parser(sub, "score", "train a model on the full training set while recording dynamics",
-                       "dataprune score --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm")
+                       "dataprune score --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm\n"
+                       "  dataprune score --resume runs/fm      # after a crash: continue from the last epoch")
     add_data_args(p)
     add_train_args(p, DEFAULT_EPOCHS)
     p.add_argument("--record-view", choices=VIEWS, default="clean",
@@ -34,25 +48,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nproc", type=int, default=1, metavar="P",
                    help="train data-parallel in P local processes (gloo on CPU, nccl on GPUs); "
                         "`torchrun --nproc-per-node P -m dataprune score ...` does the same")
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory to create")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="RUN", help="run directory to create")
+    where.add_argument("--resume", metavar="RUN",
+                       help="continue the interrupted run RUN from its last finished epoch; dataset, model "
+                            "and hyper-parameters come from RUN/config.json (other values are refused)")
+    p.add_argument("--threads", type=int, metavar="T",
+                   help="CPU threads for torch (default: all cores; with --resume, the run's own count, "
+                        "which bitwise-identical results need)")
     add_output_args(p)
-    p.set_defaults(func=run)
+    # Defaults become None so that run() can tell which settings were given explicitly.
+    defaults: dict[str, Any] = {}
+    for action in p._actions:
+        if action.dest in RUN_SETTINGS:
+            defaults[action.dest] = action.default
+            action.default = None
+    p.set_defaults(func=run, run_setting_defaults=defaults)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import DataPruneError
     from ..train import distributed as ddp
+    if args.resume is not None:
+        return resume(args)
+    for dest, default in args.run_setting_defaults.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
     if args.nproc < 1:
         raise DataPruneError(f"--nproc {args.nproc}; expected at least 1")
     if args.nproc > 1 and ddp.env_world_size() == 1:  # launcher: re-run this command per rank
         argv = list(sys.argv[1:]) if argv_override is None else list(argv_override)
         return ddp.launch(args.nproc, _without_nproc(argv))
     if ddp.env_world_size() == 1:
-        use_all_cores()
-    if args.signals == "all":
-        signals = ("prob",) if args.keep_history == "none" else ALL_SIGNALS + EXTRA_SIGNALS
-    else:
-        signals = tuple(s.strip() for s in args.signals.split(","))
+        set_threads(args.threads)
+    signals = resolve_signals(args.signals, args.keep_history)
     result = score_run(args.out, data_spec(args), model=args.model, cfg=train_config(args),
                        record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
                        progress=not args.quiet, keep_history=args.keep_history, window=args.window)
@@ -78,3 +106,52 @@ def _without_nproc(argv: list[str]) -> list[str]:
             continue
         out.append(a)
     return out
+
+
+def resume(args: argparse.Namespace) -> int:
+    run_dir = Path(args.resume)
+    if args.force:
+        raise DataPruneError("--force cannot be combined with --resume (resuming overwrites nothing); "
+                             f"to start over use `dataprune score --out {run_dir} --force`")
+    config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    conflicts = [f"--{dest.replace('_', '-')} {given}" + (f" (the run has {used})" if used is not None else "")
+                 for dest, given, used in _given_settings(args, config) if given != used]
+    if conflicts:
+        raise DataPruneError(f"--resume takes the run's settings from {run_dir / 'config.json'}; drop "
+                             f"{', '.join(conflicts)}, or start a new run with --out")
+    set_threads(args.threads if args.threads is not None else config.get("threads"))
+    result = resume_score_run(run_dir, log=logger(args), progress=not args.quiet)
+    epochs = result.history[-1]["epoch"] + 1 if result.history else 0
+    print(f"scoring run written to {result.run_dir} (resumed after epoch {result.resumed_from} of {epochs}; "
+          f"{result.seconds:.0f} s of training in all)")
+    return 0
+
+
+def _given_settings(args: argparse.Namespace, config: dict[str, Any]):
+    """(dest, given value, value in config) for every run setting given on the command line."""
+    for dest, keys in RUN_SETTINGS.items():
+        given = getattr(args, dest)
+        if given is None:
+            continue
+        used: Any = config
+        for key in keys:
+            used = used.get(key) if isinstance(used, dict) else None
+        if dest == "data_dir" and used is not None:
+            given, used = str(Path(given).resolve()), str(Path(used).resolve())
+        if dest == "signals":
+            given = list(resolve_signals(given, "full"))
+        yield dest, given, used
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads (default all cores)."""
+    if threads is not None and threads < 1:
+        raise DataPruneError(f"--threads {threads}; expected at least 1")
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def resolve_signals(text: str, keep_history: str) -> tuple[str, ...]:
+    """``--signals``: 'all' = what every method needs (only ``prob`` with --keep-history none)."""
+    if text == "all":
+        return ("prob",) if keep_history == "none" else ALL_SIGNALS + EXTRA_SIGNALS
+    return tuple(s.strip() for s in text.split(","))

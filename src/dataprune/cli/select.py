@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataPruneError
-from ..keepfile import write_keep
+from ..fileio import check_writable, refuse_overwrite
+from ..keepfile import check_suffix, manifest_path, write_keep
 from ..methods import get, methods, score
 from ..methods._registry import _REGISTRY
 from ..select import NAN_POLICIES, num_kept, select, select_stratified
@@ -87,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     params = chosen_params(args, args.method)
     dyn = Dynamics.open(args.run)
     num_kept(dyn.num_samples, args.prune_ratio)  # validates the ratio before scoring
+    check_suffix(args.out)
+    for path in (args.out, manifest_path(args.out)):  # refuse before the (long) scoring
+        refuse_overwrite(path, args.force)
+    check_writable(args.out)
     file_list = _source_file_list(dyn, args) if args.file_list is not None else None
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None

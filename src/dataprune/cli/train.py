@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..fileio import atomic_write_json, refuse_overwrite
+from ..fileio import atomic_write_json, check_writable, refuse_overwrite
 from ..keepfile import read_keep
 from ..train.runs import train_run
 from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
@@ -28,9 +28,10 @@ def run(args: argparse.Namespace) -> int:
     use_all_cores()
     if args.metrics_out:
         refuse_overwrite(args.metrics_out, args.force)
+        check_writable(args.metrics_out)  # fail now, not after training
     spec = data_spec(args)
     data = spec.load()
-    subset = read_keep(args.subset, len(data.train_y)) if args.subset else None
+    subset = read_keep(args.subset, len(data.train_y), dataset=data.name) if args.subset else None
     metrics = train_run(spec, model=args.model, cfg=train_config(args), subset=subset,
                         log=logger(args), data=data, progress=not args.quiet)
     metrics["subset"] = args.subset

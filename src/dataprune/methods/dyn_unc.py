@@ -237,7 +237,18 @@ def _mean_window_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarra
     std = np.sqrt(np.clip(np.where(usable, var, 0.0), 0.0, None))
     windows = usable.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(windows > 0, std.sum(0) / windows, np.nan)
+        return np.where(windows > 0, _column_sums(std) / windows, np.nan)
+
+
+def _column_sums(v: np.ndarray) -> np.ndarray:
+    """Sum over axis 0 strictly in row order, so each column's result does not depend on the
+    chunk's width or the column's place in it (``v.sum(0)`` picks pairwise or row-wise order
+    from the array's shape): chunk size and sample order never change a score, not even in
+    the last bit (tests/test_properties.py)."""
+    total = np.zeros(v.shape[1:], dtype=v.dtype)
+    for row in v:
+        total += row
+    return total
 
 
 def window_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

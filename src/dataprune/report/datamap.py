@@ -1,12 +1,14 @@
 """The data map of the paper's Fig. 2: mean vs std of the labelled-class probability."""
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataPruneError
+from ..fileio import atomic_write_bytes
 from ..methods._common import observed_moments
 from ..store import Dynamics
 
@@ -69,5 +71,7 @@ def save_datamap(path: str | os.PathLike, dynamics: Dynamics, keep: np.ndarray |
         pruned[keep] = False
         plot_datamap(axes[0, 1], dynamics, pruned, title=title or "pruned samples marked")
     fig.colorbar(sc, ax=axes.ravel().tolist(), label="epochs predicted correctly")
-    fig.savefig(path, dpi=130)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=130, format="png")
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
