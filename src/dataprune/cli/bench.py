@@ -7,7 +7,7 @@ from typing import Any
 from ..errors import DataPruneError
 from ..train.loop import VIEWS, TrainConfig
 from ..train.models import MODELS
-from .common import add_data_args, command_parser, logger, use_all_cores
+from .common import add_data_args, command_parser, logger, set_threads
 
 
 def _floats(text: str) -> list[float]:
@@ -136,7 +136,7 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import report_only, run_bench
-    use_all_cores()
+    set_threads()
     log = logger(args)
     if args.report_only:
         results = report_only(args.out, log=log)

@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import DataPruneError
 from ..train.data import DATASETS
 from ..train.loop import TrainConfig
 from ..train.models import MODELS
@@ -65,5 +66,8 @@ def logger(args: argparse.Namespace) -> Callable[[str], None] | None:
     return lambda msg: print(msg, file=sys.stderr, flush=True)
 
 
-def use_all_cores() -> None:
-    torch.set_num_threads(os.cpu_count() or 1)
+def set_threads(threads: int | None = None) -> None:
+    """Use ``threads`` CPU threads for torch (default: all cores)."""
+    if threads is not None and threads < 1:
+        raise DataPruneError(f"--threads {threads}; expected at least 1")
+    torch.set_num_threads(threads or os.cpu_count() or 1)

@@ -14,7 +14,7 @@ from ..report.datamap import save_datamap
 from ..select import select
 from ..store import Dynamics
 from ..train.runs import score_run, train_run
-from .common import add_data_args, add_output_args, command_parser, data_spec, logger, use_all_cores
+from .common import add_data_args, add_output_args, command_parser, data_spec, logger, set_threads
 from ..train.loop import TrainConfig
 
 
@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    use_all_cores()
+    set_threads()
     out = Path(args.out)
     refuse_overwrite(out / "results.json", args.force)
     log = logger(args)

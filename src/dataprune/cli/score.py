@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from ..errors import DataPruneError
 from ..fileio import read_json
@@ -15,7 +14,7 @@ from ..record import ALL_SIGNALS, DEFAULT_SIGNALS, EXTRA_SIGNALS
 from ..train.loop import VIEWS
 from ..train.runs import resume_score_run, score_run
 from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
-                     logger, train_config)
+                     logger, set_threads, train_config)
 
 DEFAULT_EPOCHS = 30
 
@@ -141,13 +140,6 @@ def _given_settings(args: argparse.Namespace, config: dict[str, Any]):
         if dest == "signals":
             given = list(resolve_signals(given, "full"))
         yield dest, given, used
-
-
-def set_threads(threads: int | None) -> None:
-    """Use ``threads`` CPU threads (default all cores)."""
-    if threads is not None and threads < 1:
-        raise DataPruneError(f"--threads {threads}; expected at least 1")
-    torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
 def resolve_signals(text: str, keep_history: str) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from ..fileio import atomic_write_json, check_writable, refuse_overwrite
 from ..keepfile import read_keep
 from ..train.runs import train_run
 from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
-                     logger, train_config, use_all_cores)
+                     logger, train_config, set_threads)
 
 DEFAULT_EPOCHS = 20
 
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    use_all_cores()
+    set_threads()
     if args.metrics_out:
         refuse_overwrite(args.metrics_out, args.force)
         check_writable(args.metrics_out)  # fail now, not after training
