@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from ..errors import DataPruneError
 from ..fileio import read_json
 from ..record import ALL_SIGNALS, DEFAULT_SIGNALS, EXTRA_SIGNALS
