@@ -2,7 +2,6 @@
 with a ``<name>.json`` manifest beside them."""
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -10,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import DataPruneError
-from .fileio import atomic_write_bytes, atomic_write_json, read_json, refuse_overwrite
+from .fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json, read_json, refuse_overwrite
 
 SUFFIXES = (".txt", ".npy")
 
@@ -36,9 +35,7 @@ def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[s
         refuse_overwrite(p, force)
     indices = np.asarray(indices, dtype=np.int64)
     if path.suffix == ".npy":
-        buf = io.BytesIO()
-        np.save(buf, indices)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_save_npy(path, indices)
     else:
         atomic_write_bytes(path, "".join(f"{i}\n" for i in indices.tolist()).encode())
     atomic_write_json(manifest_path(path), {**manifest, "kept": int(len(indices)),

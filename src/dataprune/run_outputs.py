@@ -12,7 +12,6 @@ Layout inside a run directory ``RUN/`` (the parent of ``RUN/dynamics/``)::
 """
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataPruneError
-from .fileio import atomic_write_bytes, refuse_overwrite
+from .fileio import atomic_save_npy, refuse_overwrite
 
 FEATURES_FILE = "features.npy"
 LOGITS_FILE = "final_logits.npy"
@@ -35,12 +34,6 @@ def _to_numpy(x: Any, name: str) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
         raise DataPruneError(f"{name} have dtype {arr.dtype}; expected real numbers")
     return arr
-
-
-def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *,
@@ -73,8 +66,8 @@ def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *
     for p in paths:
         refuse_overwrite(p, force)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_save(paths[0], logits)
-    _atomic_save(paths[1], f16)
+    atomic_save_npy(paths[0], logits)
+    atomic_save_npy(paths[1], f16)
     return paths
 
 
