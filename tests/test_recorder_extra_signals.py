@@ -77,3 +77,11 @@ def test_tdds_d_first_occurrence_in_epoch_wins(tmp_path):
 def test_unknown_signal_lists_extra_signals(tmp_path):
     with pytest.raises(ValueError, match="tdds_d"):
         dp.Recorder(3, tmp_path / "s", 2, signals=["nope"])
+
+
+def test_tdds_d_state_too_large_is_refused_up_front(tmp_path):
+    # ImageNet-21K: 14.2M x 21841 float16 = 578 GiB of softmax state -> refused before any
+    # store is created, naming N, C and the limit
+    with pytest.raises(dp.DataPruneError, match=r"N=14200000, C=21841 needs 577\.\d GiB.*TDDS_D_STATE_LIMIT"):
+        dp.Recorder(14_200_000, tmp_path / "s", 21841, signals=["prob", "tdds_d"], epochs=2)
+    assert not (tmp_path / "s").exists()

@@ -78,6 +78,21 @@ ALL_SIGNALS = tuple(SIGNALS)
 #: plus (N,) int32 epoch stamps on the logits' device. Under torch.distributed that state
 #: is merged across ranks in every end_epoch (O(N*C) traffic), so ranks may see any sample.
 EXTRA_SIGNALS = ("grand", "tdds_d")
+#: bytes of device memory ``tdds_d`` may use for its state (N*C*2, plus N*C*8 for the merge
+#: under torch.distributed); larger runs are refused up front instead of failing with an
+#: out-of-memory error mid-epoch. Raise it if your device has the room.
+TDDS_D_STATE_LIMIT = 16 * 2**30
+
+
+def _check_tdds_d_state(n: int, c: int, world_size: int) -> None:
+    """Refuse a ``tdds_d`` state (N, C) larger than :data:`TDDS_D_STATE_LIMIT`."""
+    need = n * c * (2 + (8 if world_size > 1 else 0))
+    if need > TDDS_D_STATE_LIMIT:
+        raise DataPruneError(
+            f"signal 'tdds_d' with N={n}, C={c}{f', {world_size} ranks' if world_size > 1 else ''} "
+            f"needs {need / 2**30:.1f} GiB of device memory for its per-sample softmax state; "
+            f"expected at most {TDDS_D_STATE_LIMIT / 2**30:.1f} GiB "
+            f"(dataprune.record.TDDS_D_STATE_LIMIT): drop 'tdds_d' (TDDS) at this scale")
 
 
 class Recorder:
@@ -155,6 +170,8 @@ class Recorder:
         self.nan_policy = nan_policy
         self.epoch = 0
         self.rank, self.world_size = _dist_rank_world()
+        if "tdds_d" in signals:
+            _check_tdds_d_state(self.num_samples, self.num_classes, self.world_size)
         self._out = out
         self._writer: StoreWriter | RingStoreWriter | None = None
         if self.rank == 0:  # other ranks never touch the disk
