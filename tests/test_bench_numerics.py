@@ -186,3 +186,21 @@ def test_eta_uses_each_models_measured_rate():
     eta = _eta(cells, lambda c: units[c.train_model], {"a": [20.0, 10.0], "b": [5.0, 10.0]})
     assert eta == 10 * 2 + 20 * 0.5 + 5 * 2
     assert _eta(cells, lambda c: 1.0, {}) == 0.0
+
+
+def test_main_table_shows_only_ratios_measured_for_each_train_model():
+    # small-cnn trained at 25 % and 50 %, mlp only at 25 %: mlp's table has one ratio column
+    # (no empty 50 % column dragging its average rank), small-cnn's has both.
+    from dataprune.bench.studies import main_config
+    from dataprune.bench.tables import main_tables
+    cfg = main_config(score_models=["small-cnn"], methods_=["random", "dyn-unc"],
+                      prune_ratios=[0.25, 0.5], train_models=["small-cnn", "mlp"], seeds=[0])
+    rows = [dict(scorer="small-cnn", method=m, train_model=tm, prune_ratio=r, test_accuracy=a)
+            for m, tm, r, a in [("random", "small-cnn", 0.25, 0.90), ("dyn-unc", "small-cnn", 0.25, 0.91),
+                                ("random", "small-cnn", 0.5, 0.89), ("dyn-unc", "small-cnn", 0.5, 0.88),
+                                ("random", "mlp", 0.25, 0.85), ("dyn-unc", "mlp", 0.25, 0.86)]]
+    cnn, mlp = parse_table_md(main_tables(rows, cfg))
+    assert cnn[0] == ["Method \\ Pruning ratio", "25%", "rank", "50%", "rank", "avg rank"]
+    assert cnn[2] == ["dyn-unc", "**91.00**", "**1**", "88.00", "2", "**1.50**"]  # tied with random
+    assert mlp[0] == ["Method \\ Pruning ratio", "25%", "rank", "avg rank"]
+    assert mlp[2] == ["dyn-unc", "**86.00**", "**1**", "**1.00**"]

@@ -63,13 +63,13 @@ def main_tables(rows: list[dict[str, Any]], config: BenchConfig, value: str = "t
                     ("scorer", "method", "train_model", "prune_ratio"), value)
     full = aggregate([r for r in rows if r["method"] == FULL and r.get(value) not in ("", None)],
                      ("train_model",), value)
-    ratios = config.prune_ratios
     nseeds = len(config.seeds)
     for scorer in config.scorers:
         labels = [s.label for s in config.selectors if s.scorer == scorer.id]
         if len(labels) < max(1, min_methods):
             continue
         for tm in config.train_models:
+            ratios = _measured_ratios(agg, scorer.id, labels, tm, config.prune_ratios)
             means = {lab: {r: agg.get((scorer.id, lab, tm, r), (math.nan,))[0] for r in ratios} for lab in labels}
             per, avg = rank_table(means, ratios)
             best_col = {r: best({lab: means[lab][r] for lab in labels}) for r in ratios}
@@ -93,6 +93,13 @@ def main_tables(rows: list[dict[str, Any]], config: BenchConfig, value: str = "t
             out.append("| No pruning | " + " | ".join([fmt_mean_std(m, s, n, nseeds)] + [""] * (len(head) - 2)) + " |")
             out.append("")
     return "\n".join(out)
+
+
+def _measured_ratios(agg: Mapping[tuple, Any], scorer: str, labels: list[str], train_model: str,
+                     ratios: list[float]) -> list[float]:
+    """The ``ratios`` with a result for some method of (scorer, train model); all of them
+    when none has one yet (a train model asked for at fewer ratios gets no empty columns)."""
+    return [r for r in ratios if any((scorer, lab, train_model, r) in agg for lab in labels)] or list(ratios)
 
 
 def noise_table(rows: list[dict[str, Any]], config: BenchConfig) -> str:
@@ -153,7 +160,7 @@ def ood_tables(rows: list[dict[str, Any]], config: BenchConfig) -> str:
             out.append("| --- | " + " | ".join(["---:"] * len(labels)) + " |")
             m = full.get((tm,), (math.nan, math.nan, 0))
             out.append(f"| 0% (no pruning) | " + " | ".join(fmt_mean_std(*m) for _ in labels) + " |")
-            for r in config.prune_ratios:
+            for r in _measured_ratios(agg, scorer.id, labels, tm, config.prune_ratios):
                 vals = [agg.get((scorer.id, lab, tm, r), (math.nan, math.nan, 0)) for lab in labels]
                 out.append(f"| {ratio_header(r)} | " + " | ".join(fmt_mean_std(*v) for v in vals) + " |")
             out.append("")
