@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataPruneError
-from ._common import check_int
 from ._registry import register
 
 #: elements (K x columns) read from the store per block, converted to float32 at once.
@@ -30,8 +29,9 @@ _WORK_ELEMENTS = 1 << 18
 
 def check_window(window: int, epochs: int) -> None:
     """Raise unless 2 <= window < epochs (Eq. 3 needs at least one window, ddof=1 needs 2)."""
-    window = check_int("window", window, 2, hint=" (ddof=1 needs at least 2 epochs per window)")
-    if window >= epochs:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise DataPruneError(f"window={window!r}; expected an integer")
+    if not 2 <= window < epochs:
         raise DataPruneError(f"window={window} with {epochs} recorded epochs; expected "
                              f"2 <= window < {epochs} (K-J windows must be at least one)")
 
