@@ -204,3 +204,25 @@ def test_main_table_shows_only_ratios_measured_for_each_train_model():
     assert cnn[2] == ["dyn-unc", "**91.00**", "**1**", "88.00", "2", "**1.50**"]  # tied with random
     assert mlp[0] == ["Method \\ Pruning ratio", "25%", "rank", "avg rank"]
     assert mlp[2] == ["dyn-unc", "**86.00**", "**1**", "**1.00**"]
+
+
+def test_cost_table_rows_and_relative_cost():
+    # Hand case: full-set training takes 100 s and 120 s (mean 110 s); the K=30 clean run
+    # took 330 s -> 3.00x full training; random needs no scoring run -> 0 s, 0.00x.
+    from dataprune.bench.studies import cost_config
+    from dataprune.bench.tables import cost_table
+    cfg = cost_config(model="small-cnn", proxy="", windows=(10,), short_epochs=(), prune_ratios=[0.25],
+                      train_models=["small-cnn"], seeds=[0, 1])
+    ref = cfg.scorers[0].id
+    rows = [dict(scorer="", method="full", train_model="small-cnn", prune_ratio=0.0, seed=s,
+                 test_accuracy=a, train_seconds=t) for s, a, t in [(0, 0.92, 100.0), (1, 0.93, 120.0)]]
+    rows += [dict(scorer=ref, method=lab, train_model="small-cnn", prune_ratio=0.25, seed=0,
+                  test_accuracy=0.915, score_seconds=330.0, selection_seconds=0.02)
+             for lab in ("random", f"dyn-unc J=10, {ref}")]
+    (table,) = parse_table_md(cost_table(rows, cfg))
+    header, rnd, dyn = table[0], table[1], table[2]
+    col = {name: i for i, name in enumerate(header)}
+    assert rnd[col["scoring s"]] == "0" and rnd[col["× full training"]] == "0.00" and rnd[col["K"]] == "–"
+    assert dyn[col["scoring s"]] == "330" and dyn[col["× full training"]] == "3.00" and dyn[col["K"]] == "30"
+    assert dyn[col["25%"]] == "91.50 (n=1)"
+    assert table[-1][0] == "no pruning (reference)" and table[-1][col["25%"]] == "92.50 ± 0.71"

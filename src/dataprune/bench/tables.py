@@ -171,28 +171,44 @@ def ood_tables(rows: list[dict[str, Any]], config: BenchConfig) -> str:
 
 
 def cost_table(rows: list[dict[str, Any]], config: BenchConfig) -> str:
-    """Scoring compute vs accuracy: one row per method variant (scorer + parameters)."""
+    """Scoring compute vs accuracy: one row per method variant (scorer + parameters).
+
+    ``× full training`` = scoring seconds / seconds of training the train model on the full
+    set (mean over seeds): what a scoring run costs in units of the training it is meant to
+    shorten. Random needs no scoring run (0 s). The full-set accuracy is repeated in every
+    ratio column as the reference."""
     agg = aggregate(rows, ("scorer", "method", "train_model", "prune_ratio"), "test_accuracy")
-    full = aggregate([r for r in rows if r["method"] == FULL], ("train_model",), "test_accuracy")
+    full_rows = [r for r in rows if r["method"] == FULL]
+    full = aggregate(full_rows, ("train_model",), "test_accuracy")
+    full_secs = aggregate([r for r in full_rows if r.get("train_seconds") not in ("", None)],
+                          ("train_model",), "train_seconds")
     seconds = {(r["scorer"], r["method"]): (r["score_seconds"], r["selection_seconds"])
                for r in rows if r["method"] != FULL}
-    ratios = config.prune_ratios
+    ratios, nseeds = config.prune_ratios, len(config.seeds)
     out = []
     for tm in config.train_models:
-        out.append(f"### Scoring cost vs accuracy of the subsets trained with {tm} (test top-1 %)\n")
-        out.append("| Variant | scoring model | K | view | runs | params | scoring s | selection s | "
-                   + " | ".join(ratio_header(r) for r in ratios) + " |")
-        out.append("| --- | --- | ---: | --- | ---: | --- | ---: | ---: | " + " | ".join(["---:"] * len(ratios)) + " |")
+        train_s = full_secs.get((tm,), (math.nan,))[0]
+        out.append(f"### Scoring cost vs accuracy of the subsets trained with {tm} (test top-1 %; "
+                   f"full-set training: {_secs(train_s)} s)\n")
+        out.append("| Variant | scoring model | K | view | runs | params | scoring s | × full training | "
+                   "selection s | " + " | ".join(ratio_header(r) for r in ratios) + " |")
+        out.append("| --- | --- | ---: | --- | ---: | --- | ---: | ---: | ---: | "
+                   + " | ".join(["---:"] * len(ratios)) + " |")
         for sel in config.selectors:
             sc = config.scorer(sel.scorer)
             sec, selsec = seconds.get((sel.scorer, sel.label), ("", ""))
             params = ", ".join(f"{k}={v}" for k, v in sel.params) or "–"
             runs = len(sel.runs) if sel.runs is not None else sc.runs
+            run = [sc.model, sc.epochs, sc.record_view, runs]
+            if sel.method == "random":  # needs no scoring run
+                sec, run = 0.0, ["–"] * 4
             vals = [agg.get((sel.scorer, sel.label, tm, r), (math.nan, math.nan, 0)) for r in ratios]
-            out.append(f"| {sel.label} | {sc.model} | {sc.epochs} | {sc.record_view} | {runs} | {params} | "
-                       f"{_secs(sec)} | {_secs(selsec, 2)} | " + " | ".join(fmt_mean_std(*v) for v in vals) + " |")
+            out.append(f"| {sel.label} | {' | '.join(map(str, run))} | {params} | "
+                       f"{_secs(sec)} | {_secs(_num(sec) / train_s, 2)} | {_secs(selsec, 2)} | "
+                       + " | ".join(fmt_mean_std(*v, nseeds) for v in vals) + " |")
         m = full.get((tm,), (math.nan, math.nan, 0))
-        out.append(f"| no pruning (full set, in the first column) | | | | | | | | {fmt_mean_std(*m)} |" + " |" * (len(ratios) - 1))
+        out.append("| no pruning (reference) | | | | | | | | | "
+                   + " | ".join(fmt_mean_std(*m, nseeds) for _ in ratios) + " |")
         out.append("")
     return "\n".join(out)
 
