@@ -14,12 +14,12 @@ COMMON="--dataset fashion-mnist $LIMIT --score-epochs 30 --window 10 --train-epo
 case "${1:-all}" in
 main|all)
   # Table 2 / Fig. 1-3: every registered method, 4 ratios, 3 seeds, small-cnn scoring and
-  # training, OOD AUPR on sklearn's digits (Table 6); then mlp trained on the same subsets at
-  # r=0.25 (Table 4/5 cross-architecture), reusing the scoring run and keep files.
+  # training, OOD AUPR on sklearn's digits (Table 6); then mlp trained on the same subsets
+  # (Table 4/5 cross-architecture; ~7 s a cell), reusing the scoring run and keep files.
   dataprune bench $COMMON --score-model small-cnn --train-models small-cnn --methods all \
     --prune-ratios 0.25,0.3,0.4,0.5 --ood-dataset digits --out $R/fashion-mnist-main
   dataprune bench $COMMON --score-model small-cnn --train-models mlp --methods all \
-    --prune-ratios 0.25 --ood-dataset digits --out $R/fashion-mnist-main
+    --prune-ratios 0.25,0.3,0.4,0.5 --ood-dataset digits --out $R/fashion-mnist-main
   ;;&
 cross|all)
   # Table 4: mlp scoring -> small-cnn/mlp training at r=0.25, in the main folder so the
@@ -34,6 +34,12 @@ noise|all)
   dataprune bench $COMMON --score-model small-cnn --train-models small-cnn \
     --methods random,forgetting,entropy,el2n,ssp,moderate,dyn-unc --prune-ratios 0.25,0.5 \
     --label-noise 0.2 --noise-seed 0 --out $R/fashion-mnist-noise20
+  ;;&
+ablation|all)
+  # Table 7: Dyn-Unc from 3 scoring runs (seeds 0-2, scores averaged) vs from 1 run, vs one
+  # variance over the run (cartography).
+  dataprune bench $COMMON --score-model small-cnn --score-runs 3 --methods dyn-unc,cartography \
+    --train-models small-cnn --prune-ratios 0.25,0.5 --out $R/fashion-mnist-runs3
   ;;&
 cost|all)
   # What scoring can cost: clean vs train view, J=5/10/20, K=10/20 vs 30, mlp proxy scoring;
