@@ -251,8 +251,8 @@ def table_md(rows: list[dict[str, Any]], config: BenchConfig, skipped: Mapping[s
     if config.study == "cost":
         parts.append(cost_table(rows, config))
     parts.append(main_tables(rows, config, min_methods=2 if config.study == "cost" else 1))
-    for section in (noise_table(rows, config), cross_arch_table(rows, config), ood_tables(rows, config),
-                    ablation_table(rows, config)):
+    cross = cross_arch_table(rows, config) if config.study != "cost" else ""  # cost_table covers the proxy
+    for section in (noise_table(rows, config), cross, ood_tables(rows, config), ablation_table(rows, config)):
         if section:
             parts.append(section)
     if skipped:
