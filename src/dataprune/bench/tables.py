@@ -233,7 +233,9 @@ def ablation_table(rows: list[dict[str, Any]], config: BenchConfig) -> str:
             out.append("| --- | " + " | ".join(["---:"] * len(config.prune_ratios)) + " |")
             for sel in sels:
                 n = len(sel.runs) if sel.runs is not None else scorer.runs
-                what = "one variance over the run" if sel.method == "cartography" else f"{n}×"
+                how = ("one variance over the run" if sel.method == "cartography"
+                       else f"std over windows of J={dict(sel.params).get('window')}")
+                what = f"{how}, {f'scores of {n} runs averaged' if n > 1 else '1 run'}"
                 vals = [agg.get((scorer.id, sel.label, tm, r), (math.nan, math.nan, 0)) for r in config.prune_ratios]
                 out.append(f"| {sel.label} ({what}) | " + " | ".join(fmt_mean_std(*v) for v in vals) + " |")
             out.append("")
