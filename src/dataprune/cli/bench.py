@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                           max_cells=args.max_cells)
         from ..fileio import read_json
         results = read_json(bench.out / "results.json")
-    print(f"{results['cells_finished']} of {results['cells_planned']} training cells finished; "
+    print(f"{results['cells_finished']} of {results['cells_planned']} training cells finished (planned: every "
+          f"combination of the methods, ratios, train models and seeds this folder was ever asked for); "
           f"table: {args.out}/table.md, results: {args.out}/results.csv")
     return 0
