@@ -6,6 +6,7 @@ import io
 import math
 from typing import Any, Iterable, Mapping
 
+from ..methods._registry import get
 from .plan import FULL, BenchConfig
 from .stats import aggregate, best, rank_table
 
@@ -175,7 +176,7 @@ def cost_table(rows: list[dict[str, Any]], config: BenchConfig) -> str:
 
     ``× full training`` = scoring seconds / seconds of training the train model on the full
     set (mean over seeds): what a scoring run costs in units of the training it is meant to
-    shorten. Random needs no scoring run (0 s). The full-set accuracy is repeated in every
+    shorten. A method that reads nothing from the scoring run (random) costs 0 s. The full-set accuracy is repeated in every
     ratio column as the reference."""
     agg = aggregate(rows, ("scorer", "method", "train_model", "prune_ratio"), "test_accuracy")
     full_rows = [r for r in rows if r["method"] == FULL]
@@ -200,7 +201,8 @@ def cost_table(rows: list[dict[str, Any]], config: BenchConfig) -> str:
             params = ", ".join(f"{k}={v}" for k, v in sel.params) or "–"
             runs = len(sel.runs) if sel.runs is not None else sc.runs
             run = [sc.model, sc.epochs, sc.record_view, runs]
-            if sel.method == "random":  # needs no scoring run
+            method = get(sel.method)
+            if not method.needs and not method.files:  # reads nothing from a scoring run (random)
                 sec, run = 0.0, ["–"] * 4
             vals = [agg.get((sel.scorer, sel.label, tm, r), (math.nan, math.nan, 0)) for r in ratios]
             out.append(f"| {sel.label} | {' | '.join(map(str, run))} | {params} | "

@@ -7,7 +7,7 @@ from ..fileio import atomic_write_json, check_writable, refuse_overwrite
 from ..keepfile import read_keep
 from ..train.runs import train_run
 from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
-                     logger, train_config, set_threads)
+                     logger, set_threads, train_config)
 
 DEFAULT_EPOCHS = 20
 
