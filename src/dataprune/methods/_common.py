@@ -70,6 +70,18 @@ def reduce_columns(arr: np.ndarray, rows: int, fn: Any) -> np.ndarray:
     return out
 
 
+def observed_mean(arr: np.ndarray, epochs: int = 0) -> np.ndarray:
+    """(N,) mean of the observed (non-NaN) values of a (K, N) array over its first ``epochs``
+    rows (0 = all); NaN where none is observed."""
+    span = resolve_span(epochs, arr.shape[0], minimum=1)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        cnt, m, _ = observed_moments(x)
+        return np.where(cnt > 0, m, np.nan)
+
+    return reduce_columns(arr, span, mean)
+
+
 def observed_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of a (K, c) block, NaN = unobserved: (count, mean, population variance);
     mean and variance are 0 where nothing was observed."""
