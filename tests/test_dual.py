@@ -103,7 +103,7 @@ def test_bad_window(window):
 
 
 def test_window_longer_than_epochs_used_names_both():
-    with pytest.raises(ValueError, match=r"window=10 with epochs=5 used \(of 30 recorded\)"):
+    with pytest.raises(ValueError, match=r"window=10 with epochs=5 used of 30 recorded"):
         dual(np.random.rand(30, 3), 10, epochs=5)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataPruneError
-from ._common import check_int, resolve_span
+from ._common import check_int, leading
 from ._registry import register
 
 #: elements (K x columns) read from the store per block, converted to float32 at once.
@@ -90,12 +90,9 @@ def windowed_std(prob: Any, window: int, *, epochs: int = 0, weighted: bool = Fa
     """
     if getattr(prob, "ndim", None) != 2:
         raise DataPruneError(f"prob has shape {getattr(prob, 'shape', None)}; expected (K, N)")
-    recorded, n = prob.shape
-    k_epochs = resolve_span(epochs, recorded)
-    span = "" if k_epochs == recorded else f"epochs={k_epochs} used (of {recorded} recorded)"
+    prob, span = leading(prob, epochs)
+    k_epochs, n = prob.shape
     check_window(window, k_epochs, last_window=weighted, span=span)
-    if k_epochs < recorded:
-        prob = prob[:k_epochs]
     if chunk_size is None:
         chunk_size = max(1, _WORK_ELEMENTS // k_epochs)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
