@@ -6,14 +6,15 @@ import sys
 from typing import Sequence
 
 from ..errors import DataPruneError
-from . import bench, demo, import_official, methods, score, select, train
+from . import bench, demo, import_official, methods, score, scores, select, train
 
-COMMANDS = (score, select, train, methods, demo, bench, import_official)
+COMMANDS = (score, select, scores, train, methods, demo, bench, import_official)
 
 EXAMPLES = """examples:
   dataprune demo                                   # Fashion-MNIST, end to end, ~10 min on 2 cores
   dataprune score --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm
   dataprune select runs/fm --method dyn-unc --window 10 --prune-ratio 0.25 --out keep.txt
+  dataprune scores runs/fm --methods dyn-unc,el2n --window 10 --out scores.csv
   dataprune train --dataset fashion-mnist --model small-cnn --epochs 20 --subset keep.txt --metrics-out m.json
   dataprune score --nproc 2 --dataset imagefolder --data-dir ROOT --model timm:resnet18 --out runs/img
   dataprune import-official runs/official --file-list file_list.txt --out runs/imported
