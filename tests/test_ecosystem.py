@@ -1,12 +1,16 @@
 """Where the project uses the ecosystem instead of hand-written code: scikit-learn's average
 precision for the OOD AUPR, and the ``logging`` module (library code never prints)."""
+import ast
 import builtins
+import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dataprune.bench.ood import average_precision, load_ood, msp_aupr
 from dataprune.errors import DataPruneError
+from dataprune.logs import get_logger
 
 
 def handwritten_average_precision(pos, scores):
@@ -52,3 +56,76 @@ def test_aupr_without_sklearn_is_one_clear_error(monkeypatch):
         average_precision(np.array([1, 0], bool), np.array([0.2, 0.1]))
     with pytest.raises(DataPruneError, match="needs scikit-learn"):  # before any training
         load_ood("idx:/nonexistent")
+
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "dataprune"
+
+
+def printing_calls(tree: ast.AST) -> list[int]:
+    """Line numbers of print(...) and sys.stdout/sys.stderr.write(...) calls."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        if isinstance(f, ast.Name) and f.id == "print":
+            lines.append(node.lineno)
+        elif (isinstance(f, ast.Attribute) and f.attr == "write" and isinstance(f.value, ast.Attribute)
+              and f.value.attr in ("stdout", "stderr")):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_printing_calls_finds_them():
+    assert printing_calls(ast.parse("print(1)\nimport sys\nsys.stderr.write('x')\nf.write(2)")) == [1, 3]
+
+
+def test_library_code_never_prints():
+    """Only the CLI prints (results on stdout, its one-line errors on stderr); the library logs."""
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        if "cli" in path.relative_to(SRC).parts:
+            continue
+        found += [f"{path.relative_to(SRC)}:{n}" for n in printing_calls(ast.parse(path.read_text()))]
+    assert found == []
+
+
+def our_handlers():
+    return [h for h in logging.getLogger("dataprune").handlers if type(h).__module__ == "dataprune.logs"]
+
+
+@pytest.mark.parametrize("flags, level", [([], logging.INFO), (["-v"], logging.DEBUG),
+                                          (["-vv"], logging.DEBUG)])
+def test_cli_configures_the_dataprune_logger(flags, level, capsys):
+    from dataprune.cli import main
+    assert main(["methods", *flags]) == 0
+    assert main(["methods", *flags]) == 0  # a second call replaces the handler, never adds one
+    assert logging.getLogger("dataprune").level == level and len(our_handlers()) == 1
+    capsys.readouterr()
+    get_logger("bench").info("progress line")
+    get_logger("bench").debug("debug line")
+    err = capsys.readouterr().err
+    assert "progress line" in err and ("debug line" in err) == (level == logging.DEBUG)
+
+
+def test_cli_quiet_keeps_warnings_only(tiny_idx_dir, tmp_path, capsys):
+    from dataprune.cli import main
+    assert main(["train", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--limit", "40",
+                 "--epochs", "1", "--model", "mlp", "--quiet"]) == 0
+    assert logging.getLogger("dataprune").level == logging.WARNING
+    captured = capsys.readouterr()
+    assert "epoch 1" not in captured.err and "test accuracy" in captured.out
+    get_logger("bench").warning("warning: something")
+    assert capsys.readouterr().err == "warning: something\n"
+    assert main(["train", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--limit", "40",
+                 "--epochs", "1", "--model", "mlp"]) == 0
+    assert "train epoch 1/1: loss" in capsys.readouterr().err  # progress through the logger
+
+
+def test_scores_debug_lines_with_v(tmp_path, capsys):
+    from dataprune.cli import main
+    from helpers_methods import write_store
+    rng = np.random.default_rng(0)
+    store = write_store(tmp_path / "s", {"margin": rng.normal(size=(3, 8))}, np.arange(8) % 2, 2)
+    assert main(["scores", str(store.path), "--methods", "aum", "--out", str(tmp_path / "a.csv"), "-v"]) == 0
+    assert "scored 8 samples with aum" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,12 +21,14 @@ import numpy as np
 from .errors import DataPruneError
 from .fileio import atomic_output, refuse_overwrite
 from .interop import store_file_list
+from .logs import get_logger
 from .methods import get, score
 from .select import keep_order
 from .store import Dynamics
 
 SUFFIXES = (".csv", ".parquet")
 _CSV_CHUNK = 1 << 16  # rows formatted at a time: memory stays O(chunk), not O(N) strings
+_log = get_logger("scores")
 
 
 def scores_table(dynamics: Dynamics | str | os.PathLike, methods: Sequence[str], *,
@@ -67,7 +70,9 @@ def scores_table(dynamics: Dynamics | str | os.PathLike, methods: Sequence[str],
     if listed is not None:
         table["path"] = np.asarray(listed[0], dtype=object)
     for name in names:
+        t0 = time.perf_counter()
         s = score(name, dyn, **params.get(name, {}))
+        _log.debug(f"scored {n} samples with {name} {params.get(name, {})} in {time.perf_counter() - t0:.2f} s")
         rank = np.empty(n, dtype=np.int64)
         rank[keep_order(s, nan_policy=nan_policy)] = np.arange(1, n + 1)
         table[name], table[f"{name}_rank"] = s, rank

@@ -6,6 +6,7 @@ import sys
 from typing import Sequence
 
 from ..errors import DataPruneError
+from ..logs import configure as configure_logging
 from . import bench, demo, import_official, methods, score, scores, select, train
 
 COMMANDS = (score, select, scores, train, methods, demo, bench, import_official)
@@ -41,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run, and turn user errors into one line on stderr with exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(-1 if getattr(args, "quiet", False) else args.verbose)
     score.argv_override = list(argv) if argv is not None else None
     try:
         return int(args.func(args) or 0)
