@@ -104,8 +104,9 @@ def write_scores(path: str | os.PathLike, table: Mapping[str, np.ndarray], *,
         raise DataPruneError(f"columns have lengths {sorted(lengths)}; expected one length N")
     if path.suffix == ".parquet":
         pa, pq = _pyarrow()
-        arrow = pa.table({name: pa.array(np.asarray(col).tolist() if np.asarray(col).dtype == object
-                                          else np.asarray(col)) for name, col in table.items()})
+        cols = {name: np.asarray(col) for name, col in table.items()}
+        arrow = pa.table({name: pa.array(col.tolist() if col.dtype == object else col)  # paths: str
+                          for name, col in cols.items()})
         with atomic_output(path) as f:
             pq.write_table(arrow, f)
         return path
