@@ -1,12 +1,15 @@
 """Where the project uses the ecosystem instead of hand-written code: scikit-learn's average
-precision for the OOD AUPR, and the ``logging`` module (library code never prints)."""
+precision for the OOD AUPR, the ``logging`` module (library code never prints), and torch's
+LR schedulers."""
 import ast
 import builtins
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dataprune.bench.ood import average_precision, load_ood, msp_aupr
 from dataprune.errors import DataPruneError
@@ -129,3 +132,46 @@ def test_scores_debug_lines_with_v(tmp_path, capsys):
     store = write_store(tmp_path / "s", {"margin": rng.normal(size=(3, 8))}, np.arange(8) % 2, 2)
     assert main(["scores", str(store.path), "--methods", "aum", "--out", str(tmp_path / "a.csv"), "-v"]) == 0
     assert "scored 8 samples with aum" in capsys.readouterr().err
+
+
+def closed_form_factor(step, total, warmup):
+    """The schedule the loop hand-wrote before it used torch's LinearLR + CosineAnnealingLR."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def lr_trace(cfg, steps_per_epoch, resume_at=None):
+    from dataprune.train.loop import make_optimizer
+    net = torch.nn.Linear(3, 2)
+    opt, sched = make_optimizer(net, cfg, steps_per_epoch)
+    out = []
+    for step in range(cfg.epochs * steps_per_epoch):
+        if step == resume_at:  # a resumed run rebuilds both and loads their states
+            states = opt.state_dict(), sched.state_dict()
+            opt, sched = make_optimizer(net, cfg, steps_per_epoch)
+            opt.load_state_dict(states[0])
+            sched.load_state_dict(states[1])
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_lr_schedule_hand_case():
+    from dataprune.train.loop import TrainConfig
+    # 2 epochs x 2 steps, 1 warm-up epoch: W = 2, T = 4 -> factors 1/3, 2/3, 1, 1/2
+    assert lr_trace(TrainConfig(epochs=2, lr=0.3), 2) == pytest.approx([0.1, 0.2, 0.3, 0.15], abs=1e-15)
+
+
+@pytest.mark.parametrize("epochs, steps, warmup", [(15, 40, 1.0), (3, 1, 1.0), (1, 1, 1.0), (4, 9, 0.0),
+                                                   (2, 7, 0.5), (1, 10, 1.0)])
+def test_lr_schedule_matches_closed_form_and_resumes(epochs, steps, warmup):
+    from dataprune.train.loop import TrainConfig
+    cfg = TrainConfig(epochs=epochs, warmup_epochs=warmup, lr=0.1)
+    total = epochs * steps
+    w = min(total - 1, int(warmup * steps))
+    got = lr_trace(cfg, steps)
+    want = [0.1 * closed_form_factor(s, total, w) for s in range(total)]
+    assert got == pytest.approx(want, rel=1e-13, abs=1e-18)
+    assert lr_trace(cfg, steps, resume_at=total // 2) == got
