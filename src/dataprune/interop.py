@@ -52,6 +52,21 @@ def read_file_list(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     return paths, np.asarray(labels, dtype=np.int64)
 
 
+def store_file_list(dyn: Dynamics) -> tuple[list[str], np.ndarray] | None:
+    """The store's ``file_list.txt`` as (paths (N,), int64 labels (N,)), or None if it has none.
+
+    Stores of image-folder runs and stores imported with a file list have one; paths are
+    relative to the training split's folder (``ROOT/train``), line i = sample i.
+    """
+    src = Path(dyn.path) / FILE_LIST
+    if not src.exists():
+        return None
+    paths, labels = read_file_list(src)
+    if len(paths) != dyn.num_samples:
+        raise DataPruneError(f"{src} lists {len(paths)} samples but the store has {dyn.num_samples}")
+    return paths, labels
+
+
 def format_file_list(paths: Sequence[str], labels: Sequence[int] | np.ndarray) -> str:
     """``relative/path label`` lines (newline-terminated) for parallel paths and labels."""
     labels = np.asarray(labels)

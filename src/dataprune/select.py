@@ -84,6 +84,32 @@ def _top(s: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
     return idx[order[:k]]
 
 
+def _nan_to_inf(s: np.ndarray, nan_policy: str) -> np.ndarray:
+    """NaN scores -> -inf (``"prune"``) or +inf (``"keep"``); checked scores, float64."""
+    nan = np.isnan(s)
+    return np.where(nan, -np.inf if nan_policy == "prune" else np.inf, s) if nan.any() else s
+
+
+def _order(s: np.ndarray) -> np.ndarray:
+    """(N,) sample indices from most to least worth keeping (NaN-free float64 ``s``).
+
+    The single ordering :func:`select` (without class balancing) keeps the head of, and
+    :func:`keep_order` returns: ties go to the lower index.
+    """
+    return np.argsort(-s, kind="stable")
+
+
+def keep_order(scores: np.ndarray, *, nan_policy: str = "raise") -> np.ndarray:
+    """(N,) int64 sample indices, most worth keeping first, in :func:`select`'s order.
+
+    ``select(scores, r, nan_policy=p)`` (no class balancing) keeps exactly the first
+    N - round(r*N) entries, so position + 1 is a sample's rank (1 = kept first). Scores
+    (N,), higher = keep; ``nan_policy`` as in :func:`select`. Example: scores
+    [0.1, 0.9, 0.5, 0.9] -> [1, 3, 2, 0] (the tie at 0.9 goes to the lower index).
+    """
+    return _order(_nan_to_inf(_check_scores(scores, nan_policy), nan_policy)).astype(np.int64)
+
+
 def select(scores: np.ndarray, prune_ratio: float, *, labels: np.ndarray | None = None,
            class_balanced: bool = False, nan_policy: str = "raise") -> np.ndarray:
     """Keep the N - round(r*N) highest-scoring samples.
@@ -103,18 +129,14 @@ def select(scores: np.ndarray, prune_ratio: float, *, labels: np.ndarray | None 
     -------
     (kept,) int64 sample indices, ascending. Ties are broken in favour of the lower index.
     """
-    s = _check_scores(scores, nan_policy)
+    s = _nan_to_inf(_check_scores(scores, nan_policy), nan_policy)
     kept = num_kept(len(s), prune_ratio)
-    nan = np.isnan(s)
-    if nan.any():
-        s = np.where(nan, -np.inf if nan_policy == "prune" else np.inf, s)
     if class_balanced:
         labels = _check_labels(labels, len(s))
         classes, quotas = class_quotas(labels, kept)
         parts = [_top(s, np.flatnonzero(labels == c), q) for c, q in zip(classes, quotas)]
         return np.sort(np.concatenate(parts or [np.zeros(0, np.int64)])).astype(np.int64)
-    order = np.argsort(-s, kind="stable")
-    return np.sort(order[:kept]).astype(np.int64)
+    return np.sort(_order(s)[:kept]).astype(np.int64)
 
 
 def allocate_strata(sizes: np.ndarray, budget: int) -> np.ndarray:

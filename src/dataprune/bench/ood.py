@@ -20,7 +20,8 @@ OOD_DATASETS = ("digits", "idx:DIR")
 
 
 def average_precision(is_positive: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the precision-recall curve as average precision (sklearn's definition).
+    """Area under the precision-recall curve as average precision, by scikit-learn's
+    ``sklearn.metrics.average_precision_score`` (needs ``dataprune[bench]``).
 
     AP = sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds taken in decreasing
     order, where a sample is predicted positive when its score >= the threshold (tied
@@ -36,14 +37,16 @@ def average_precision(is_positive: np.ndarray, scores: np.ndarray) -> float:
         raise DataPruneError("no positive sample; average precision needs at least one")
     if np.isnan(s).any():
         raise DataPruneError("scores contain NaN; expected finite scores")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]   # last position of each distinct score
-    tp = np.cumsum(y)[last]
-    predicted = last + 1
-    precision = tp / predicted
-    recall = tp / tp[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(_average_precision_score()(y, s))
+
+
+def _average_precision_score():
+    try:
+        from sklearn.metrics import average_precision_score
+    except ImportError:
+        raise DataPruneError("the OOD AUPR needs scikit-learn: pip install 'dataprune[bench]' "
+                             "(or scikit-learn)") from None
+    return average_precision_score
 
 
 def msp_aupr(msp_in: np.ndarray, msp_out: np.ndarray) -> float:
@@ -73,6 +76,7 @@ def load_ood(name: str, *, size: int = 28, channels: int = 1) -> Tensor:
     0..255, bilinear upsampling; no download). ``idx:DIR``: the test split (t10k) of any
     IDX folder, resized if needed.
     """
+    _average_precision_score()  # the AUPR needs scikit-learn too: fail before any training
     if name == "digits":
         try:
             from sklearn.datasets import load_digits

@@ -11,11 +11,13 @@ import numpy as np
 from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import atomic_write_json, atomic_write_text, read_json
+from ..logs import get_logger
 from ..store import Dynamics
 from .figures import CLASS_NAMES, accuracy_vs_ratio, closest_ratio, datamaps, keeps_for, removed_hard
 from .runner import Bench, load_config
 from .tables import FIELDS, table_md, to_csv
 
+_log = get_logger("bench")
 OUTPUTS = ("results.csv", "results.json", "table.md", "accuracy_vs_ratio.png", "datamaps.png",
            "removed_hard.png")
 
@@ -47,7 +49,7 @@ def _guard(bench: Bench, what: str, fn: Callable[[], None]) -> None:
     try:
         fn()
     except (DataPruneError, FileNotFoundError, ValueError) as e:
-        bench.log(f"warning: {what} not drawn: {' '.join(str(e).split())}")
+        _log.warning(f"warning: {what} not drawn: {' '.join(str(e).split())}")
 
 
 def figures(bench: Bench, rows: list[dict[str, Any]]) -> None:
@@ -66,7 +68,7 @@ def figures(bench: Bench, rows: list[dict[str, Any]]) -> None:
     _guard(bench, "datamaps.png", lambda: datamaps(out / "datamaps.png", dyn, keeps, ratio))
     dyn_sel = next((s for s in sels if s.method == "dyn-unc" and s.label in keeps), None)
     if dyn_sel is None:
-        bench.log("warning: removed_hard.png not drawn: no dyn-unc subset")
+        _log.warning("warning: removed_hard.png not drawn: no dyn-unc subset")
         return
 
     def draw() -> None:

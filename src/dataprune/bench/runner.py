@@ -30,6 +30,7 @@ from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import atomic_write_json, read_json
 from ..keepfile import manifest_path, read_keep, write_keep
+from ..logs import get_logger
 from ..methods import get, methods, score
 from ..store import Dynamics
 from ..train.data import ImageData
@@ -41,6 +42,7 @@ from .selection import draw
 
 Log = Callable[[str], None]
 BASE_SIGNALS = ("prob", "correct")
+_log = get_logger("bench")
 
 
 def _norm(obj: Any) -> Any:
@@ -225,7 +227,7 @@ class Bench:
                 msg = " ".join(str(e).split())
                 errors[sel.label] = msg
                 atomic_write_json(self.error_path(sel), {"label": sel.label, "error": msg})
-                self.log(f"warning: method {sel.label!r} skipped: {msg}")
+                _log.warning(f"warning: method {sel.label!r} skipped: {msg}")
                 continue
             scores = _mean_over_runs(per_run)
             seconds = time.perf_counter() - t0
@@ -236,7 +238,7 @@ class Bench:
             n = len(scores)
             nan = int(np.isnan(scores).sum())
             if nan:
-                self.log(f"warning: {sel.label}: {nan} of {n} scores are NaN; they are pruned first")
+                _log.warning(f"warning: {sel.label}: {nan} of {n} scores are NaN; they are pruned first")
             for r in todo:
                 kw: dict[str, Any] = {}
                 if self.config.class_balanced:

@@ -6,14 +6,16 @@ import sys
 from typing import Sequence
 
 from ..errors import DataPruneError
-from . import bench, demo, import_official, methods, score, select, train
+from ..logs import configure as configure_logging
+from . import bench, demo, import_official, methods, score, scores, select, train
 
-COMMANDS = (score, select, train, methods, demo, bench, import_official)
+COMMANDS = (score, select, scores, train, methods, demo, bench, import_official)
 
 EXAMPLES = """examples:
   dataprune demo                                   # Fashion-MNIST, end to end, ~10 min on 2 cores
   dataprune score --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm
   dataprune select runs/fm --method dyn-unc --window 10 --prune-ratio 0.25 --out keep.txt
+  dataprune scores runs/fm --methods dyn-unc,el2n --window 10 --out scores.csv
   dataprune train --dataset fashion-mnist --model small-cnn --epochs 20 --subset keep.txt --metrics-out m.json
   dataprune score --nproc 2 --dataset imagefolder --data-dir ROOT --model timm:resnet18 --out runs/img
   dataprune import-official runs/official --file-list file_list.txt --out runs/imported
@@ -40,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run, and turn user errors into one line on stderr with exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(-1 if getattr(args, "quiet", False) else args.verbose)
     score.argv_override = list(argv) if argv is not None else None
     try:
         return int(args.func(args) or 0)

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Callable
 
 import torch
 
 from ..errors import DataPruneError
+from ..logs import get_logger
 from ..train.data import DATASETS
 from ..train.loop import TrainConfig
 from ..train.models import MODELS
@@ -18,8 +18,10 @@ from ..train.runs import DataSpec
 def command_parser(sub: argparse._SubParsersAction, name: str, help: str, example: str
                    ) -> argparse.ArgumentParser:
     """A sub-command parser whose ``--help`` ends with ``example``."""
-    return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="also log debug messages")
+    return p
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -60,10 +62,11 @@ def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainCo
 
 
 def logger(args: argparse.Namespace) -> Callable[[str], None] | None:
-    """Progress lines on stderr, or nothing with ``--quiet``."""
+    """Progress lines to the ``dataprune.cli`` logger (stderr, see :mod:`dataprune.logs`), or
+    nothing with ``--quiet``."""
     if args.quiet:
         return None
-    return lambda msg: print(msg, file=sys.stderr, flush=True)
+    return get_logger("cli").info
 
 
 def set_threads(threads: int | None = None) -> None:

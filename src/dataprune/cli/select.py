@@ -73,6 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "code's file_list.txt format) to PATH (default: <out>.file_list.txt); needs a "
                         "run recorded from --dataset imagefolder or a store imported with a file list")
     p.add_argument("--force", action="store_true", help="overwrite an existing keep file")
+    add_method_args(p)
+    p.set_defaults(func=run)
+
+
+def add_method_args(p: argparse.ArgumentParser) -> None:
+    """One ``--NAME`` option per method parameter (``dest=param_NAME``, default None = unset)."""
     group = p.add_argument_group("method parameters (each applies to the methods that take it)")
     for name, param in method_params().items():
         default = param.default
@@ -82,7 +88,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                            metavar=name.upper(),
                            help=f"{', '.join(users)}: {PARAM_HELP[name]}" if name in PARAM_HELP
                            else f"{', '.join(users)} (default {default})")
-    p.set_defaults(func=run)
 
 
 def chosen_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
@@ -153,15 +158,13 @@ def _source_file_list(dyn: Dynamics, args: argparse.Namespace):
     from pathlib import Path
 
     from ..fileio import refuse_overwrite
-    from ..interop import FILE_LIST, read_file_list
-    src = dyn.path / FILE_LIST
-    if not src.exists():
+    from ..interop import FILE_LIST, store_file_list
+    listed = store_file_list(dyn)
+    if listed is None:
         raise DataPruneError(f"--file-list: the store {dyn.path} has no {FILE_LIST}; it is written by "
                              "`dataprune score --dataset imagefolder` and `dataprune import-official "
                              "--file-list`")
-    paths, labels = read_file_list(src)
-    if len(paths) != dyn.num_samples:
-        raise DataPruneError(f"{src} lists {len(paths)} samples but the store has {dyn.num_samples}")
+    paths, labels = listed
     out = Path(args.file_list) if args.file_list else Path(args.out).with_suffix(".file_list.txt")
     refuse_overwrite(out, args.force)
     return paths, labels, out

@@ -5,7 +5,6 @@ Read top to bottom: build the optimizer and schedule, then per epoch iterate bat
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Protocol
@@ -54,9 +53,11 @@ class TrainConfig:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """SGD with Nesterov momentum (no weight decay on biases and norms), and a per-step
-    schedule: linear warm-up for ``warmup_epochs``, then cosine decay to zero."""
+    schedule: linear warm-up for ``warmup_epochs`` (factor (s+1)/(W+1) at step s < W), then
+    cosine decay towards zero over the remaining T - W steps (torch's LinearLR, then
+    CosineAnnealingLR, chained by SequentialLR)."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -64,13 +65,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int
                                 lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    sched = torch.optim.lr_scheduler
+    if warmup == 0:
+        return optimizer, sched.CosineAnnealingLR(optimizer, T_max=total)
+    ramp = sched.LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
+    cosine = sched.CosineAnnealingLR(optimizer, T_max=total - warmup)
+    return optimizer, sched.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
 
 
 def seed_everything(seed: int) -> None:
