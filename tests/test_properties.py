@@ -7,7 +7,7 @@ from hypothesis.extra import numpy as hnp
 import dataprune as dp
 from dataprune.select import num_kept
 
-FAST = settings(max_examples=60, deadline=None)
+FAST = settings()  # the loaded profile (tests/conftest.py): "ci" by default, or "explore"
 
 # Scores with many ties (small integer grid) or arbitrary finite floats, N >= 1.
 scores_st = st.one_of(

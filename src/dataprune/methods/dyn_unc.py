@@ -192,7 +192,7 @@ class _Kernel:
         np.copyto(r, s2, casting="unsafe")
         with np.errstate(invalid="ignore"):
             np.sqrt(r, out=r)   # a negative (rounding; never seen) or NaN input gives NaN: the
-        u = r.sum(0, dtype=np.float64)  # sample then takes the exact masked path below
+        u = _column_sums(r)     # sample then takes the exact masked path below
         u *= self.scale
         bad = np.isnan(u)
         if bad.any():           # samples with unobserved epochs: exact NaN-aware path
@@ -241,11 +241,12 @@ def _mean_window_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarra
 
 
 def _column_sums(v: np.ndarray) -> np.ndarray:
-    """Sum over axis 0 strictly in row order, so each column's result does not depend on the
-    chunk's width or the column's place in it (``v.sum(0)`` picks pairwise or row-wise order
-    from the array's shape): chunk size and sample order never change a score, not even in
-    the last bit (tests/test_properties.py)."""
-    total = np.zeros(v.shape[1:], dtype=v.dtype)
+    """(c,) float64 sums over axis 0 of (rows, c) ``v``, strictly in row order, so each column's
+    result does not depend on the chunk's width or the column's place in it (``v.sum(0)``
+    picks pairwise or row-wise order from the array's shape; a 1-column chunk sums pairwise):
+    chunk size and sample order never change a score, not even in the last bit
+    (tests/test_properties.py, tests/test_trust_select.py)."""
+    total = np.zeros(v.shape[1:], dtype=np.float64)
     for row in v:
         total += row
     return total
