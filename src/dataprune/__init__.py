@@ -1,6 +1,6 @@
 """dataprune: prune large training sets with Dynamic Uncertainty and compare pruning methods."""
 from .errors import DataPruneError, MissingSignalError, StoreError
-from .methods import dyn_unc, methods, register, score, score_runs
+from .methods import difficulty, dyn_unc, methods, register, score, score_runs
 from .record import Recorder, WithIndex
 from .run_outputs import load_features, load_final_logits, save_final_outputs
 from .select import select, select_stratified
@@ -8,5 +8,5 @@ from .store import Dynamics
 
 __version__ = "0.1.0"
 __all__ = ["DataPruneError", "Dynamics", "MissingSignalError", "Recorder", "StoreError",
-           "WithIndex", "dyn_unc", "load_features", "load_final_logits", "methods", "register",
+           "WithIndex", "difficulty", "dyn_unc", "load_features", "load_final_logits", "methods", "register",
            "save_final_outputs", "score", "score_runs", "select", "select_stratified", "__version__"]

@@ -141,14 +141,16 @@ def allocate_strata(sizes: np.ndarray, budget: int) -> np.ndarray:
 
 
 def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0.0,
-                      strata: int = 50, seed: int = 0, labels: np.ndarray | None = None,
-                      class_balanced: bool = False, nan_policy: str = "raise") -> np.ndarray:
+                      difficulty: np.ndarray | None = None, strata: int = 50, seed: int = 0,
+                      labels: np.ndarray | None = None, class_balanced: bool = False,
+                      nan_policy: str = "raise") -> np.ndarray:
     """Coverage-centric stratified selection (CCS, Zheng et al., ICLR 2023), for any scores.
 
-    1. Drop the ``beta`` fraction (round(beta*n), half up) of samples with the HIGHEST scores.
-       For the difficulty methods (aum = -AUM, forgetting, el2n, grand) the highest score is
-       the hardest, most likely mislabeled sample - CCS drops low-AUM samples, which are our
-       high ``aum`` scores, so this is CCS's behaviour. Ties: the lower index is dropped first.
+    1. Drop the ``beta`` fraction (round(beta*n), half up) of the HARDEST samples: those with
+       the highest ``difficulty`` ((N,), higher = harder; NaN = unknown, never dropped), e.g.
+       ``dataprune.difficulty("aum", dyn)`` (lowest AUM first, as CCS). ``beta > 0`` needs
+       ``difficulty``: the method's own scores are never used for it (the highest Dyn-Unc
+       scores are its most uncertain, most valuable samples). Ties: the lower index first.
     2. Split the remaining scores' range [min, max] into ``strata`` equal-width strata (the
        maximum falls in the last one; all equal -> one stratum).
     3. Spread the budget N - round(r*N) over the strata with :func:`allocate_strata`.
@@ -176,6 +178,7 @@ def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0
     if beta > float(prune_ratio):
         raise DataPruneError(f"beta={beta} > prune_ratio={prune_ratio}: the dropped hardest samples "
                              "are part of the pruned ones; expected beta <= prune_ratio")
+    hard = _check_difficulty(difficulty, n, beta)
     if isinstance(strata, bool) or not isinstance(strata, (int, np.integer)) or strata < 1:
         raise DataPruneError(f"strata={strata!r}; expected an integer >= 1")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -201,12 +204,27 @@ def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0
         if quota > len(pool):
             raise DataPruneError(f"{quota} samples must be kept but only {len(pool)} have a score "
                                  "(NaN scores are pruned); lower prune_ratio or use nan_policy='keep'")
-        drop = min(int(np.floor(beta * len(idx) + 0.5)), len(pool) - quota)
+        known = pool[~np.isnan(hard[pool])]  # NaN difficulty: never dropped
+        drop = min(int(np.floor(beta * len(idx) + 0.5)), len(pool) - quota, len(known))
         if drop > 0:
-            hardest = np.argsort(-s[pool], kind="stable")[:drop]
-            pool = np.delete(pool, hardest)
+            hardest = known[np.argsort(-hard[known], kind="stable")[:drop]]
+            pool = np.setdiff1d(pool, hardest)
         parts.append(_stratified(s, pool, quota, int(strata), rng))
     return np.sort(np.concatenate(parts or [np.zeros(0, np.int64)])).astype(np.int64)
+
+
+def _check_difficulty(difficulty: np.ndarray | None, n: int, beta: float) -> np.ndarray:
+    """(n,) float64 difficulty (higher = harder) for the beta drop; all NaN when beta is 0."""
+    if difficulty is None:
+        if beta > 0:
+            raise DataPruneError(f"beta={beta} needs difficulty: an (N,) array, higher = harder, "
+                                 "e.g. dataprune.difficulty('aum', dyn); beta never drops by the scores")
+        return np.full(n, np.nan)
+    d = np.asarray(difficulty)
+    if d.shape != (n,) or not np.issubdtype(d.dtype, np.number) or np.iscomplexobj(d):
+        raise DataPruneError(f"difficulty has shape {d.shape} and dtype {d.dtype}; expected ({n},) "
+                             "real numbers, higher = harder")
+    return d.astype(np.float64)
 
 
 def _stratified(s: np.ndarray, pool: np.ndarray, budget: int, strata: int,

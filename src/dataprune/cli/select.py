@@ -12,7 +12,7 @@ from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import check_writable, refuse_overwrite
 from ..keepfile import check_suffix, manifest_path, write_keep
-from ..methods import get, methods, score
+from ..methods import DIFFICULTY_MEASURES, difficulty, get, methods, score
 from ..methods._registry import _REGISTRY
 from ..select import NAN_POLICIES, num_kept, select, select_stratified
 from ..store import Dynamics
@@ -53,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stratified", action="store_true",
                    help="coverage-centric stratified sampling (CCS) over the method's scores")
     p.add_argument("--beta", type=float, default=0.0,
-                   help="with --stratified: first drop this fraction of highest-scoring (hardest) samples")
+                   help="with --stratified: first drop this fraction of the hardest samples (by --beta-by)")
+    p.add_argument("--beta-by", choices=list(DIFFICULTY_MEASURES), default=None, metavar="MEASURE",
+                   help="with --beta: what 'hardest' means, from the same run: "
+                        + "; ".join(f"{m}: {d}" for m, (_, d) in DIFFICULTY_MEASURES.items())
+                        + " (default aum, as CCS)")
     p.add_argument("--strata", type=int, default=50, help="with --stratified: number of strata (default 50)")
     p.add_argument("--stratified-seed", type=int, default=0, help="with --stratified: sampling seed")
     p.add_argument("--file-list", nargs="?", const="", default=None, metavar="PATH",
@@ -93,14 +97,20 @@ def run(args: argparse.Namespace) -> int:
         refuse_overwrite(path, args.force)
     check_writable(args.out)
     file_list = _source_file_list(dyn, args) if args.file_list is not None else None
+    if args.beta_by is not None and not args.beta:
+        raise DataPruneError(f"--beta-by {args.beta_by} needs --stratified --beta B with B > 0")
+    beta_by = args.beta_by or "aum"
+    hard = difficulty(beta_by, dyn) if args.stratified and args.beta else None
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None
     selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
     if args.stratified:
-        keep = select_stratified(scores, args.prune_ratio, beta=args.beta, strata=args.strata,
-                                 seed=args.stratified_seed, labels=labels,
+        keep = select_stratified(scores, args.prune_ratio, beta=args.beta, difficulty=hard,
+                                 strata=args.strata, seed=args.stratified_seed, labels=labels,
                                  class_balanced=args.class_balanced, nan_policy=args.nan_policy)
         selection.update(beta=args.beta, strata=args.strata, seed=args.stratified_seed)
+        if args.beta:
+            selection["beta_by"] = beta_by
     else:
         if args.beta or args.strata != 50 or args.stratified_seed:
             raise DataPruneError("--beta, --strata and --stratified-seed need --stratified")
