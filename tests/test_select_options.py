@@ -51,8 +51,9 @@ def test_class_balanced_matches_reference():
         got = dp.select(scores, r, labels=labels, class_balanced=True)
         classes, quotas = class_quotas(labels, num_kept(101, r))
         ref = []
-        for c, q in zip(classes, quotas):
-            members = sorted((i for i in range(101) if labels[i] == c), key=lambda i: (-scores[i], i))
+        rank = {int(p): k for k, p in enumerate(np.random.default_rng(0).permutation(101))}
+        for c, q in zip(classes, quotas):  # ties: place in the seeded permutation
+            members = sorted((i for i in range(101) if labels[i] == c), key=lambda i: (-scores[i], rank[i]))
             ref += members[:q]
         assert got.tolist() == sorted(ref)
         assert len(got) == num_kept(101, r)

@@ -74,7 +74,7 @@ def test_beta_needs_a_difficulty_and_its_signal(tmp_path, capsys):
     # NaN difficulty (never observed) is never dropped
     hard = np.array([np.nan, 5.0] + [0.0] * 8)
     kept = dp.select_stratified(np.ones(10), 0.2, beta=0.2, difficulty=hard, strata=1)
-    assert kept.tolist() == [0, 3, 4, 5, 6, 7, 8, 9]  # drops 1 (hardest), then 2 (lower index)
+    assert 0 in kept and 1 not in kept and len(kept) == 8  # drops 1 (hardest) and one 0.0
     dyn, _ = planted_store(tmp_path / "prob-only", signals=("prob",))
     args = ["select", str(dyn.path), "--method", "dyn-unc", "--window", "5", "--prune-ratio", "0.5",
             "--stratified", "--beta", "0.1", "--out", str(tmp_path / "k.txt")]
@@ -86,3 +86,48 @@ def test_beta_needs_a_difficulty_and_its_signal(tmp_path, capsys):
     assert main(["select", str(dyn.path), "--prune-ratio", "0.5", "--window", "5", "--beta-by", "aum",
                  "--out", str(tmp_path / "k2.txt")]) == 2
     assert "--beta-by aum needs --stratified --beta" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ 12: seeded tie-breaking
+def forgetting_like(n=1000, classes=10):
+    """Class-sorted labels (as image folders are) and integer scores, 45 % tied at 0."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(classes), n // classes)
+    scores = np.where(rng.random(n) < 0.45, 0, rng.integers(1, 6, n)).astype(float)
+    return scores, labels
+
+
+def test_ties_do_not_skew_classes_on_class_sorted_data():
+    scores, labels = forgetting_like()
+    keep = dp.select(scores, 0.25)
+    frac = np.bincount(labels[keep], minlength=10) / 100
+    assert np.abs(frac - 0.75).max() < 0.12, frac  # index order: 1.0 for class 0 ... 0.5 for the last
+    assert dp.select(scores, 0.25).tolist() == keep.tolist()              # reproducible
+    assert dp.select(scores, 0.25, seed=0).tolist() == keep.tolist()      # 0 is the default
+    other = dp.select(scores, 0.25, seed=1)
+    assert other.tolist() != keep.tolist() and len(other) == len(keep)
+    assert scores[other].min() == scores[keep].min() == 0                 # still the top scores
+    with pytest.raises(ValueError, match="seed=-1"):
+        dp.select(scores, 0.25, seed=-1)
+
+
+def test_select_cli_seed_breaks_ties_for_every_method(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    n, k = 300, 4
+    labels = np.repeat(np.arange(3), n // 3)
+    correct = (rng.random((k, n)) < 0.8).astype(np.int8)
+    dyn = write_store(tmp_path / "store", {"correct": correct, "prob": rng.random((k, n))}, labels, 3)
+    kept = {}
+    for seed in (None, 0, 7):
+        out = tmp_path / f"keep{seed}.txt"
+        extra = [] if seed is None else ["--seed", str(seed)]
+        assert main(["select", str(dyn.path), "--method", "forgetting", "--prune-ratio", "0.3",
+                     "--out", str(out), *extra]) == 0
+        kept[seed] = np.loadtxt(out, dtype=np.int64).tolist()
+        assert json.loads(out.with_suffix(".json").read_text())["selection"]["tie_seed"] == (seed or 0)
+    assert kept[None] == kept[0] != kept[7]
+    assert main(["select", str(dyn.path), "--method", "dyn-unc", "--window", "2", "--seed", "3",
+                 "--prune-ratio", "0.3", "--out", str(tmp_path / "d.txt")]) == 0
+    assert main(["select", str(dyn.path), "--method", "forgetting", "--seed", "-1", "--prune-ratio", "0.3",
+                 "--out", str(tmp_path / "bad.txt")]) == 2
+    assert "seed=-1" in capsys.readouterr().err

@@ -78,14 +78,25 @@ def class_quotas(labels: np.ndarray, kept: int) -> tuple[np.ndarray, np.ndarray]
     return classes, quotas
 
 
-def _top(s: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
-    """The k of ``idx`` with the highest s, ties to the lower index (idx ascending)."""
-    order = np.argsort(-s[idx], kind="stable")
-    return idx[order[:k]]
+def check_seed(seed: int) -> int:
+    """``seed`` as an int >= 0; a clear error otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataPruneError(f"seed={seed!r}; expected an integer >= 0")
+    return int(seed)
+
+
+def ranking(values: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(n,) positions of (n,) ``values`` from highest to lowest. Equal values come in the
+    order of ``numpy.random.default_rng(seed).permutation(n)``, not by index: on class-sorted
+    data with integer scores (forgetting) index order would prune the last classes first.
+
+    E.g. values [1, 2, 1, 1]: position 1 first, then 0, 2, 3 in a seeded random order."""
+    perm = np.random.default_rng(check_seed(seed)).permutation(len(values))
+    return perm[np.argsort(-np.asarray(values)[perm], kind="stable")]
 
 
 def select(scores: np.ndarray, prune_ratio: float, *, labels: np.ndarray | None = None,
-           class_balanced: bool = False, nan_policy: str = "raise") -> np.ndarray:
+           class_balanced: bool = False, nan_policy: str = "raise", seed: int = 0) -> np.ndarray:
     """Keep the N - round(r*N) highest-scoring samples.
 
     Parameters
@@ -98,22 +109,26 @@ def select(scores: np.ndarray, prune_ratio: float, *, labels: np.ndarray | None 
         summing exactly to N - round(r*N), the same total as without balancing).
     nan_policy : what NaN scores mean: ``"raise"`` (default), ``"prune"`` (least worth
         keeping) or ``"keep"`` (most worth keeping).
+    seed : ties are broken by a random permutation seeded by ``seed`` (:func:`ranking`):
+        same scores and seed, same subset; the kept set shrinks monotonically as r grows.
 
     Returns
     -------
-    (kept,) int64 sample indices, ascending. Ties are broken in favour of the lower index.
+    (kept,) int64 sample indices, ascending.
     """
     s = _check_scores(scores, nan_policy)
     kept = num_kept(len(s), prune_ratio)
     nan = np.isnan(s)
     if nan.any():
         s = np.where(nan, -np.inf if nan_policy == "prune" else np.inf, s)
+    order = ranking(s, seed)
     if class_balanced:
         labels = _check_labels(labels, len(s))
         classes, quotas = class_quotas(labels, kept)
-        parts = [_top(s, np.flatnonzero(labels == c), q) for c, q in zip(classes, quotas)]
+        order = order[np.argsort(labels[order], kind="stable")]  # by class, best first in each
+        starts = np.searchsorted(labels[order], classes)
+        parts = [order[a:a + q] for a, q in zip(starts.tolist(), quotas.tolist())]
         return np.sort(np.concatenate(parts or [np.zeros(0, np.int64)])).astype(np.int64)
-    order = np.argsort(-s, kind="stable")
     return np.sort(order[:kept]).astype(np.int64)
 
 
@@ -150,7 +165,8 @@ def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0
        the highest ``difficulty`` ((N,), higher = harder; NaN = unknown, never dropped), e.g.
        ``dataprune.difficulty("aum", dyn)`` (lowest AUM first, as CCS). ``beta > 0`` needs
        ``difficulty``: the method's own scores are never used for it (the highest Dyn-Unc
-       scores are its most uncertain, most valuable samples). Ties: the lower index first.
+       scores are its most uncertain, most valuable samples). Ties: in a random order seeded
+       by ``seed`` (:func:`ranking`).
     2. Split the remaining scores' range [min, max] into ``strata`` equal-width strata (the
        maximum falls in the last one; all equal -> one stratum).
     3. Spread the budget N - round(r*N) over the strata with :func:`allocate_strata`.
@@ -181,8 +197,7 @@ def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0
     hard = _check_difficulty(difficulty, n, beta)
     if isinstance(strata, bool) or not isinstance(strata, (int, np.integer)) or strata < 1:
         raise DataPruneError(f"strata={strata!r}; expected an integer >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DataPruneError(f"seed={seed!r}; expected an integer >= 0")
+    check_seed(seed)
     if np.isinf(s).any():
         raise DataPruneError(f"{int(np.isinf(s).sum())} scores are infinite; expected finite scores "
                              "(stratification splits the score range)")
@@ -207,7 +222,7 @@ def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0
         known = pool[~np.isnan(hard[pool])]  # NaN difficulty: never dropped
         drop = min(int(np.floor(beta * len(idx) + 0.5)), len(pool) - quota, len(known))
         if drop > 0:
-            hardest = known[np.argsort(-hard[known], kind="stable")[:drop]]
+            hardest = known[ranking(hard[known], seed)[:drop]]
             pool = np.setdiff1d(pool, hardest)
         parts.append(_stratified(s, pool, quota, int(strata), rng))
     return np.sort(np.concatenate(parts or [np.zeros(0, np.int64)])).astype(np.int64)

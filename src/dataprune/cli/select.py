@@ -14,7 +14,7 @@ from ..fileio import check_writable, refuse_overwrite
 from ..keepfile import check_suffix, manifest_path, write_keep
 from ..methods import DIFFICULTY_MEASURES, difficulty, get, methods, score
 from ..methods._registry import _REGISTRY
-from ..select import NAN_POLICIES, num_kept, select, select_stratified
+from ..select import NAN_POLICIES, check_seed, num_kept, select, select_stratified
 from ..store import Dynamics
 from .common import command_parser
 
@@ -27,6 +27,10 @@ def method_params() -> dict[str, inspect.Parameter]:
             if p.kind is p.KEYWORD_ONLY:
                 params.setdefault(p.name, p)
     return params
+
+
+#: the method parameter that also seeds the tie-break order of :func:`~dataprune.select`.
+TIE_SEED = "seed"
 
 
 def _parse_bool(text: str) -> bool:
@@ -70,9 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default = param.default
         kind = _parse_bool if isinstance(default, bool) else type(default) if default is not None else str
         users = [m for m in methods() if name in inspect.signature(get(m).fn).parameters]
+        text = f"{', '.join(users)} (default {default})"
+        if name == TIE_SEED:
+            text = (f"seeds the random order that breaks ties between equal scores, for every "
+                    f"method (same seed, same subset); also the seed of {', '.join(users)} (default 0)")
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"param_{name}", type=kind, default=None,
-                           metavar=name.upper(),
-                           help=f"{', '.join(users)} (default {default})")
+                           metavar=name.upper(), help=text)
     p.set_defaults(func=run)
 
 
@@ -80,6 +87,8 @@ def chosen_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The method parameters given on the command line; refuses ones the method does not take."""
     accepted = inspect.signature(get(method).fn).parameters
     given = {k[len("param_"):]: v for k, v in vars(args).items() if k.startswith("param_") and v is not None}
+    if TIE_SEED not in accepted:  # --seed also breaks ties (every method): not the method's
+        given.pop(TIE_SEED, None)
     foreign = [k for k in given if k not in accepted]
     if foreign:
         raise DataPruneError(f"--{foreign[0].replace('_', '-')} does not apply to method {method!r}; "
@@ -90,6 +99,8 @@ def chosen_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     get(args.method)  # unknown method: clear error before opening anything
     params = chosen_params(args, args.method)
+    given_seed = getattr(args, f"param_{TIE_SEED}", None)
+    tie_seed = check_seed(0 if given_seed is None else given_seed)
     dyn = Dynamics.open(args.run)
     num_kept(dyn.num_samples, args.prune_ratio)  # validates the ratio before scoring
     check_suffix(args.out)
@@ -115,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         if args.beta or args.strata != 50 or args.stratified_seed:
             raise DataPruneError("--beta, --strata and --stratified-seed need --stratified")
         keep = select(scores, args.prune_ratio, labels=labels, class_balanced=args.class_balanced,
-                      nan_policy=args.nan_policy)
+                      nan_policy=args.nan_policy, seed=tie_seed)
+        selection["tie_seed"] = tie_seed
     manifest = {"method": args.method, "params": params, "selection": selection,
                 "prune_ratio": args.prune_ratio,
                 "num_samples": dyn.num_samples, "store": str(dyn.path.resolve()),

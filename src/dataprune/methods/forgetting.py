@@ -7,7 +7,7 @@ A sample never classified correctly in any observed epoch ("never learned") is t
 forgettable: it gets K (the number of recorded epochs), more than any real count
 (at most floor(K/2) events fit in K epochs). A sample never observed gets NaN.
 Keep high (most forgotten first). Counts are integers: many samples tie (e.g. at 0), and
-:func:`~dataprune.select` breaks ties in favour of the lower sample index.
+:func:`~dataprune.select` breaks ties in a seeded random order (``seed``), not by index.
 """
 from __future__ import annotations
 
