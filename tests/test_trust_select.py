@@ -131,3 +131,64 @@ def test_select_cli_seed_breaks_ties_for_every_method(tmp_path, capsys):
     assert main(["select", str(dyn.path), "--method", "forgetting", "--seed", "-1", "--prune-ratio", "0.3",
                  "--out", str(tmp_path / "bad.txt")]) == 2
     assert "seed=-1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ 13: empty keep, other data
+def test_ratio_keeping_nothing_is_refused(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"prune_ratio=0.9999999 keeps 0 of 10 samples; expected prune_ratio < 1 - 0.5/N = 0.95"):
+        dp.select(np.arange(10.0), 0.9999999)
+    with pytest.raises(ValueError, match="keeps 0 of"):
+        dp.select_stratified(np.arange(10.0), 0.96)
+    assert len(dp.select(np.arange(10.0), 0.94)) == 1
+    dyn, _ = planted_store(tmp_path / "store")
+    out = tmp_path / "keep.txt"
+    assert main(["select", str(dyn.path), "--window", "5", "--prune-ratio", "0.9999999", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "keeps 0 of 200 samples" in err and not out.exists()
+
+
+def other_idx_dir(src, dst):
+    """A copy of IDX folder ``src`` with the training labels shuffled (same N)."""
+    import shutil
+
+    from conftest import write_idx
+    from dataprune.train.data import load_dataset
+    shutil.copytree(src, dst)
+    labels = load_dataset("idx", src).train_y.numpy()
+    (dst / "train-labels-idx1-ubyte.gz").unlink()
+    write_idx(dst / "train-labels-idx1-ubyte.gz", np.random.default_rng(1).permutation(labels))
+    return dst
+
+
+def test_keep_file_is_refused_on_other_data_with_the_same_n(tiny_idx_dir, tmp_path, capsys):
+    from dataprune.keepfile import read_keep
+    from dataprune.train.data import load_dataset
+    data = load_dataset("idx", tiny_idx_dir)
+    run = tmp_path / "run"   # a scoring run's layout: config.json + dynamics/
+    labels = data.train_y.numpy()
+    rng = np.random.default_rng(0)
+    write_store(run / "dynamics", {"prob": rng.random((4, 300))}, labels, 10)
+    (run / "config.json").write_text(json.dumps({"command": "score", "data_dir": str(tiny_idx_dir)}))
+    keep = tmp_path / "keep.txt"
+    assert main(["select", str(run), "--window", "2", "--prune-ratio", "0.5", "--out", str(keep)]) == 0
+    manifest = json.loads(keep.with_suffix(".json").read_text())
+    assert manifest["data_dir"] == str(tiny_idx_dir.resolve()) and len(manifest["labels_digest"]) == 32
+    other = other_idx_dir(tiny_idx_dir, tmp_path / "other")
+    assert main(["train", "--dataset", "idx", "--data-dir", str(other), "--subset", str(keep),
+                 "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "selected on other training labels" in err and str(other.resolve()) in err
+    # the same labels are accepted, also from a moved copy; old manifests (no digest) as before
+    assert len(read_keep(keep, 300, labels=labels, data_dir=tmp_path / "moved")) == 150
+    old = json.loads(keep.with_suffix(".json").read_text())
+    del old["labels_digest"], old["data_dir"]
+    keep.with_suffix(".json").write_text(json.dumps(old))
+    assert len(read_keep(keep, 300, labels=np.zeros(300, np.int64))) == 150
+
+
+def test_store_with_unknown_labels_records_no_digest(tmp_path):
+    dyn = write_store(tmp_path / "s", {"prob": np.random.default_rng(0).random((4, 20))}, np.full(20, -1), 2)
+    keep = tmp_path / "k.txt"
+    assert main(["select", str(dyn.path), "--window", "2", "--prune-ratio", "0.5", "--out", str(keep)]) == 0
+    manifest = json.loads(keep.with_suffix(".json").read_text())
+    assert manifest["labels_digest"] is None and manifest["data_dir"] is None

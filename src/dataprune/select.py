@@ -11,9 +11,14 @@ NAN_POLICIES = ("raise", "prune", "keep")
 
 
 def num_kept(num_samples: int, prune_ratio: float) -> int:
-    """N - round(r*N), rounding halves up, for 0 <= r < 1."""
+    """N - round(r*N), rounding halves up, for 0 <= r < 1; refuses a ratio that keeps no
+    sample of N >= 1 (r >= 1 - 0.5/N), which would write an empty keep file."""
     check_ratio(prune_ratio)
-    return int(num_samples) - int(math.floor(prune_ratio * num_samples + 0.5))
+    kept = int(num_samples) - int(math.floor(prune_ratio * num_samples + 0.5))
+    if kept < 1 and num_samples >= 1:
+        raise DataPruneError(f"prune_ratio={prune_ratio!r} keeps 0 of {num_samples} samples; expected "
+                             f"prune_ratio < 1 - 0.5/N = {1 - 0.5 / num_samples:.10g}")
+    return kept
 
 
 def check_ratio(prune_ratio: float) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataPruneError
-from ..fileio import check_writable, refuse_overwrite
-from ..keepfile import check_suffix, manifest_path, write_keep
+from ..fileio import check_writable, read_json, refuse_overwrite
+from ..keepfile import check_suffix, manifest_path, source_info, write_keep
 from ..methods import DIFFICULTY_MEASURES, difficulty, get, methods, score
 from ..methods._registry import _REGISTRY
 from ..select import NAN_POLICIES, check_seed, num_kept, select, select_stratified
@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
                 "prune_ratio": args.prune_ratio,
                 "num_samples": dyn.num_samples, "store": str(dyn.path.resolve()),
                 "store_fingerprint": dyn.fingerprint, "store_epochs": dyn.epochs,
-                "dataset": dyn.meta.get("dataset"), "nan_policy": args.nan_policy,
+                "dataset": dyn.meta.get("dataset"), **source_info(dyn.labels, _run_data_dir(dyn)),
+                "nan_policy": args.nan_policy,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataprune": __version__}
     if file_list is not None:
         manifest["file_list"] = str(file_list[2])
@@ -145,6 +146,13 @@ def run(args: argparse.Namespace) -> int:
         write_file_list(out, paths, labels, keep, force=args.force)
         print(f"kept samples as a file list -> {out}")
     return 0
+
+
+def _run_data_dir(dyn: Dynamics) -> str | None:
+    """The ``data_dir`` of the `dataprune score` run holding the store, if it is in one."""
+    config = dyn.path.parent / "config.json"
+    info = read_json(config) if config.is_file() else None
+    return info.get("data_dir") if isinstance(info, dict) and info.get("command") == "score" else None
 
 
 def _source_file_list(dyn: Dynamics, args: argparse.Namespace):
