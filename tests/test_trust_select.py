@@ -192,3 +192,70 @@ def test_store_with_unknown_labels_records_no_digest(tmp_path):
     assert main(["select", str(dyn.path), "--window", "2", "--prune-ratio", "0.5", "--out", str(keep)]) == 0
     manifest = json.loads(keep.with_suffix(".json").read_text())
     assert manifest["labels_digest"] is None and manifest["data_dir"] is None
+
+
+# ------------------------------------------------------------------ 14: import-official
+def official_run(root, prob, file_list=None):
+    """The official layout: ROOT/pred_prob_history/prob_{epoch}.txt (np.savetxt's %.18e)."""
+    hist = root / "pred_prob_history"
+    hist.mkdir(parents=True)
+    for e, row in enumerate(prob):
+        np.savetxt(hist / f"prob_{e}.txt", row)
+    if file_list is not None:
+        (root / "file_list.txt").write_text("".join(f"/n{y:02d}/img{i}.JPEG {y}\n" for i, y in enumerate(file_list)))
+    return root
+
+
+def cli_error(capsys, *args):
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_import_official_infers_c_or_refuses_before_writing(tmp_path, capsys):
+    prob = np.random.default_rng(0).random((12, 30))
+    src = official_run(tmp_path / "o", prob, file_list=np.arange(30) % 4)
+    out = tmp_path / "store"
+    err = cli_error(capsys, "import-official", src, "--out", out)
+    assert "needs the run's file list (--file-list FILE" in err and "--num-classes" in err
+    assert not out.exists()                                        # nothing written
+    assert main(["import-official", str(src), "--file-list", str(src / "file_list.txt"),
+                 "--out", str(out)]) == 0                            # the corrected rerun works
+    assert dp.Dynamics.open(out).num_classes == 4
+    assert "label 3 but num_classes=3" in cli_error(capsys, "import-official", src, "--file-list",
+                                                    src / "file_list.txt", "--num-classes", 3,
+                                                    "--out", tmp_path / "s2")
+    assert main(["import-official", str(src), "--num-classes", "4", "--out", str(tmp_path / "s3")]) == 0
+    assert not (tmp_path / "s2").exists()
+
+
+def test_import_official_bad_files_are_one_line_errors(tmp_path, capsys):
+    prob = np.random.default_rng(0).random((3, 5))
+    empty = official_run(tmp_path / "empty", prob)
+    (empty / "pred_prob_history" / "prob_0.txt").write_text("")
+    err = cli_error(capsys, "import-official", empty, "--num-classes", 2, "--out", tmp_path / "s")
+    assert "prob_0.txt is empty" in err and not (tmp_path / "s").exists()
+    twice = official_run(tmp_path / "twice", prob)
+    np.savetxt(twice / "pred_prob_history" / "prob_01.txt", prob[1])
+    err = cli_error(capsys, "import-official", twice, "--num-classes", 2, "--out", tmp_path / "s")
+    assert "both prob_01.txt and prob_1.txt for epoch 1" in err and not (tmp_path / "s").exists()
+    fl = tmp_path / "latin1.txt"
+    fl.write_bytes("/n01/caf\u00e9.JPEG 0\n".encode("latin-1") * 5)
+    err = cli_error(capsys, "import-official", official_run(tmp_path / "o", prob), "--file-list", fl,
+                    "--out", tmp_path / "s")
+    assert "is not UTF-8 text (byte 0xe9)" in err and not (tmp_path / "s").exists()
+
+
+def test_import_official_bad_later_file_leaves_no_partial_store(tmp_path, capsys):
+    prob = np.random.default_rng(0).random((4, 6))
+    src = official_run(tmp_path / "o", prob)
+    (src / "pred_prob_history" / "prob_2.txt").write_text("0.5\n" * 5)   # one value short
+    out = tmp_path / "store"
+    assert "holds 5 values; expected 6" in cli_error(capsys, "import-official", src, "--num-classes", 2,
+                                                     "--out", out)
+    assert not out.exists()
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")                           # a folder the user had
+    cli_error(capsys, "import-official", src, "--num-classes", 2, "--out", out)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
