@@ -259,3 +259,87 @@ def test_import_official_bad_later_file_leaves_no_partial_store(tmp_path, capsys
     (out / "notes.txt").write_text("mine")                           # a folder the user had
     cli_error(capsys, "import-official", src, "--num-classes", 2, "--out", out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+# ------------------------------------------------------------------ 15: official semantics, --keep
+def official_reference(prob, window):
+    """The official get_coreset.py loop, written plainly: per sample a ring of the last J
+    observed values starting from zeros (an unseen epoch, 0 or NaN, leaves it unchanged);
+    after epochs t = J-1..K-2 the ring's std (ddof=1) times 10; the mean of those."""
+    k, n = prob.shape
+    out = []
+    for i in range(n):
+        ring, stds = [0.0] * window, []
+        for t in range(k):
+            p = float(prob[t, i])
+            if not (np.isnan(p) or p == 0.0):
+                ring = ring[1:] + [p]
+            if window - 1 <= t < k - 1:
+                m = sum(ring) / window
+                stds.append(10 * (sum((v - m) ** 2 for v in ring) / (window - 1)) ** 0.5)
+        out.append(sum(stds) / len(stds))
+    return np.array(out)
+
+
+def test_official_semantics_hand_case():
+    # J=2, K=4, seen at epochs 0, 1, 3: rings [0.2, 0.6] after t=1 and t=2 (unseen: unchanged)
+    prob = np.array([[0.2], [0.6], [np.nan], [1.0]])
+    np.testing.assert_allclose(dp.dyn_unc(prob, 2, semantics="official"), [10 * 0.4 / 2 ** 0.5])
+    np.testing.assert_allclose(dp.dyn_unc(prob, 2), [0.4 / 2 ** 0.5])  # ours skips (0.6, -)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_official_semantics_matches_reference_loop(seed):
+    rng = np.random.default_rng(seed)
+    k, n = int(rng.integers(3, 16)), int(rng.integers(1, 40))
+    prob = rng.random((k, n))
+    prob[rng.random((k, n)) < 0.3] = np.nan          # unobserved
+    prob[rng.random((k, n)) < 0.05] = 0.0            # the official "not seen"
+    prob[:, 0] = np.nan                              # never seen: ring stays zeros -> 0
+    window = int(rng.integers(2, k))
+    got = dp.dyn_unc(prob, window, semantics="official")
+    np.testing.assert_allclose(got, official_reference(prob, window), rtol=1e-12, atol=1e-15)
+    assert got[0] == 0.0
+    full = rng.random((k, n))                        # all observed: ours x 10
+    np.testing.assert_allclose(dp.dyn_unc(full, window, semantics="official"),
+                               10 * dp.dyn_unc(full, window), rtol=1e-12)
+
+
+def test_official_semantics_on_a_store_and_cli(tmp_path):
+    rng = np.random.default_rng(0)
+    prob = rng.random((12, 50)).astype(np.float16)
+    prob[rng.random((12, 50)) < 0.2] = np.nan
+    dyn = write_store(tmp_path / "s", {"prob": prob}, np.arange(50) % 2, 2)
+    ref = official_reference(np.asarray(dyn.prob, np.float64), 5)
+    np.testing.assert_allclose(dp.score("dyn-unc", dyn, window=5, semantics="official"), ref, rtol=1e-12)
+    keep = tmp_path / "k.txt"
+    assert main(["select", str(dyn.path), "--window", "5", "--semantics", "official", "--keep", "37",
+                 "--out", str(keep)]) == 0
+    kept = np.loadtxt(keep, dtype=np.int64)
+    assert kept.tolist() == sorted(np.argsort(-ref, kind="stable")[:37].tolist())   # int(N*0.75)
+    manifest = json.loads(keep.with_suffix(".json").read_text())
+    assert manifest["params"]["semantics"] == "official" and manifest["keep"] == 37
+    with pytest.raises(ValueError, match="semantics='eq2'; expected one of paper, official"):
+        dp.dyn_unc(prob, 5, semantics="eq2")
+
+
+def test_keep_count(tmp_path, capsys):
+    s = np.array([0.1, 0.9, 0.5, 0.9, 0.2])
+    assert dp.select(s, keep=3).tolist() == dp.select(s, 0.4).tolist() == [1, 2, 3]
+    assert dp.select(s, keep=5).tolist() == [0, 1, 2, 3, 4]
+    assert len(dp.select_stratified(s, keep=2, strata=2)) == 2
+    for bad, msg in (({"keep": 0}, "keep=0; expected an integer in 1..5"),
+                     ({"keep": 6}, "keep=6; expected an integer in 1..5"),
+                     ({"keep": 2.5}, "keep=2.5; expected an integer"),
+                     ({"keep": 2, "prune_ratio": 0.5}, "prune_ratio or keep, not both"),
+                     ({}, "prune_ratio or keep")):
+        with pytest.raises(ValueError, match=msg):
+            dp.select(s, **bad)
+    dyn, _ = planted_store(tmp_path / "store")
+    base = ["select", str(dyn.path), "--window", "5", "--out", str(tmp_path / "k.txt")]
+    assert main(base + ["--keep", "150"]) == 0
+    assert len(np.loadtxt(tmp_path / "k.txt")) == 150
+    assert "keep=201; expected an integer in 1..200" in cli_error(capsys, *base, "--keep", 201, "--force")
+    with pytest.raises(SystemExit) as exit_:
+        main(base + ["--keep", "5", "--prune-ratio", "0.5", "--force"])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

@@ -21,6 +21,23 @@ def num_kept(num_samples: int, prune_ratio: float) -> int:
     return kept
 
 
+def kept_count(num_samples: int, prune_ratio: float | None = None, keep: int | None = None) -> int:
+    """Samples to keep: :func:`num_kept` of ``prune_ratio`` (the fraction removed), or the
+    absolute count ``keep`` in 1..N (the official code keeps int(N * fraction)). Exactly one
+    of the two must be given."""
+    if prune_ratio is not None and keep is not None:
+        raise DataPruneError(f"prune_ratio={prune_ratio!r} and keep={keep!r}; expected prune_ratio or keep, "
+                             "not both")
+    if prune_ratio is None and keep is None:
+        raise DataPruneError("no prune_ratio or keep given; expected prune_ratio (the fraction removed) "
+                             "or keep (the number of samples kept)")
+    if prune_ratio is not None:
+        return num_kept(num_samples, prune_ratio)
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or not 1 <= keep <= num_samples:
+        raise DataPruneError(f"keep={keep!r}; expected an integer in 1..{num_samples} (samples kept)")
+    return int(keep)
+
+
 def check_ratio(prune_ratio: float) -> None:
     """Raise unless ``prune_ratio`` is a number in [0, 1)."""
     try:
@@ -100,14 +117,17 @@ def ranking(values: np.ndarray, seed: int = 0) -> np.ndarray:
     return perm[np.argsort(-np.asarray(values)[perm], kind="stable")]
 
 
-def select(scores: np.ndarray, prune_ratio: float, *, labels: np.ndarray | None = None,
-           class_balanced: bool = False, nan_policy: str = "raise", seed: int = 0) -> np.ndarray:
-    """Keep the N - round(r*N) highest-scoring samples.
+def select(scores: np.ndarray, prune_ratio: float | None = None, *, keep: int | None = None,
+           labels: np.ndarray | None = None, class_balanced: bool = False,
+           nan_policy: str = "raise", seed: int = 0) -> np.ndarray:
+    """Keep the N - round(r*N) (or ``keep``) highest-scoring samples.
 
     Parameters
     ----------
     scores : (N,) array, higher = more worth keeping.
-    prune_ratio : r in [0, 1), the fraction of samples removed.
+    prune_ratio : r in [0, 1), the fraction of samples removed; a ratio that keeps no sample
+        is refused.
+    keep : instead of ``prune_ratio``, the number of samples kept, 1..N.
     labels : (N,) integer class labels; needed for ``class_balanced``.
     class_balanced : keep the same fraction of every class: class c keeps its highest-scoring
         quota_c samples, quotas from :func:`class_quotas` (floor or ceil of (1-r) n_c,
@@ -122,7 +142,7 @@ def select(scores: np.ndarray, prune_ratio: float, *, labels: np.ndarray | None 
     (kept,) int64 sample indices, ascending.
     """
     s = _check_scores(scores, nan_policy)
-    kept = num_kept(len(s), prune_ratio)
+    kept = kept_count(len(s), prune_ratio, keep)
     nan = np.isnan(s)
     if nan.any():
         s = np.where(nan, -np.inf if nan_policy == "prune" else np.inf, s)
@@ -160,8 +180,8 @@ def allocate_strata(sizes: np.ndarray, budget: int) -> np.ndarray:
     return out
 
 
-def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0.0,
-                      difficulty: np.ndarray | None = None, strata: int = 50, seed: int = 0,
+def select_stratified(scores: np.ndarray, prune_ratio: float | None = None, *, keep: int | None = None,
+                      beta: float = 0.0, difficulty: np.ndarray | None = None, strata: int = 50, seed: int = 0,
                       labels: np.ndarray | None = None, class_balanced: bool = False,
                       nan_policy: str = "raise") -> np.ndarray:
     """Coverage-centric stratified selection (CCS, Zheng et al., ICLR 2023), for any scores.
@@ -184,20 +204,22 @@ def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0
     still be met. ``nan_policy``: ``"raise"``, ``"prune"`` (NaN samples are never kept) or
     ``"keep"`` (kept first, lowest indices first if they exceed the budget; the rest of the
     budget is stratified over the others). ``beta`` must not exceed ``prune_ratio``.
+    ``keep`` (1..N) replaces ``prune_ratio`` by an absolute count, as in :func:`select`.
 
-    Returns (kept,) int64 indices, ascending; exactly N - round(r*N) of them.
+    Returns (kept,) int64 indices, ascending; exactly N - round(r*N) (or ``keep``) of them.
     """
     s = _check_scores(scores, nan_policy)
     n = len(s)
-    kept = num_kept(n, prune_ratio)
+    kept = kept_count(n, prune_ratio, keep)
+    pruned = float(prune_ratio) if prune_ratio is not None else (n - kept) / n
     try:
         beta = float(beta)
     except (TypeError, ValueError):
         raise DataPruneError(f"beta={beta!r}; expected a fraction in [0, 1)") from None
     if not 0.0 <= beta < 1.0:
         raise DataPruneError(f"beta={beta!r}; expected a fraction of hardest samples in [0, 1)")
-    if beta > float(prune_ratio):
-        raise DataPruneError(f"beta={beta} > prune_ratio={prune_ratio}: the dropped hardest samples "
+    if beta > pruned:
+        raise DataPruneError(f"beta={beta} > prune_ratio={pruned:.6g}: the dropped hardest samples "
                              "are part of the pruned ones; expected beta <= prune_ratio")
     hard = _check_difficulty(difficulty, n, beta)
     if isinstance(strata, bool) or not isinstance(strata, (int, np.integer)) or strata < 1:

@@ -14,7 +14,7 @@ from ..fileio import check_writable, read_json, refuse_overwrite
 from ..keepfile import check_suffix, manifest_path, source_info, write_keep
 from ..methods import DIFFICULTY_MEASURES, difficulty, get, methods, score
 from ..methods._registry import _REGISTRY
-from ..select import NAN_POLICIES, check_seed, num_kept, select, select_stratified
+from ..select import NAN_POLICIES, check_seed, kept_count, select, select_stratified
 from ..store import Dynamics
 from .common import command_parser
 
@@ -47,8 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN", help="run directory of `dataprune score` (or a dynamics store)")
     p.add_argument("--method", default="dyn-unc", help=f"one of {', '.join(methods())} (default dyn-unc; "
                                                        "`dataprune methods` describes them)")
-    p.add_argument("--prune-ratio", type=float, required=True, metavar="R",
-                   help="fraction of samples removed, in [0, 1); N - round(R*N) are kept")
+    count = p.add_mutually_exclusive_group(required=True)
+    count.add_argument("--prune-ratio", type=float, metavar="R",
+                       help="fraction of samples removed, in [0, 1); N - round(R*N) are kept")
+    count.add_argument("--keep", type=int, metavar="N",
+                       help="instead of --prune-ratio: keep exactly N samples (the official code "
+                            "keeps int(N_total * fraction))")
     p.add_argument("--out", required=True, help="keep file to write (.txt or .npy); a .json manifest goes beside it")
     p.add_argument("--nan-policy", choices=NAN_POLICIES, default="raise",
                    help="samples with NaN score (never observed): raise (default), prune or keep them")
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     given_seed = getattr(args, f"param_{TIE_SEED}", None)
     tie_seed = check_seed(0 if given_seed is None else given_seed)
     dyn = Dynamics.open(args.run)
-    num_kept(dyn.num_samples, args.prune_ratio)  # validates the ratio before scoring
+    kept_count(dyn.num_samples, args.prune_ratio, args.keep)  # validates the count before scoring
     check_suffix(args.out)
     for path in (args.out, manifest_path(args.out)):  # refuse before the (long) scoring
         refuse_overwrite(path, args.force)
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     labels = np.asarray(dyn.labels) if args.class_balanced else None
     selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
     if args.stratified:
-        keep = select_stratified(scores, args.prune_ratio, beta=args.beta, difficulty=hard,
+        keep = select_stratified(scores, args.prune_ratio, keep=args.keep, beta=args.beta, difficulty=hard,
                                  strata=args.strata, seed=args.stratified_seed, labels=labels,
                                  class_balanced=args.class_balanced, nan_policy=args.nan_policy)
         selection.update(beta=args.beta, strata=args.strata, seed=args.stratified_seed)
@@ -125,11 +129,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.beta or args.strata != 50 or args.stratified_seed:
             raise DataPruneError("--beta, --strata and --stratified-seed need --stratified")
-        keep = select(scores, args.prune_ratio, labels=labels, class_balanced=args.class_balanced,
+        keep = select(scores, args.prune_ratio, keep=args.keep, labels=labels, class_balanced=args.class_balanced,
                       nan_policy=args.nan_policy, seed=tie_seed)
         selection["tie_seed"] = tie_seed
     manifest = {"method": args.method, "params": params, "selection": selection,
-                "prune_ratio": args.prune_ratio,
+                "prune_ratio": args.prune_ratio, "keep": args.keep,
                 "num_samples": dyn.num_samples, "store": str(dyn.path.resolve()),
                 "store_fingerprint": dyn.fingerprint, "store_epochs": dyn.epochs,
                 "dataset": dyn.meta.get("dataset"), **source_info(dyn.labels, _run_data_dir(dyn)),
@@ -138,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
     if file_list is not None:
         manifest["file_list"] = str(file_list[2])
     path = write_keep(args.out, keep, manifest, force=args.force)
-    print(f"kept {len(keep)} of {dyn.num_samples} samples ({args.method}, prune ratio {args.prune_ratio}) "
-          f"-> {path}")
+    how = f"prune ratio {args.prune_ratio}" if args.keep is None else f"--keep {args.keep}"
+    print(f"kept {len(keep)} of {dyn.num_samples} samples ({args.method}, {how}) -> {path}")
     if file_list is not None:
         from ..interop import write_file_list
         paths, labels, out = file_list

@@ -36,7 +36,12 @@ def check_window(window: int, epochs: int) -> None:
                              f"2 <= window < {epochs} (K-J windows must be at least one)")
 
 
-def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np.ndarray:
+#: ``semantics`` of :func:`dyn_unc`: how unobserved epochs count.
+SEMANTICS = ("paper", "official")
+
+
+def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None,
+            semantics: str = "paper") -> np.ndarray:
     """Dynamic uncertainty of every sample.
 
     Parameters
@@ -47,6 +52,12 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
         recorded with ``keep_history="none"``, which must have been recorded with this window).
     window : J, the sliding-window length, 2 <= J < K.
     chunk_size : samples per work chunk (default: about 2**18 / K).
+    semantics : ``"paper"`` (default): fixed windows of epochs k..k+J-1, unobserved epochs
+        skipped inside them (Eq. 2). ``"official"``: the official code's scores exactly, for
+        reproducing its released coresets: per sample a ring of the last J observed values
+        starting from zeros, repeated while the sample is unseen, times 10
+        (:func:`~dataprune.methods.dyn_unc_official.dyn_unc_official`). The two agree (up to
+        the factor 10) on samples observed in every epoch.
 
     Returns
     -------
@@ -63,12 +74,19 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
     taken in float32 (relative error <= 1e-7 per window), the mean over windows in float64.
     Other dtypes are computed in float64 throughout.
     """
+    if semantics not in SEMANTICS:
+        raise DataPruneError(f"semantics={semantics!r}; expected one of {', '.join(SEMANTICS)}")
     if hasattr(prob, "signals") and not hasattr(prob, "ndim"):  # a Dynamics store
         if getattr(prob, "keep_history", "full") == "none":
+            if semantics == "official":
+                raise DataPruneError(prob._history_error("semantics='official' (it needs every epoch)"))
             return prob.dyn_unc(window)
         prob = prob["prob"]
     if getattr(prob, "ndim", None) != 2:
         raise DataPruneError(f"prob has shape {getattr(prob, 'shape', None)}; expected (K, N)")
+    if semantics == "official":
+        from .dyn_unc_official import dyn_unc_official
+        return dyn_unc_official(prob, window)
     k_epochs, n = prob.shape
     check_window(window, k_epochs)
     if chunk_size is None:
@@ -274,6 +292,7 @@ def window_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @register("dyn-unc", summary="dynamic uncertainty: mean over sliding windows of the std of "
                              "the labelled-class probability (keeps uncertain samples)",
           needs=("prob",))
-def dyn_unc_scores(dynamics: Any, *, window: int = 10) -> np.ndarray:
-    """Dyn-Unc scores of a :class:`~dataprune.Dynamics` (uses ``dynamics.prob``)."""
-    return dyn_unc(dynamics, window=window)
+def dyn_unc_scores(dynamics: Any, *, window: int = 10, semantics: str = "paper") -> np.ndarray:
+    """Dyn-Unc scores of a :class:`~dataprune.Dynamics` (uses ``dynamics.prob``); ``semantics``
+    ``"official"`` reproduces the official code's scores (see :func:`dyn_unc`)."""
+    return dyn_unc(dynamics, window=window, semantics=semantics)
