@@ -131,6 +131,9 @@ def test_select_cli_seed_breaks_ties_for_every_method(tmp_path, capsys):
     assert main(["select", str(dyn.path), "--method", "forgetting", "--seed", "-1", "--prune-ratio", "0.3",
                  "--out", str(tmp_path / "bad.txt")]) == 2
     assert "seed=-1" in capsys.readouterr().err
+    assert main(["select", str(dyn.path), "--method", "forgetting", "--seed", "2", "--stratified",
+                 "--prune-ratio", "0.3", "--out", str(tmp_path / "bad.txt")]) == 2
+    assert "with --stratified the sampling (and its ties) is seeded by --stratified-seed" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ 13: empty keep, other data

@@ -105,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     params = chosen_params(args, args.method)
     given_seed = getattr(args, f"param_{TIE_SEED}", None)
     tie_seed = check_seed(0 if given_seed is None else given_seed)
+    if args.stratified and given_seed is not None and TIE_SEED not in params:
+        raise DataPruneError("--seed orders ties of top-k selection; with --stratified the sampling "
+                             "(and its ties) is seeded by --stratified-seed")
     dyn = Dynamics.open(args.run)
     kept_count(dyn.num_samples, args.prune_ratio, args.keep)  # validates the count before scoring
     check_suffix(args.out)
