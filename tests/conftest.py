@@ -1,12 +1,24 @@
-"""Shared test helpers: a tiny IDX writer and a synthetic IDX dataset."""
+"""Shared test helpers: a tiny IDX writer and a synthetic IDX dataset; hypothesis profiles."""
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Hypothesis profiles. "ci" (default): derandomized (the same examples on every machine and
+# run), no example database, failing examples printed with a reproduction blob - CI never
+# fails by chance. "explore": fresh random examples, 20x more of them, for a separate slower
+# job that hunts for new counterexamples: HYPOTHESIS_PROFILE=explore python -m pytest tests/test_properties.py
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True,
+                          max_examples=60, deadline=None)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True,
+                          max_examples=1200, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> Path:

@@ -44,7 +44,7 @@ def test_import_official_errors(tmp_path):
     bad = write_official(tmp_path / "b", np.full((2, 4), 0.5))
     np.savetxt(bad / "pred_prob_history" / "prob_1.txt", np.full(5, 0.5))
     with pytest.raises(ValueError, match="holds 5 values; expected 4"):
-        interop.import_official(bad, tmp_path / "s3")
+        interop.import_official(bad, tmp_path / "s3", num_classes=2)
     assert not (tmp_path / "s2").exists()
 
 

@@ -1,13 +1,14 @@
 """Property tests (hypothesis) of selection and Dyn-Unc."""
 import numpy as np
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import dataprune as dp
 from dataprune.select import num_kept
 
-FAST = settings(max_examples=60, deadline=None)
+FAST = settings()  # the loaded profile (tests/conftest.py): "ci" by default, or "explore"
 
 # Scores with many ties (small integer grid) or arbitrary finite floats, N >= 1.
 scores_st = st.one_of(
@@ -20,8 +21,12 @@ ratio_st = st.floats(0.0, 1.0, exclude_max=True)
 @FAST
 @given(scores_st, ratio_st)
 def test_select_count_unique_ascending_and_best(scores, r):
-    keep = dp.select(scores, r)
     n = len(scores)
+    if n - int(np.floor(r * n + 0.5)) == 0:  # a ratio that keeps nothing is refused
+        with pytest.raises(ValueError, match="keeps 0 of"):
+            dp.select(scores, r)
+        return
+    keep = dp.select(scores, r)
     assert len(keep) == num_kept(n, r) == n - int(np.floor(r * n + 0.5))
     assert keep.dtype == np.int64 and np.all(np.diff(keep) > 0)  # ascending, no duplicates
     assert keep.size == 0 or (keep[0] >= 0 and keep[-1] < n)
@@ -34,6 +39,7 @@ def test_select_count_unique_ascending_and_best(scores, r):
 @given(scores_st, ratio_st, ratio_st)
 def test_select_monotone_in_ratio(scores, r1, r2):
     small, large = sorted((r1, r2))
+    assume(len(scores) - np.floor(large * len(scores) + 0.5) >= 1)
     assert set(dp.select(scores, large)) <= set(dp.select(scores, small))
 
 
@@ -41,6 +47,7 @@ def test_select_monotone_in_ratio(scores, r1, r2):
 @given(hnp.arrays(np.float64, st.integers(1, 40), elements=st.one_of(st.just(np.nan), st.floats(-5, 5))),
        ratio_st, st.sampled_from(["prune", "keep"]))
 def test_select_nan_policy(scores, r, policy):
+    assume(len(scores) - np.floor(r * len(scores) + 0.5) >= 1)
     keep = dp.select(scores, r, nan_policy=policy)
     assert len(keep) == num_kept(len(scores), r)
     nan = np.isnan(scores)

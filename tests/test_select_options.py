@@ -3,7 +3,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import dataprune as dp
 from dataprune.select import allocate_strata, class_quotas, num_kept
@@ -25,6 +25,7 @@ def quotas_reference(labels, kept):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(-1, 6), min_size=1, max_size=60), st.floats(0, 0.999))
 def test_class_quotas_reference_and_bounds(labels, r):
+    assume(len(labels) - np.floor(r * len(labels) + 0.5) >= 1)  # keeping 0 is refused
     kept = num_kept(len(labels), r)
     classes, q = class_quotas(np.array(labels), kept)
     assert q.tolist() == quotas_reference(labels, kept)
@@ -51,8 +52,9 @@ def test_class_balanced_matches_reference():
         got = dp.select(scores, r, labels=labels, class_balanced=True)
         classes, quotas = class_quotas(labels, num_kept(101, r))
         ref = []
-        for c, q in zip(classes, quotas):
-            members = sorted((i for i in range(101) if labels[i] == c), key=lambda i: (-scores[i], i))
+        rank = {int(p): k for k, p in enumerate(np.random.default_rng(0).permutation(101))}
+        for c, q in zip(classes, quotas):  # ties: place in the seeded permutation
+            members = sorted((i for i in range(101) if labels[i] == c), key=lambda i: (-scores[i], rank[i]))
             ref += members[:q]
         assert got.tolist() == sorted(ref)
         assert len(got) == num_kept(101, r)
@@ -112,11 +114,12 @@ def test_stratified_structure(beta, strata):
     rng = np.random.default_rng(7)
     n, r = 500, 0.6
     scores = -np.abs(rng.standard_normal(n))        # negative scores (CCS's *1.0001 pitfall)
-    kept = dp.select_stratified(scores, r, beta=beta, strata=strata, seed=3)
+    hard = rng.random(n)                            # difficulty, independent of the scores
+    kept = dp.select_stratified(scores, r, beta=beta, difficulty=hard, strata=strata, seed=3)
     assert len(kept) == num_kept(n, r) and np.all(np.diff(kept) > 0)
-    # 1. the beta fraction with the highest scores is dropped
+    # 1. the beta fraction with the highest difficulty is dropped
     drop = int(np.floor(beta * n + 0.5))
-    hardest = np.argsort(-scores, kind="stable")[:drop]
+    hardest = np.argsort(-hard, kind="stable")[:drop]
     assert not set(hardest.tolist()) & set(kept.tolist())
     # 2.-3. each stratum of the remaining pool holds exactly its CCS budget
     pool = np.setdiff1d(np.arange(n), hardest)
@@ -126,7 +129,8 @@ def test_stratified_structure(beta, strata):
     in_kept = np.isin(pool, kept)
     assert np.bincount(np.array(which)[in_kept], minlength=strata).tolist() == budgets
     # 4. seeded
-    assert dp.select_stratified(scores, r, beta=beta, strata=strata, seed=3).tolist() == kept.tolist()
+    assert dp.select_stratified(scores, r, beta=beta, difficulty=hard, strata=strata,
+                                seed=3).tolist() == kept.tolist()
 
 
 def test_stratified_differs_by_seed_and_covers_range():
@@ -139,10 +143,10 @@ def test_stratified_differs_by_seed_and_covers_range():
 
 
 def test_stratified_aum_drops_lowest_aum():
-    # CCS with AUM drops the lowest-AUM (mislabeled) samples; aum scores = -AUM, so those are
-    # the highest scores here.
+    # CCS with AUM drops the lowest-AUM (mislabeled) samples: difficulty = -AUM, whatever the
+    # scores that rank the rest.
     aum = np.array([5.0, 4.0, -3.0, 2.0, 1.0, -2.5, 3.0, 0.5, 1.5, 2.5])
-    kept = dp.select_stratified(-aum, 0.5, beta=0.2, strata=3, seed=0)
+    kept = dp.select_stratified(np.arange(10.0), 0.5, beta=0.2, difficulty=-aum, strata=3, seed=0)
     assert 2 not in kept and 5 not in kept and len(kept) == 5
 
 
@@ -150,7 +154,8 @@ def test_stratified_class_balanced_gives_each_class_its_quota():
     rng = np.random.default_rng(1)
     labels = np.repeat([0, 1, 2], [300, 100, 20])
     scores = rng.random(420)
-    kept = dp.select_stratified(scores, 0.5, beta=0.1, strata=5, labels=labels, class_balanced=True)
+    kept = dp.select_stratified(scores, 0.5, beta=0.1, difficulty=scores, strata=5, labels=labels,
+                                class_balanced=True)
     _, quotas = class_quotas(labels, num_kept(420, 0.5))
     assert np.bincount(labels[kept]).tolist() == quotas.tolist() == [150, 50, 10]
     for c, n_c in zip(range(3), (300, 100, 20)):       # beta drop inside each class

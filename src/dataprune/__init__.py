@@ -1,7 +1,7 @@
 """dataprune: prune large training sets with Dynamic Uncertainty and compare pruning methods."""
 from .errors import DataPruneError, MissingSignalError, StoreError
 from .keepfile import read_keep, write_keep
-from .methods import dual, dyn_unc, methods, register, score, score_runs
+from .methods import difficulty, dual, dyn_unc, methods, register, score, score_runs
 from .record import Recorder, WithIndex
 from .run_outputs import load_features, load_final_logits, save_final_outputs
 from .scores_export import scores_table, write_scores
@@ -11,6 +11,6 @@ from .store import Dynamics
 
 __version__ = "0.1.0"
 __all__ = ["DataPruneError", "Dynamics", "MissingSignalError", "Recorder", "StoreError",
-           "WithIndex", "dual", "dyn_unc", "load_features", "load_final_logits", "methods", "read_keep",
-           "register", "save_final_outputs", "score", "score_runs", "scores_table", "select", "select_beta",
-           "select_stratified", "write_keep", "write_scores", "__version__"]
+           "WithIndex", "difficulty", "dual", "dyn_unc", "load_features", "load_final_logits", "methods",
+           "read_keep", "register", "save_final_outputs", "score", "score_runs", "scores_table", "select",
+           "select_beta", "select_stratified", "write_keep", "write_scores", "__version__"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -33,20 +34,24 @@ def read_file_list(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     if not path.is_file():
         raise DataPruneError(f"file list {path} does not exist")
     paths, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            head, _, label = line.rstrip().rpartition(" ")
-            try:
-                if not head:
-                    raise ValueError
-                labels.append(int(label))
-            except ValueError:
-                raise DataPruneError(f"{path} line {lineno} is {line[:60]!r}; expected "
-                                     "'relative/path label'") from None
-            paths.append(head)
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.rstrip("\n")
+                if not line.strip():
+                    continue
+                head, _, label = line.rstrip().rpartition(" ")
+                try:
+                    if not head:
+                        raise ValueError
+                    labels.append(int(label))
+                except ValueError:
+                    raise DataPruneError(f"{path} line {lineno} is {line[:60]!r}; expected "
+                                         "'relative/path label'") from None
+                paths.append(head)
+    except UnicodeDecodeError as e:
+        raise DataPruneError(f"file list {path} is not UTF-8 text (byte {e.object[e.start]:#04x}); "
+                             "expected 'relative/path label' lines in UTF-8") from None
     if not paths:
         raise DataPruneError(f"file list {path} is empty; expected one 'path label' line per sample")
     return paths, np.asarray(labels, dtype=np.int64)
@@ -107,7 +112,14 @@ def official_prob_files(src: str | os.PathLike) -> list[Path]:
     if not src.is_dir():
         raise DataPruneError(f"{src} is not a directory; expected the official run's output folder "
                              "or its pred_prob_history/")
-    found = {int(m.group(1)): src / f.name for f in src.iterdir() if (m := _PROB_FILE.match(f.name))}
+    found: dict[int, Path] = {}
+    for f in sorted(src.iterdir()):
+        if (m := _PROB_FILE.match(f.name)):
+            epoch = int(m.group(1))
+            if epoch in found:  # prob_1.txt and prob_01.txt: which is epoch 1?
+                raise DataPruneError(f"{src} holds both {found[epoch].name} and {f.name} for epoch {epoch}; "
+                                     "expected one prob_{epoch}.txt per epoch (remove the stray one)")
+            found[epoch] = f
     if not found:
         raise DataPruneError(f"no prob_{{epoch}}.txt files in {src}; expected the official code's "
                              "pred_prob_history/")
@@ -119,10 +131,15 @@ def official_prob_files(src: str | os.PathLike) -> list[Path]:
 
 
 def _read_prob_file(path: Path, n: int | None) -> np.ndarray:
+    import warnings
     try:
-        values = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": refused below
+            values = np.loadtxt(path, dtype=np.float64, ndmin=1)
     except ValueError as e:
         raise DataPruneError(f"{path} is not one number per line ({e})") from None
+    if values.size == 0:
+        raise DataPruneError(f"{path} is empty; expected one probability per sample, one per line")
     if values.ndim != 1 or (n is not None and len(values) != n):
         raise DataPruneError(f"{path} holds {values.size} values; expected {n} (one per sample)")
     if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
@@ -141,25 +158,66 @@ def import_official(src: str | os.PathLike, out: str | os.PathLike, *,
     out : store directory to create.
     file_list : optional ``file_list.txt`` of the run: gives labels (and is copied into the
         store, so ``dataprune select --file-list`` can write the kept subset).
-    num_classes : C; default max label + 1 from ``file_list`` (0 = unknown without one).
+    num_classes : C; default max label + 1 from ``file_list`` (the official lists number
+        the classes 0..C-1 in lexicographic order). Without a file list it is required.
     view : the view the probabilities came from (the official code records ``clean``).
 
     A value of exactly 0 means "not observed" there (a sample its sampler dropped) and becomes
     NaN; everything else is stored as float16. Reads one epoch at a time: memory O(N).
+    Everything checkable up front (file names, the file list, C, the first file) is checked
+    before anything is written; a later file that turns out bad removes the partial store.
     """
     files = official_prob_files(src)
     paths, labels = read_file_list(file_list) if file_list is not None else (None, None)
+    num_classes = _resolve_num_classes(num_classes, labels)
     first = _read_prob_file(files[0], None if labels is None else len(labels))
     n = len(first)
-    if num_classes is None:
-        num_classes = int(labels.max()) + 1 if labels is not None and labels.size else 0
-    writer = StoreWriter(out, num_samples=n, num_classes=int(num_classes), signals=["prob"],
+    out = Path(out)
+    # what was in ``out`` before (None: nothing of it survives the StoreWriter, all is ours)
+    before = set(os.listdir(out)) if out.is_dir() and not force else None
+    writer = StoreWriter(out, num_samples=n, num_classes=num_classes, signals=["prob"],
                          capacity=len(files), view=view, labels=labels, force=force,
                          extra_meta={"imported_from": str(Path(src).resolve()),
                                      "source_format": "official pred_prob_history"})
-    for e, f in enumerate(files):
-        values = first if e == 0 else _read_prob_file(f, n)
-        writer.write_epoch({"prob": np.where(values == 0, np.nan, values)})
+    try:
+        for e, f in enumerate(files):
+            values = first if e == 0 else _read_prob_file(f, n)
+            writer.write_epoch({"prob": np.where(values == 0, np.nan, values)})
+    except BaseException:
+        _remove_partial(writer.path, before)
+        raise
     if paths is not None:
         atomic_write_text(writer.path / FILE_LIST, format_file_list(paths, labels))
     return Dynamics.open(writer.path)
+
+
+def _resolve_num_classes(num_classes: int | None, labels: np.ndarray | None) -> int:
+    """C from ``--num-classes`` or the file list's labels (max + 1); refuses what the store
+    would refuse (C < 2, a label >= C) before anything is written."""
+    if labels is not None and labels.min() < 0:
+        raise DataPruneError(f"the file list has label {int(labels.min())}; expected labels 0..C-1")
+    if num_classes is None:
+        if labels is None:
+            raise DataPruneError("import-official needs the run's file list (--file-list FILE: labels, "
+                                 "and C = max label + 1) or --num-classes C; the prob files hold no labels")
+        num_classes = int(labels.max()) + 1
+        if num_classes < 2:
+            raise DataPruneError(f"the file list's labels are all {int(labels.max())}, so C would be "
+                                 f"{num_classes}; pass --num-classes C (at least 2)")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise DataPruneError(f"num_classes={num_classes!r}; expected an integer >= 2")
+    if labels is not None and labels.max() >= num_classes:
+        raise DataPruneError(f"the file list has label {int(labels.max())} but num_classes={num_classes}; "
+                             f"expected labels 0..{num_classes - 1}")
+    return int(num_classes)
+
+
+def _remove_partial(path: Path, before: set[str] | None) -> None:
+    """Remove what a failed import wrote: the folder if it made it, else the files that were
+    not there before (``before``), so nothing blocks the corrected rerun."""
+    if before is None:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for name in set(os.listdir(path)) - before:
+        p = path / name
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)

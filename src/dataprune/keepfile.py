@@ -2,6 +2,7 @@
 with a ``<name>.json`` manifest beside them."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +18,21 @@ SUFFIXES = (".txt", ".npy")
 def manifest_path(path: str | os.PathLike) -> Path:
     """``keep.txt`` -> ``keep.json``."""
     return Path(path).with_suffix(".json")
+
+
+def labels_digest(labels: Any) -> str:
+    """Hash of (N,) integer training labels (blake2b-128 of their int64 bytes): a keep file's
+    manifest records the labels it was selected on, so it is refused on other data."""
+    return hashlib.blake2b(np.ascontiguousarray(labels, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+
+
+def source_info(labels: Any, data_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """Manifest fields naming the data a keep file was selected on: ``data_dir`` (resolved,
+    or None) and ``labels_digest`` (None when some labels are unknown, -1)."""
+    labels = np.asarray(labels)
+    known = labels.size > 0 and bool((labels >= 0).all())
+    return {"data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+            "labels_digest": labels_digest(labels) if known else None}
 
 
 def check_suffix(path: str | os.PathLike) -> None:
@@ -44,12 +60,18 @@ def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[s
 
 
 def read_keep(path: str | os.PathLike, num_samples: int | None = None, *,
-              dataset: str | None = None) -> np.ndarray:
+              dataset: str | None = None, labels: Any = None,
+              data_dir: str | os.PathLike | None = None) -> np.ndarray:
     """Read and validate a keep file: integers, no duplicates, within 0..num_samples-1.
 
     If a manifest lies beside it, its ``num_samples`` must equal ``num_samples``, its
-    ``dataset`` must equal ``dataset`` (when both are known), and its ``kept`` count must
-    equal the number of indices read (a shorter file was truncated).
+    ``dataset`` must equal ``dataset`` (when both are known), its ``kept`` count must
+    equal the number of indices read (a shorter file was truncated), and its
+    ``labels_digest`` must be that of ``labels`` ((N,) training labels about to be used;
+    when both are known): a keep file selected on one folder is refused on another of the
+    same N. ``data_dir`` (this data's folder) only names both folders in that error; a moved
+    copy of the same data (same labels) is accepted. Manifests without these fields (older
+    versions, other tools) are read as before.
     Returns ascending int64 indices (kept,).
     """
     path = Path(path)
@@ -106,4 +128,10 @@ def read_keep(path: str | os.PathLike, num_samples: int | None = None, *,
         if dataset is not None and name is not None and name != dataset:
             raise DataPruneError(f"keep file {path} was selected on dataset {name!r} (see {manifest.name}) "
                                  f"but this run trains on {dataset!r}")
+        digest = info.get("labels_digest")
+        if labels is not None and isinstance(digest, str) and digest != labels_digest(labels):
+            here = "" if data_dir is None else f" at {Path(data_dir).resolve()}"
+            raise DataPruneError(f"keep file {path} was selected on other training labels (data "
+                                 f"{info.get('data_dir') or '?'}, see {manifest.name}) than this "
+                                 f"dataset's{here}; expected the data its scoring run used")
     return uniq

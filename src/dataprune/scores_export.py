@@ -33,7 +33,7 @@ _log = get_logger("scores")
 
 def scores_table(dynamics: Dynamics | str | os.PathLike, methods: Sequence[str], *,
                  params: Mapping[str, Mapping[str, Any]] | None = None,
-                 nan_policy: str = "prune") -> dict[str, np.ndarray]:
+                 nan_policy: str = "prune", seed: int = 0) -> dict[str, np.ndarray]:
     """Score every sample with each of ``methods`` and rank it.
 
     Parameters
@@ -43,6 +43,8 @@ def scores_table(dynamics: Dynamics | str | os.PathLike, methods: Sequence[str],
     params : per-method parameters, e.g. ``{"dyn-unc": {"window": 10}}``.
     nan_policy : where NaN scores rank: ``"prune"`` (last, default), ``"keep"`` (first) or
         ``"raise"``; the same meaning as in :func:`dataprune.select`.
+    seed : the tie-break seed of :func:`dataprune.select` (equal scores rank in a seeded
+        random order, so ``select(..., seed=seed)`` keeps the top ranks).
 
     Returns
     -------
@@ -74,7 +76,7 @@ def scores_table(dynamics: Dynamics | str | os.PathLike, methods: Sequence[str],
         s = score(name, dyn, **params.get(name, {}))
         _log.debug(f"scored {n} samples with {name} {params.get(name, {})} in {time.perf_counter() - t0:.2f} s")
         rank = np.empty(n, dtype=np.int64)
-        rank[keep_order(s, nan_policy=nan_policy)] = np.arange(1, n + 1)
+        rank[keep_order(s, nan_policy=nan_policy, seed=seed)] = np.arange(1, n + 1)
         table[name], table[f"{name}_rank"] = s, rank
     return table
 

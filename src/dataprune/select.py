@@ -11,9 +11,31 @@ NAN_POLICIES = ("raise", "prune", "keep")
 
 
 def num_kept(num_samples: int, prune_ratio: float) -> int:
-    """N - round(r*N), rounding halves up, for 0 <= r < 1."""
+    """N - round(r*N), rounding halves up, for 0 <= r < 1; refuses a ratio that keeps no
+    sample of N >= 1 (r >= 1 - 0.5/N), which would write an empty keep file."""
     check_ratio(prune_ratio)
-    return int(num_samples) - int(math.floor(prune_ratio * num_samples + 0.5))
+    kept = int(num_samples) - int(math.floor(prune_ratio * num_samples + 0.5))
+    if kept < 1 and num_samples >= 1:
+        raise DataPruneError(f"prune_ratio={prune_ratio!r} keeps 0 of {num_samples} samples; expected "
+                             f"prune_ratio < 1 - 0.5/N = {1 - 0.5 / num_samples:.10g}")
+    return kept
+
+
+def kept_count(num_samples: int, prune_ratio: float | None = None, keep: int | None = None) -> int:
+    """Samples to keep: :func:`num_kept` of ``prune_ratio`` (the fraction removed), or the
+    absolute count ``keep`` in 1..N (the official code keeps int(N * fraction)). Exactly one
+    of the two must be given."""
+    if prune_ratio is not None and keep is not None:
+        raise DataPruneError(f"prune_ratio={prune_ratio!r} and keep={keep!r}; expected prune_ratio or keep, "
+                             "not both")
+    if prune_ratio is None and keep is None:
+        raise DataPruneError("no prune_ratio or keep given; expected prune_ratio (the fraction removed) "
+                             "or keep (the number of samples kept)")
+    if prune_ratio is not None:
+        return num_kept(num_samples, prune_ratio)
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or not 1 <= keep <= num_samples:
+        raise DataPruneError(f"keep={keep!r}; expected an integer in 1..{num_samples} (samples kept)")
+    return int(keep)
 
 
 def check_ratio(prune_ratio: float) -> None:
@@ -78,10 +100,11 @@ def class_quotas(labels: np.ndarray, kept: int) -> tuple[np.ndarray, np.ndarray]
     return classes, quotas
 
 
-def _top(s: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
-    """The k of ``idx`` with the highest s, ties to the lower index (idx ascending)."""
-    order = np.argsort(-s[idx], kind="stable")
-    return idx[order[:k]]
+def check_seed(seed: int) -> int:
+    """``seed`` as an int >= 0; a clear error otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataPruneError(f"seed={seed!r}; expected an integer >= 0")
+    return int(seed)
 
 
 def _nan_to_inf(s: np.ndarray, nan_policy: str) -> np.ndarray:
@@ -90,53 +113,62 @@ def _nan_to_inf(s: np.ndarray, nan_policy: str) -> np.ndarray:
     return np.where(nan, -np.inf if nan_policy == "prune" else np.inf, s) if nan.any() else s
 
 
-def _order(s: np.ndarray) -> np.ndarray:
-    """(N,) sample indices from most to least worth keeping (NaN-free float64 ``s``).
+def ranking(values: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(n,) positions of (n,) ``values`` from highest to lowest. Equal values come in the
+    order of ``numpy.random.default_rng(seed).permutation(n)``, not by index: on class-sorted
+    data with integer scores (forgetting) index order would prune the last classes first.
 
-    The single ordering :func:`select` (without class balancing) keeps the head of, and
-    :func:`keep_order` returns: ties go to the lower index.
-    """
-    return np.argsort(-s, kind="stable")
+    E.g. values [1, 2, 1, 1]: position 1 first, then 0, 2, 3 in a seeded random order."""
+    perm = np.random.default_rng(check_seed(seed)).permutation(len(values))
+    return perm[np.argsort(-np.asarray(values)[perm], kind="stable")]
 
 
-def keep_order(scores: np.ndarray, *, nan_policy: str = "raise") -> np.ndarray:
+def keep_order(scores: np.ndarray, *, nan_policy: str = "raise", seed: int = 0) -> np.ndarray:
     """(N,) int64 sample indices, most worth keeping first, in :func:`select`'s order.
 
-    ``select(scores, r, nan_policy=p)`` (no class balancing) keeps exactly the first
+    ``select(scores, r, nan_policy=p, seed=s)`` (no class balancing) keeps exactly the first
     N - round(r*N) entries, so position + 1 is a sample's rank (1 = kept first). Scores
-    (N,), higher = keep; ``nan_policy`` as in :func:`select`. Example: scores
-    [0.1, 0.9, 0.5, 0.9] -> [1, 3, 2, 0] (the tie at 0.9 goes to the lower index).
+    (N,), higher = keep; ``nan_policy`` as in :func:`select`; ties in :func:`ranking`'s seeded
+    order. Example: scores [0.1, 0.9, 0.5, 0.7] -> [1, 3, 2, 0].
     """
-    return _order(_nan_to_inf(_check_scores(scores, nan_policy), nan_policy)).astype(np.int64)
+    return ranking(_nan_to_inf(_check_scores(scores, nan_policy), nan_policy), seed).astype(np.int64)
 
 
-def select(scores: np.ndarray, prune_ratio: float, *, labels: np.ndarray | None = None,
-           class_balanced: bool = False, nan_policy: str = "raise") -> np.ndarray:
-    """Keep the N - round(r*N) highest-scoring samples.
+def select(scores: np.ndarray, prune_ratio: float | None = None, *, keep: int | None = None,
+           labels: np.ndarray | None = None, class_balanced: bool = False,
+           nan_policy: str = "raise", seed: int = 0) -> np.ndarray:
+    """Keep the N - round(r*N) (or ``keep``) highest-scoring samples.
 
     Parameters
     ----------
     scores : (N,) array, higher = more worth keeping.
-    prune_ratio : r in [0, 1), the fraction of samples removed.
+    prune_ratio : r in [0, 1), the fraction of samples removed; a ratio that keeps no sample
+        is refused.
+    keep : instead of ``prune_ratio``, the number of samples kept, 1..N.
     labels : (N,) integer class labels; needed for ``class_balanced``.
     class_balanced : keep the same fraction of every class: class c keeps its highest-scoring
         quota_c samples, quotas from :func:`class_quotas` (floor or ceil of (1-r) n_c,
         summing exactly to N - round(r*N), the same total as without balancing).
     nan_policy : what NaN scores mean: ``"raise"`` (default), ``"prune"`` (least worth
         keeping) or ``"keep"`` (most worth keeping).
+    seed : ties are broken by a random permutation seeded by ``seed`` (:func:`ranking`):
+        same scores and seed, same subset; the kept set shrinks monotonically as r grows.
 
     Returns
     -------
-    (kept,) int64 sample indices, ascending. Ties are broken in favour of the lower index.
+    (kept,) int64 sample indices, ascending.
     """
     s = _nan_to_inf(_check_scores(scores, nan_policy), nan_policy)
-    kept = num_kept(len(s), prune_ratio)
+    kept = kept_count(len(s), prune_ratio, keep)
+    order = ranking(s, seed)
     if class_balanced:
         labels = _check_labels(labels, len(s))
         classes, quotas = class_quotas(labels, kept)
-        parts = [_top(s, np.flatnonzero(labels == c), q) for c, q in zip(classes, quotas)]
+        order = order[np.argsort(labels[order], kind="stable")]  # by class, best first in each
+        starts = np.searchsorted(labels[order], classes)
+        parts = [order[a:a + q] for a, q in zip(starts.tolist(), quotas.tolist())]
         return np.sort(np.concatenate(parts or [np.zeros(0, np.int64)])).astype(np.int64)
-    return np.sort(_order(s)[:kept]).astype(np.int64)
+    return np.sort(order[:kept]).astype(np.int64)
 
 
 def allocate_strata(sizes: np.ndarray, budget: int) -> np.ndarray:
@@ -162,15 +194,18 @@ def allocate_strata(sizes: np.ndarray, budget: int) -> np.ndarray:
     return out
 
 
-def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0.0,
-                      strata: int = 50, seed: int = 0, labels: np.ndarray | None = None,
-                      class_balanced: bool = False, nan_policy: str = "raise") -> np.ndarray:
+def select_stratified(scores: np.ndarray, prune_ratio: float | None = None, *, keep: int | None = None,
+                      beta: float = 0.0, difficulty: np.ndarray | None = None, strata: int = 50, seed: int = 0,
+                      labels: np.ndarray | None = None, class_balanced: bool = False,
+                      nan_policy: str = "raise") -> np.ndarray:
     """Coverage-centric stratified selection (CCS, Zheng et al., ICLR 2023), for any scores.
 
-    1. Drop the ``beta`` fraction (round(beta*n), half up) of samples with the HIGHEST scores.
-       For the difficulty methods (aum = -AUM, forgetting, el2n, grand) the highest score is
-       the hardest, most likely mislabeled sample - CCS drops low-AUM samples, which are our
-       high ``aum`` scores, so this is CCS's behaviour. Ties: the lower index is dropped first.
+    1. Drop the ``beta`` fraction (round(beta*n), half up) of the HARDEST samples: those with
+       the highest ``difficulty`` ((N,), higher = harder; NaN = unknown, never dropped), e.g.
+       ``dataprune.difficulty("aum", dyn)`` (lowest AUM first, as CCS). ``beta > 0`` needs
+       ``difficulty``: the method's own scores are never used for it (the highest Dyn-Unc
+       scores are its most uncertain, most valuable samples). Ties: in a random order seeded
+       by ``seed`` (:func:`ranking`).
     2. Split the remaining scores' range [min, max] into ``strata`` equal-width strata (the
        maximum falls in the last one; all equal -> one stratum).
     3. Spread the budget N - round(r*N) over the strata with :func:`allocate_strata`.
@@ -183,25 +218,27 @@ def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0
     still be met. ``nan_policy``: ``"raise"``, ``"prune"`` (NaN samples are never kept) or
     ``"keep"`` (kept first, lowest indices first if they exceed the budget; the rest of the
     budget is stratified over the others). ``beta`` must not exceed ``prune_ratio``.
+    ``keep`` (1..N) replaces ``prune_ratio`` by an absolute count, as in :func:`select`.
 
-    Returns (kept,) int64 indices, ascending; exactly N - round(r*N) of them.
+    Returns (kept,) int64 indices, ascending; exactly N - round(r*N) (or ``keep``) of them.
     """
     s = _check_scores(scores, nan_policy)
     n = len(s)
-    kept = num_kept(n, prune_ratio)
+    kept = kept_count(n, prune_ratio, keep)
+    pruned = float(prune_ratio) if prune_ratio is not None else (n - kept) / n
     try:
         beta = float(beta)
     except (TypeError, ValueError):
         raise DataPruneError(f"beta={beta!r}; expected a fraction in [0, 1)") from None
     if not 0.0 <= beta < 1.0:
         raise DataPruneError(f"beta={beta!r}; expected a fraction of hardest samples in [0, 1)")
-    if beta > float(prune_ratio):
-        raise DataPruneError(f"beta={beta} > prune_ratio={prune_ratio}: the dropped hardest samples "
+    if beta > pruned:
+        raise DataPruneError(f"beta={beta} > prune_ratio={pruned:.6g}: the dropped hardest samples "
                              "are part of the pruned ones; expected beta <= prune_ratio")
+    hard = _check_difficulty(difficulty, n, beta)
     if isinstance(strata, bool) or not isinstance(strata, (int, np.integer)) or strata < 1:
         raise DataPruneError(f"strata={strata!r}; expected an integer >= 1")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DataPruneError(f"seed={seed!r}; expected an integer >= 0")
+    check_seed(seed)
     if np.isinf(s).any():
         raise DataPruneError(f"{int(np.isinf(s).sum())} scores are infinite; expected finite scores "
                              "(stratification splits the score range)")
@@ -223,12 +260,27 @@ def select_stratified(scores: np.ndarray, prune_ratio: float, *, beta: float = 0
         if quota > len(pool):
             raise DataPruneError(f"{quota} samples must be kept but only {len(pool)} have a score "
                                  "(NaN scores are pruned); lower prune_ratio or use nan_policy='keep'")
-        drop = min(int(np.floor(beta * len(idx) + 0.5)), len(pool) - quota)
+        known = pool[~np.isnan(hard[pool])]  # NaN difficulty: never dropped
+        drop = min(int(np.floor(beta * len(idx) + 0.5)), len(pool) - quota, len(known))
         if drop > 0:
-            hardest = np.argsort(-s[pool], kind="stable")[:drop]
-            pool = np.delete(pool, hardest)
+            hardest = known[ranking(hard[known], seed)[:drop]]
+            pool = np.setdiff1d(pool, hardest)
         parts.append(_stratified(s, pool, quota, int(strata), rng))
     return np.sort(np.concatenate(parts or [np.zeros(0, np.int64)])).astype(np.int64)
+
+
+def _check_difficulty(difficulty: np.ndarray | None, n: int, beta: float) -> np.ndarray:
+    """(n,) float64 difficulty (higher = harder) for the beta drop; all NaN when beta is 0."""
+    if difficulty is None:
+        if beta > 0:
+            raise DataPruneError(f"beta={beta} needs difficulty: an (N,) array, higher = harder, "
+                                 "e.g. dataprune.difficulty('aum', dyn); beta never drops by the scores")
+        return np.full(n, np.nan)
+    d = np.asarray(difficulty)
+    if d.shape != (n,) or not np.issubdtype(d.dtype, np.number) or np.iscomplexobj(d):
+        raise DataPruneError(f"difficulty has shape {d.shape} and dtype {d.dtype}; expected ({n},) "
+                             "real numbers, higher = harder")
+    return d.astype(np.float64)
 
 
 def _stratified(s: np.ndarray, pool: np.ndarray, budget: int, strata: int,

@@ -29,7 +29,7 @@ import torch
 from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import atomic_write_json, read_json
-from ..keepfile import manifest_path, read_keep, write_keep
+from ..keepfile import manifest_path, read_keep, source_info, write_keep
 from ..logs import get_logger
 from ..methods import get, methods, score
 from ..store import Dynamics
@@ -250,7 +250,8 @@ class Bench:
                             "scorer": sel.scorer, "runs": [str(d.path.parent.relative_to(self.out)) for d in dyns],
                             "store_fingerprints": [d.fingerprint for d in dyns], "nan_scores": nan,
                             "selection_seconds": seconds, "dataset": self.config.dataset,
-                            "class_balanced": self.config.class_balanced, "dataprune": __version__}
+                            "class_balanced": self.config.class_balanced, "dataprune": __version__,
+                            **source_info(dyns[0].labels, self.spec.data_dir)}
                 manifest["sha"] = keep_sha(keep)
                 if self.config.label_noise > 0:
                     self.data  # noqa: B018  (loads the noise mask)
@@ -302,7 +303,7 @@ class Bench:
         subset, keep_sha = None, None
         if cell.selector is not None:
             path = self.keep_path(cell.selector, cell.prune_ratio)
-            subset = read_keep(path, len(self.data.train_y))
+            subset = read_keep(path, len(self.data.train_y), labels=self.data.train_y.numpy())
             keep_sha = read_json(manifest_path(path)).get("sha")
         kept = len(self.data.train_y) if subset is None else len(subset)
         cfg = TrainConfig(epochs=self.epochs_for(kept), batch_size=self.config.batch_size,

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--file-list", metavar="FILE",
                    help="the run's file_list.txt ('path label' per sample): labels, and enables "
                         "`dataprune select --file-list`")
-    p.add_argument("--num-classes", type=int, help="C (default: max label + 1 of --file-list)")
+    p.add_argument("--num-classes", type=int, help="C (default: max label + 1 of --file-list; "
+                                                   "required without --file-list)")
     p.add_argument("--force", action="store_true", help="overwrite an existing store")
     p.set_defaults(func=run)
 

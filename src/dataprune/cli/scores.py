@@ -12,7 +12,7 @@ from ..scores_export import check_scores_path, scores_table, write_scores
 from ..select import NAN_POLICIES
 from ..store import Dynamics
 from .common import command_parser
-from .select import add_method_args
+from .select import TIE_SEED, add_method_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def params_by_method(args: argparse.Namespace, names: list[str]) -> dict[str, di
     given = {k[len("param_"):]: v for k, v in vars(args).items() if k.startswith("param_") and v is not None}
     accepted = {m: inspect.signature(get(m).fn).parameters for m in names}
     for key in given:
-        if not any(key in acc for acc in accepted.values()):
+        if key != TIE_SEED and not any(key in acc for acc in accepted.values()):
             raise DataPruneError(f"--{key.replace('_', '-')} does not apply to any of the methods {names}")
     return {m: {k: v for k, v in given.items() if k in acc} for m, acc in accepted.items()}
 
@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwrite(args.out, args.force)  # before the (long) scoring
     check_writable(args.out)
     dyn = Dynamics.open(args.run)
-    table = scores_table(dyn, names, params=params, nan_policy=args.nan_policy)
+    tie_seed = getattr(args, f"param_{TIE_SEED}", None)
+    table = scores_table(dyn, names, params=params, nan_policy=args.nan_policy,
+                         seed=0 if tie_seed is None else tie_seed)
     path = write_scores(args.out, table, force=args.force)
     print(f"scores and ranks of {dyn.num_samples} samples under {', '.join(names)} -> {path}")
     return 0

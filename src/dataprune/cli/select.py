@@ -10,12 +10,12 @@ import numpy as np
 
 from .. import __version__
 from ..errors import DataPruneError
-from ..fileio import check_writable, refuse_overwrite
-from ..keepfile import check_suffix, manifest_path, write_keep
-from ..methods import get, methods, score
+from ..fileio import check_writable, read_json, refuse_overwrite
+from ..keepfile import check_suffix, manifest_path, source_info, write_keep
+from ..methods import DIFFICULTY_MEASURES, difficulty, get, methods, score
 from ..methods._registry import _REGISTRY
 from ..methods.dual import mean_prob
-from ..select import NAN_POLICIES, num_kept, select, select_stratified
+from ..select import NAN_POLICIES, check_seed, kept_count, select, select_stratified
 from ..select_beta import select_beta
 from ..store import Dynamics
 from .common import command_parser
@@ -35,6 +35,10 @@ def method_params() -> dict[str, inspect.Parameter]:
     return params
 
 
+#: the method parameter that also seeds the tie-break order of :func:`~dataprune.select`.
+TIE_SEED = "seed"
+
+
 def _parse_bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes"):
         return True
@@ -49,8 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN", help="run directory of `dataprune score` (or a dynamics store)")
     p.add_argument("--method", default="dyn-unc", help=f"one of {', '.join(methods())} (default dyn-unc; "
                                                        "`dataprune methods` describes them)")
-    p.add_argument("--prune-ratio", type=float, required=True, metavar="R",
-                   help="fraction of samples removed, in [0, 1); N - round(R*N) are kept")
+    count = p.add_mutually_exclusive_group(required=True)
+    count.add_argument("--prune-ratio", type=float, metavar="R",
+                       help="fraction of samples removed, in [0, 1); N - round(R*N) are kept")
+    count.add_argument("--keep", type=int, metavar="N",
+                       help="instead of --prune-ratio: keep exactly N samples (the official code "
+                            "keeps int(N_total * fraction))")
     p.add_argument("--out", required=True, help="keep file to write (.txt or .npy); a .json manifest goes beside it")
     p.add_argument("--nan-policy", choices=NAN_POLICIES, default="raise",
                    help="samples with NaN score (never observed): raise (default), prune or keep them")
@@ -59,7 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stratified", action="store_true",
                    help="coverage-centric stratified sampling (CCS) over the method's scores")
     p.add_argument("--beta", type=float, default=0.0,
-                   help="with --stratified: first drop this fraction of highest-scoring (hardest) samples")
+                   help="with --stratified: first drop this fraction of the hardest samples (by --beta-by)")
+    p.add_argument("--beta-by", choices=list(DIFFICULTY_MEASURES), default=None, metavar="MEASURE",
+                   help="with --beta: what 'hardest' means, from the same run: "
+                        + "; ".join(f"{m}: {d}" for m, (_, d) in DIFFICULTY_MEASURES.items())
+                        + " (default aum, as CCS)")
     p.add_argument("--strata", type=int, default=50, help="with --stratified: number of strata (default 50)")
     p.add_argument("--stratified-seed", type=int, default=0, help="with --stratified: sampling seed")
     p.add_argument("--beta-sampling", action="store_true",
@@ -84,16 +96,21 @@ def add_method_args(p: argparse.ArgumentParser) -> None:
         default = param.default
         kind = _parse_bool if isinstance(default, bool) else type(default) if default is not None else str
         users = [m for m in methods() if name in inspect.signature(get(m).fn).parameters]
+        text = f"{', '.join(users)} (default {default})"
+        if name == TIE_SEED:
+            text = (f"seeds the random order that breaks ties between equal scores, for every "
+                    f"method (same seed, same subset); also the seed of {', '.join(users)} (default 0)")
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"param_{name}", type=kind, default=None,
                            metavar=name.upper(),
-                           help=f"{', '.join(users)}: {PARAM_HELP[name]}" if name in PARAM_HELP
-                           else f"{', '.join(users)} (default {default})")
+                           help=f"{', '.join(users)}: {PARAM_HELP[name]}" if name in PARAM_HELP else text)
 
 
 def chosen_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The method parameters given on the command line; refuses ones the method does not take."""
     accepted = inspect.signature(get(method).fn).parameters
     given = {k[len("param_"):]: v for k, v in vars(args).items() if k.startswith("param_") and v is not None}
+    if TIE_SEED not in accepted:  # --seed also breaks ties (every method): not the method's
+        given.pop(TIE_SEED, None)
     foreign = [k for k in given if k not in accepted]
     if foreign:
         raise DataPruneError(f"--{foreign[0].replace('_', '-')} does not apply to method {method!r}; "
@@ -108,49 +125,70 @@ def run(args: argparse.Namespace) -> int:
     if not args.beta_sampling and (args.beta_c != 4.0 or args.beta_seed):
         raise DataPruneError("--beta-c and --beta-seed need --beta-sampling")
     params = chosen_params(args, args.method)
+    given_seed = getattr(args, f"param_{TIE_SEED}", None)
+    tie_seed = check_seed(0 if given_seed is None else given_seed)
+    if args.stratified and given_seed is not None and TIE_SEED not in params:
+        raise DataPruneError("--seed orders ties of top-k selection; with --stratified the sampling "
+                             "(and its ties) is seeded by --stratified-seed")
     dyn = Dynamics.open(args.run)
-    num_kept(dyn.num_samples, args.prune_ratio)  # validates the ratio before scoring
+    kept_count(dyn.num_samples, args.prune_ratio, args.keep)  # validates the count before scoring
     check_suffix(args.out)
     for path in (args.out, manifest_path(args.out)):  # refuse before the (long) scoring
         refuse_overwrite(path, args.force)
     check_writable(args.out)
     file_list = _source_file_list(dyn, args) if args.file_list is not None else None
+    if args.beta_by is not None and not args.beta:
+        raise DataPruneError(f"--beta-by {args.beta_by} needs --stratified --beta B with B > 0")
+    beta_by = args.beta_by or "aum"
+    hard = difficulty(beta_by, dyn) if args.stratified and args.beta else None
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None
     selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
     if args.beta_sampling:
         mu = mean_prob(dyn["prob"], params.get("epochs", 0))
-        keep = select_beta(scores, mu, args.prune_ratio, seed=args.beta_seed, c=args.beta_c,
-                           nan_policy=args.nan_policy)
+        n = dyn.num_samples  # --keep N: the ratio that keeps exactly N (Beta's shape depends on r)
+        ratio = args.prune_ratio if args.keep is None else (n - args.keep) / n
+        keep = select_beta(scores, mu, ratio, seed=args.beta_seed, c=args.beta_c, nan_policy=args.nan_policy)
         selection.update(beta_sampling=True, beta_c=args.beta_c, beta_seed=args.beta_seed,
                          mean_prob_epochs=params.get("epochs", 0))
     elif args.stratified:
-        keep = select_stratified(scores, args.prune_ratio, beta=args.beta, strata=args.strata,
-                                 seed=args.stratified_seed, labels=labels,
+        keep = select_stratified(scores, args.prune_ratio, keep=args.keep, beta=args.beta, difficulty=hard,
+                                 strata=args.strata, seed=args.stratified_seed, labels=labels,
                                  class_balanced=args.class_balanced, nan_policy=args.nan_policy)
         selection.update(beta=args.beta, strata=args.strata, seed=args.stratified_seed)
+        if args.beta:
+            selection["beta_by"] = beta_by
     else:
         if args.beta or args.strata != 50 or args.stratified_seed:
             raise DataPruneError("--beta, --strata and --stratified-seed need --stratified")
-        keep = select(scores, args.prune_ratio, labels=labels, class_balanced=args.class_balanced,
-                      nan_policy=args.nan_policy)
+        keep = select(scores, args.prune_ratio, keep=args.keep, labels=labels, class_balanced=args.class_balanced,
+                      nan_policy=args.nan_policy, seed=tie_seed)
+        selection["tie_seed"] = tie_seed
     manifest = {"method": args.method, "params": params, "selection": selection,
-                "prune_ratio": args.prune_ratio,
+                "prune_ratio": args.prune_ratio, "keep": args.keep,
                 "num_samples": dyn.num_samples, "store": str(dyn.path.resolve()),
                 "store_fingerprint": dyn.fingerprint, "store_epochs": dyn.epochs,
-                "dataset": dyn.meta.get("dataset"), "nan_policy": args.nan_policy,
+                "dataset": dyn.meta.get("dataset"), **source_info(dyn.labels, _run_data_dir(dyn)),
+                "nan_policy": args.nan_policy,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataprune": __version__}
     if file_list is not None:
         manifest["file_list"] = str(file_list[2])
     path = write_keep(args.out, keep, manifest, force=args.force)
-    print(f"kept {len(keep)} of {dyn.num_samples} samples ({args.method}, prune ratio {args.prune_ratio}) "
-          f"-> {path}")
+    how = f"prune ratio {args.prune_ratio}" if args.keep is None else f"--keep {args.keep}"
+    print(f"kept {len(keep)} of {dyn.num_samples} samples ({args.method}, {how}) -> {path}")
     if file_list is not None:
         from ..interop import write_file_list
         paths, labels, out = file_list
         write_file_list(out, paths, labels, keep, force=args.force)
         print(f"kept samples as a file list -> {out}")
     return 0
+
+
+def _run_data_dir(dyn: Dynamics) -> str | None:
+    """The ``data_dir`` of the `dataprune score` run holding the store, if it is in one."""
+    config = dyn.path.parent / "config.json"
+    info = read_json(config) if config.is_file() else None
+    return info.get("data_dir") if isinstance(info, dict) and info.get("command") == "score" else None
 
 
 def _source_file_list(dyn: Dynamics, args: argparse.Namespace):

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         check_writable(args.metrics_out)  # fail now, not after training
     spec = data_spec(args)
     data = spec.load()
-    subset = read_keep(args.subset, len(data.train_y), dataset=data.name) if args.subset else None
+    subset = (read_keep(args.subset, len(data.train_y), dataset=data.name, labels=data.train_y.numpy(),
+                        data_dir=data.data_dir) if args.subset else None)
     metrics = train_run(spec, model=args.model, cfg=train_config(args), subset=subset,
                         log=logger(args), data=data, progress=not args.quiet)
     metrics["subset"] = args.subset

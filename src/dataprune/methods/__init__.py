@@ -10,5 +10,7 @@ from .dyn_unc import dyn_unc
 from . import random as _random  # noqa: F401  (registers "random")
 # each import registers one method
 from . import aum, cartography, el2n, entropy, forgetting, grand, moderate, ssp, tdds  # noqa: F401
+from .difficulty import MEASURES as DIFFICULTY_MEASURES, difficulty
 
-__all__ = ["Method", "dual", "dyn_unc", "get", "methods", "register", "score", "score_runs"]
+__all__ = ["DIFFICULTY_MEASURES", "Method", "difficulty", "dual", "dyn_unc", "get", "methods", "register", "score",
+           "score_runs"]

@@ -99,3 +99,13 @@ def observed_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     mean = np.where(obs, x, 0.0).sum(0) / np.maximum(cnt, 1)
     var = np.where(obs, (x - mean) ** 2, 0.0).sum(0) / np.maximum(cnt, 1)
     return cnt, mean, var
+
+
+def observed_mean(arr: np.ndarray, epochs: int = 0) -> np.ndarray:
+    """(N,) mean of the observed (non-NaN) values of a (K, N) array over its first ``epochs``
+    rows (0 = all); NaN where none was observed."""
+    def mean(x: np.ndarray) -> np.ndarray:
+        cnt, m, _ = observed_moments(x)
+        return np.where(cnt > 0, m, np.nan)
+
+    return reduce_columns(arr, resolve_span(epochs, arr.shape[0], minimum=1), mean)

@@ -7,7 +7,9 @@ as the CCS code does), over the first ``epochs`` epochs (0 = all recorded), skip
 unobserved epochs (none observed -> NaN). Low AUM = hard or mislabeled.
 
 score_i = -AUM_i: keeps hard (low-margin) samples first, so the highest scores are the
-hardest and most likely mislabeled - the ones ``select_stratified(beta=...)`` drops.
+hardest and most likely mislabeled - the ones CCS's beta drop removes
+(``select_stratified(beta=..., difficulty=difficulty("aum", dyn))``, the CLI's default
+``--beta-by aum``).
 """
 from __future__ import annotations
 

@@ -41,7 +41,12 @@ def check_window(window: int, epochs: int, *, last_window: bool = False, span: s
         raise DataPruneError(f"window={window} with {what}; expected {rule} ({need} windows must be at least one)")
 
 
-def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | None = None) -> np.ndarray:
+#: ``semantics`` of :func:`dyn_unc`: how unobserved epochs count.
+SEMANTICS = ("paper", "official")
+
+
+def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | None = None,
+            semantics: str = "paper") -> np.ndarray:
     """Dynamic uncertainty of every sample.
 
     Parameters
@@ -53,6 +58,12 @@ def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | N
     window : J, the sliding-window length, 2 <= J < T.
     epochs : T, use only the first T recorded epochs (0 = all K; early scoring).
     chunk_size : samples per work chunk (default: about 2**18 / K).
+    semantics : ``"paper"`` (default): fixed windows of epochs k..k+J-1, unobserved epochs
+        skipped inside them (Eq. 2). ``"official"``: the official code's scores exactly, for
+        reproducing its released coresets: per sample a ring of the last J observed values
+        starting from zeros, repeated while the sample is unseen, times 10
+        (:func:`~dataprune.methods.dyn_unc_official.dyn_unc_official`). The two agree (up to
+        the factor 10) on samples observed in every epoch.
 
     Returns
     -------
@@ -69,13 +80,22 @@ def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | N
     taken in float32 (relative error <= 1e-7 per window), the mean over windows in float64.
     Other dtypes are computed in float64 throughout.
     """
+    if semantics not in SEMANTICS:
+        raise DataPruneError(f"semantics={semantics!r}; expected one of {', '.join(SEMANTICS)}")
     if hasattr(prob, "signals") and not hasattr(prob, "ndim"):  # a Dynamics store
         if getattr(prob, "keep_history", "full") == "none":
+            if semantics == "official":
+                raise DataPruneError(prob._history_error("semantics='official' (it needs every epoch)"))
             if check_int("epochs", epochs, 0) not in (0, prob.epochs):
                 raise DataPruneError(f"epochs={epochs}: the store at {prob.path} keeps no prob history "
                                      "(keep_history='none'), so only all recorded epochs (0) can be used")
             return prob.dyn_unc(window)
         prob = prob["prob"]
+    if semantics == "official":
+        from .dyn_unc_official import dyn_unc_official
+        if getattr(prob, "ndim", None) != 2:
+            raise DataPruneError(f"prob has shape {getattr(prob, 'shape', None)}; expected (K, N)")
+        return dyn_unc_official(leading(prob, epochs)[0], window)
     return windowed_std(prob, window, epochs=epochs, weighted=False, chunk_size=chunk_size)
 
 
@@ -221,7 +241,7 @@ class _Kernel:
             np.sqrt(r, out=r)   # a negative (rounding; never seen) or NaN input gives NaN: the
         if weight is not None:  # sample then takes the exact masked path below
             r *= weight
-        u = r.sum(0, dtype=np.float64)
+        u = _column_sums(r)
         u *= self.scale
         bad = np.isnan(u)
         if bad.any():           # samples with unobserved epochs: exact NaN-aware path
@@ -275,11 +295,12 @@ def _mean_window_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
 
 
 def _column_sums(v: np.ndarray) -> np.ndarray:
-    """Sum over axis 0 strictly in row order, so each column's result does not depend on the
-    chunk's width or the column's place in it (``v.sum(0)`` picks pairwise or row-wise order
-    from the array's shape): chunk size and sample order never change a score, not even in
-    the last bit (tests/test_properties.py)."""
-    total = np.zeros(v.shape[1:], dtype=v.dtype)
+    """(c,) float64 sums over axis 0 of (rows, c) ``v``, strictly in row order, so each column's
+    result does not depend on the chunk's width or the column's place in it (``v.sum(0)``
+    picks pairwise or row-wise order from the array's shape; a 1-column chunk sums pairwise):
+    chunk size and sample order never change a score, not even in the last bit
+    (tests/test_properties.py, tests/test_trust_select.py)."""
+    total = np.zeros(v.shape[1:], dtype=np.float64)
     for row in v:
         total += row
     return total
@@ -307,7 +328,8 @@ def window_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @register("dyn-unc", summary="dynamic uncertainty: mean over sliding windows of the std of "
                              "the labelled-class probability (keeps uncertain samples)",
           needs=("prob",))
-def dyn_unc_scores(dynamics: Any, *, window: int = 10, epochs: int = 0) -> np.ndarray:
+def dyn_unc_scores(dynamics: Any, *, window: int = 10, epochs: int = 0, semantics: str = "paper") -> np.ndarray:
     """Dyn-Unc scores of a :class:`~dataprune.Dynamics` (uses ``dynamics.prob``) over its
-    first ``epochs`` epochs (0 = all)."""
-    return dyn_unc(dynamics, window=window, epochs=epochs)
+    first ``epochs`` epochs (0 = all); ``semantics`` ``"official"`` reproduces the official
+    code's scores (see :func:`dyn_unc`)."""
+    return dyn_unc(dynamics, window=window, epochs=epochs, semantics=semantics)

@@ -8,7 +8,7 @@ forgettable: it gets K (the number of recorded epochs), more than any real count
 (at most floor(K/2) events fit in K epochs). A sample never observed gets NaN.
 ``epochs=T`` (early scoring) counts over the first T recorded epochs only (K = T above).
 Keep high (most forgotten first). Counts are integers: many samples tie (e.g. at 0), and
-:func:`~dataprune.select` breaks ties in favour of the lower sample index.
+:func:`~dataprune.select` breaks ties in a seeded random order (``seed``), not by index.
 """
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """One scoring run and one training run, end to end, as the CLI and benchmarks use them."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -16,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import __version__, keepfile
 from ..errors import DataPruneError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
@@ -91,7 +90,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def labels_digest(labels: torch.Tensor) -> str:
     """Hash of the training labels, recorded in ``config.json`` so a resumed run can tell
     that it trains on the same data."""
-    return hashlib.blake2b(labels.cpu().numpy().astype(np.int64).tobytes(), digest_size=16).hexdigest()
+    return keepfile.labels_digest(labels.cpu().numpy())
 
 
 def _finished(config: dict[str, Any]) -> bool:
