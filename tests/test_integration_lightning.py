@@ -15,6 +15,7 @@ import dataprune as dp  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _lightning_app as app  # noqa: E402
+from helpers_docs import doc_block  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -100,3 +101,13 @@ def test_training_step_without_logits_refused(tmp_path, monkeypatch):
                         .cross_entropy(self.net(batch[0]), batch[1]))
     with pytest.raises(dp.DataPruneError, match="logits"):
         app.fit(tmp_path, epochs=1)
+
+
+def test_doc_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    g = torch.Generator().manual_seed(0)
+    scope = {"train_set": torch.utils.data.TensorDataset(torch.randn(40, 8, generator=g),
+                                                         torch.arange(40) % 3)}
+    exec(compile(doc_block("import lightning as L"), "integrations.md", "exec"), scope)
+    dyn = dp.Dynamics.open(tmp_path / "runs/x/dynamics")
+    assert dyn.epochs == 20 and dyn.num_samples == 40

@@ -1,7 +1,6 @@
 """docs/integrations.md's timm recipe runs as written: record from a loop over timm's
 ImageDataset with a timm resnet10t at 32 px, `dataprune select --file-list`, then timm's
 ImageDataset over the linked kept samples gives each image the label dataprune recorded."""
-import re
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +10,9 @@ pytest.importorskip("timm")
 import dataprune as dp  # noqa: E402
 from dataprune.cli import main  # noqa: E402
 from dataprune.interop import read_file_list  # noqa: E402
+from helpers_docs import doc_block  # noqa: E402
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "integrations.md"
 pytestmark = pytest.mark.timeout(300)
-
-
-def doc_block(first_line: str) -> str:
-    """The ```python block of the doc whose first line is ``first_line``."""
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
-    (code,) = [b for b in blocks if b.startswith(first_line + "\n")]
-    assert len(code.strip().splitlines()) <= 20
-    return code
 
 
 def make_folder(root: Path) -> None:

@@ -13,6 +13,7 @@ transformers = pytest.importorskip("transformers")
 import dataprune as dp  # noqa: E402
 from dataprune.integrations.transformers import (INDEX_KEY, RecordDynamicsTrainer,  # noqa: E402
                                                  with_index)
+from helpers_docs import doc_block  # noqa: E402
 
 N, C, L = 10, 3, 8
 
@@ -89,3 +90,13 @@ def test_with_index_adds_a_column_to_datasets_like_objects():
             return [{**row, name: v} for row, v in zip(self, values)]
 
     assert with_index(Columns([{"a": 1}, {"a": 2}])) == [{"a": 1, INDEX_KEY: 0}, {"a": 2, INDEX_KEY: 1}]
+
+
+def test_doc_example_runs(tmp_path, monkeypatch):
+    code = doc_block("from dataprune.integrations.transformers")
+    monkeypatch.chdir(tmp_path)
+    scope = {"model": tiny_model(), "train_dataset": tiny_dataset(),
+             "training_args": make_trainer(tmp_path / "unused").args}
+    exec(compile(code, "integrations.md", "exec"), scope)
+    dyn = dp.Dynamics.open(tmp_path / "runs/x/dynamics")
+    assert dyn.epochs == 2 and dyn.num_samples == N

@@ -74,3 +74,19 @@ def test_finite_rows_and_correct_match_obvious_formulas(tmp_path, seed):
     expect = np.where(ok, (logits.argmax(1) == y).numpy(), -1)
     assert dyn.correct[0].tolist() == expect.tolist()
     assert (np.isnan(np.asarray(dyn.prob[0], float)) == ~ok).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_update_never_syncs_with_the_host_on_cuda(tmp_path):
+    n, b, c = 1000, 64, 10
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, n, (b,), generator=g).cuda()
+    logits, y = torch.randn(b, c, generator=g).cuda(), torch.randint(0, c, (b,), generator=g).cuda()
+    rec = dp.Recorder(n, tmp_path / "s", c, signals=dp.record.ALL_SIGNALS, epochs=1)
+    rec.update(idx, logits, y)  # allocates the buffers
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        rec.update(idx, logits, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    rec.end_epoch()
