@@ -33,11 +33,8 @@ def _last_occurrence_dest(safe: torch.Tensor, spare: int) -> torch.Tensor:
 
     E.g. safe = [4, 1, 4, spare], spare = 9 -> [9, 1, 4, 9]."""
     ordered, order = torch.sort(safe, stable=True)  # equal indices keep batch order
-    last_in_run = torch.ones_like(ordered, dtype=torch.bool)
-    last_in_run[:-1] = ordered[1:] != ordered[:-1]
-    dest = torch.empty_like(safe)
-    dest[order] = torch.where(last_in_run, ordered, spare)
-    return dest
+    last_in_run = torch.diff(ordered, append=ordered[-1:] + 1) != 0
+    return safe.scatter(0, order, torch.where(last_in_run, ordered, spare))
 
 
 class WithIndex(torch.utils.data.Dataset):
@@ -324,12 +321,12 @@ class Recorder:
         # the time of argmax(1) + isfinite(logits).all(1).
         mx, top = logits.max(1)  # top: the first maximum, as argmax(1)
         finite = torch.maximum(mx.abs(), logits.amin(1).abs()) < float("inf")
-        bad = ~torch.stack([idx_ok, y_ok, finite]).all(1)
-        if device.type == "cpu":
-            self._raise_if_bad(bad, indices, targets)
-        else:
-            self._bad |= bad  # checked once per epoch, in end_epoch: no host sync here
-        keep = idx_ok & y_ok & finite
+        ok = torch.stack([idx_ok, y_ok, finite])
+        keep = ok.all(0)
+        if device.type != "cpu":
+            self._bad |= ~ok.all(1)  # checked once per epoch, in end_epoch: no host sync here
+        elif not keep.all():
+            self._raise_if_bad(~ok.all(1), indices, targets)
         y = torch.where(y_ok, targets, 0)
         dest = _last_occurrence_dest(torch.where(keep, indices, n), n)
 

@@ -85,7 +85,11 @@ class RecordDynamicsMixin:
                 f"while recording dynamics into {self.dynamics_out}; expected a fresh run "
                 "(force=True starts the store over)")
         opts = dict(self._recorder_options)
-        num_classes = opts.pop("num_classes") or getattr(self.model.config, "num_labels", None)
+        num_classes = opts.pop("num_classes") or getattr(getattr(self.model, "config", None),
+                                                         "num_labels", None)
+        if num_classes is None:
+            raise DataPruneError("num_classes=None and the model has no config.num_labels; "
+                                 "expected RecordDynamicsTrainer(..., num_classes=C)")
         self.dynamics_recorder = Recorder(len(self.train_dataset), self.dynamics_out, num_classes,
                                           epochs=int(self.args.num_train_epochs), **opts)
         try:
