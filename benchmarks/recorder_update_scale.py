@@ -5,13 +5,15 @@ steps interleaved, so drift and contention hit both alike.
 
     python benchmarks/recorder_update_scale.py [--sizes 60000,1000000,14200000] [--out FILE]
 
-Target: new update / (softmax + gather) <= 3 at every N. Each time is reported as the median
-and the minimum over steps: on a contended CPU a step that gets preempted is slower, and a
-~1 ms update is preempted more often than its ~0.2 ms baseline.
+Target: new update / (softmax + gather) <= 3 at every N. Times are medians over steps of the
+thread's CPU time (``time.thread_time``: on a contended CPU, time other jobs hold the core is
+not counted; a ~1 ms update is preempted more often than its ~0.2 ms baseline) and of wall
+time.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -61,10 +63,11 @@ class OldRecorder(record.Recorder):
         buf["labels"][dest] = y
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
+def timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this thread) that ``fn()`` takes."""
+    w, c = time.perf_counter(), time.thread_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - w, time.thread_time() - c
 
 
 def measure(n: int, b: int, c: int, steps: int, tmp: Path) -> dict[str, float]:
@@ -78,16 +81,18 @@ def measure(n: int, b: int, c: int, steps: int, tmp: Path) -> dict[str, float]:
     out, values = {}, {}
     for kind, cls in (("new", record.Recorder), ("old", OldRecorder)):
         rec = cls(n, tmp / f"{kind}-{n}", c, epochs=1)
-        times = {"base": [], "update": []}
+        times = {(k, clock): [] for k in ("base", "update") for clock in ("cpu", "wall")}
         for step in range(steps + 4):  # the first steps (buffer allocation, warm-up) are dropped
             idx, logits, y = batches[step % len(batches)]
             base = timed(lambda: torch.softmax(logits, 1).gather(1, y[:, None]))
             update = timed(lambda: rec.update(idx, logits, y))
             if step >= 4:
-                times["base"].append(base)
-                times["update"].append(update)
-        for stat, f in (("median", statistics.median), ("min", min)):
-            out[f"{kind} base {stat}"], out[f"{kind} {stat}"] = (f(times[k]) for k in ("base", "update"))
+                for k, t in (("base", base), ("update", update)):
+                    times[k, "wall"].append(t[0])
+                    times[k, "cpu"].append(t[1])
+        for clock in ("cpu", "wall"):
+            out[f"{kind} base {clock}"] = statistics.median(times["base", clock])
+            out[f"{kind} {clock}"] = statistics.median(times["update", clock])
         values[kind] = rec.epoch_values()
         rec.close()
     for k in values["new"]:  # same batches, same values: the speed-up changes no recorded value
@@ -109,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             m = measure(n, args.batch, args.classes, args.steps, Path(tmp))
-            for stat in ("median", "min"):
+            for stat in ("cpu", "wall"):
                 nb, nu, ob, ou = (m[f"{k} {stat}"] for k in ("new base", "new", "old base", "old"))
                 rows.append(f"| {n:,} | {stat} | {nb * 1e3:.3f} | {nu * 1e3:.3f} | **{nu / nb:.2f}** "
                             f"| {ob * 1e3:.3f} | {ou * 1e3:.3f} | {ou / ob:.2f} |")
@@ -119,14 +124,15 @@ def main() -> None:
         "## Recorder.update cost vs N (O(batch) recording)",
         "",
         f"command: `python benchmarks/recorder_update_scale.py {' '.join(sys.argv[1:])}`",
-        f"machine: {machine()}",
+        f"machine: {machine()}; shared with other jobs: load average "
+        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min) at the end of the run",
         f"commit: {commit}, date: {time.strftime('%Y-%m-%d %H:%M')}",
         f"workload: synthetic logits, B={args.batch}, C={args.classes}, signals prob+correct, "
-        f"median and minimum over {args.steps} steps (the minimum is the figure least "
-        "disturbed by other jobs on the contended CPU); each update interleaved step by step with its baseline "
+        f"median over {args.steps} steps of the thread's CPU time (not counting time other jobs "
+        "hold the core) and of wall time; each update interleaved step by step with its baseline "
         "(softmax + gather of the same batch); new then old in one process",
         "",
-        "| N | per step | base ms | new update ms | new / base | base ms | old update ms | old / base |",
+        "| N | median | base ms | new update ms | new / base | base ms | old update ms | old / base |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         *rows,
         "",
