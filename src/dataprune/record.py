@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,17 @@ def _dist_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+def _last_occurrence_dest(safe: torch.Tensor, spare: int) -> torch.Tensor:
+    """Write positions (B,) for a batch's sample indices ``safe`` (B,): each index's last
+    occurrence keeps it, earlier duplicates go to the ``spare`` slot, so no two rows write
+    the same real slot. O(B log B) (a stable sort), no host sync, nothing of size N.
+
+    E.g. safe = [4, 1, 4, spare], spare = 9 -> [9, 1, 4, 9]."""
+    ordered, order = torch.sort(safe, stable=True)  # equal indices keep batch order
+    last_in_run = torch.diff(ordered, append=ordered[-1:] + 1) != 0
+    return safe.scatter(0, order, torch.where(last_in_run, ordered, spare))
+
+
 class WithIndex(torch.utils.data.Dataset):
     """Wrap a dataset so item ``i`` becomes ``(*base[i], i)``: the sample index rides along."""
 
@@ -40,34 +51,43 @@ class WithIndex(torch.utils.data.Dataset):
         return (*item, i) if isinstance(item, tuple) else (item, i)
 
 
-def _prob(p: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return p.gather(1, y[:, None])[:, 0]
+class Batch(NamedTuple):
+    """What the signals of one batch are computed from: ``p`` softmax (B, C), ``logits``
+    (B, C) float32, ``y`` targets (B,) int64, ``top`` argmax of each row (B,) int64."""
+    p: torch.Tensor
+    logits: torch.Tensor
+    y: torch.Tensor
+    top: torch.Tensor
 
 
-def _correct(p: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (logits.argmax(1) == y).to(torch.float32)
+def _prob(b: Batch) -> torch.Tensor:
+    return b.p.gather(1, b.y[:, None])[:, 0]
 
 
-def _margin(p: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _correct(b: Batch) -> torch.Tensor:
+    return (b.top == b.y).to(torch.float32)
+
+
+def _margin(b: Batch) -> torch.Tensor:
     """Labelled-class logit minus the largest other logit (Pleiss et al.'s AUM margin)."""
-    own = logits.gather(1, y[:, None])[:, 0]
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    own = b.logits.gather(1, b.y[:, None])[:, 0]
+    other = b.logits.scatter(1, b.y[:, None], float("-inf")).amax(1)
     return own - other
 
 
-def _el2n(p: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _el2n(b: Batch) -> torch.Tensor:
     """L2 norm of softmax minus one-hot (Paul et al.)."""
-    onehot = torch.nn.functional.one_hot(y, p.shape[1]).to(p.dtype)
-    return (p - onehot).norm(dim=1)
+    onehot = torch.nn.functional.one_hot(b.y, b.p.shape[1]).to(b.p.dtype)
+    return (b.p - onehot).norm(dim=1)
 
 
-def _entropy(p: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _entropy(b: Batch) -> torch.Tensor:
     """Predictive entropy in nats."""
-    return -(p * torch.log_softmax(logits, 1)).sum(1)
+    return -(b.p * torch.log_softmax(b.logits, 1)).sum(1)
 
 
-#: signal name -> function of (softmax (B, C), logits (B, C), targets (B,)) -> (B,) float32
-SIGNALS: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+#: signal name -> function of a :class:`Batch` -> (B,) float32
+SIGNALS: dict[str, Callable[[Batch], torch.Tensor]] = {
     "prob": _prob, "correct": _correct, "margin": _margin, "el2n": _el2n, "entropy": _entropy,
 }
 DEFAULT_SIGNALS = ("prob", "correct")
@@ -128,8 +148,9 @@ class Recorder:
     ranks' batches in rank order (last wins; for ``tdds_d``, whose first occurrence wins, the
     lowest rank); samples no rank saw stay unobserved.
 
-    Values for one epoch stay on the logits' device (no host sync per step) in O(N)
-    buffers and are written to disk once per epoch by :meth:`end_epoch`.
+    Values for one epoch stay on the logits' device (no host sync per step) in (N+1,)
+    buffers allocated once and are written to disk once per epoch by :meth:`end_epoch`;
+    :meth:`update` costs O(B log B) per batch of B, independent of N.
     """
 
     def __init__(self, num_samples: int, out: str | os.PathLike, num_classes: int, *,
@@ -295,31 +316,30 @@ class Recorder:
         n = self.num_samples
         idx_ok = (indices >= 0) & (indices < n)
         y_ok = (targets >= 0) & (targets < self.num_classes)
-        finite = torch.isfinite(logits).all(1)
-        bad = torch.stack([~idx_ok.all(), ~y_ok.all(), ~finite.all()])
-        if device.type == "cpu":
-            self._raise_if_bad(bad, indices, targets)
-        else:
-            self._bad |= bad  # checked once per epoch, in end_epoch: no host sync here
-        keep = idx_ok & y_ok & finite
+        # A row is finite iff its max and min are (NaN propagates through both, and through
+        # maximum; NaN < inf is False): at B*C = 256k on CPU, max(1) + amin(1) take ~1/4 of
+        # the time of argmax(1) + isfinite(logits).all(1).
+        mx, top = logits.max(1)  # top: the first maximum, as argmax(1)
+        finite = torch.maximum(mx.abs(), logits.amin(1).abs()) < float("inf")
+        ok = torch.stack([idx_ok, y_ok, finite])
+        keep = ok.all(0)
+        if device.type != "cpu":
+            self._bad |= ~ok.all(1)  # checked once per epoch, in end_epoch: no host sync here
+        elif not keep.all():
+            self._raise_if_bad(~ok.all(1), indices, targets)
         y = torch.where(y_ok, targets, 0)
-        # Last occurrence of each index in this batch wins; other occurrences and rejected
-        # rows are redirected to the spare slot N, so duplicate writes never race.
-        pos = torch.arange(len(indices), device=indices.device)
-        safe = torch.where(keep, indices, n)
-        last = torch.full((n + 1,), -1, dtype=torch.int64, device=indices.device)
-        last.scatter_reduce_(0, safe, pos, reduce="amax")
-        dest = torch.where(keep & (last[safe] == pos), safe, n)
+        dest = _last_occurrence_dest(torch.where(keep, indices, n), n)
 
-        p = torch.softmax(torch.where(finite[:, None], logits, 0.0), 1)
+        # rows are independent: a non-finite row spoils only its own values, sent to slot N
+        batch = Batch(torch.softmax(logits, 1), logits, y, top)
         for s in self.signals:
             if s == "grand":  # exact last-layer gradient norm (weight and bias) of the CE loss
-                h = features.to(p.device, torch.float32)
-                buf[s][dest] = _el2n(p, logits, y) * (h.square().sum(1) + 1).sqrt()
+                h = features.to(logits.device, torch.float32)
+                buf[s][dest] = _el2n(batch) * (h.square().sum(1) + 1).sqrt()
             elif s == "tdds_d":
-                self._record_tdds_d(dest, torch.where(finite[:, None], logits, 0.0), p)
+                self._record_tdds_d(dest, torch.where(finite[:, None], logits, 0.0), batch.p)
             else:
-                buf[s][dest] = SIGNALS[s](p, logits, y)
+                buf[s][dest] = SIGNALS[s](batch)
         buf["labels"][dest] = y
 
     def _record_tdds_d(self, dest: torch.Tensor, safe_logits: torch.Tensor, p: torch.Tensor) -> None:

@@ -1,0 +1,121 @@
+"""Hugging Face ``Trainer``: record per-sample training dynamics from ``Trainer.train()``.
+
+HF callbacks never see the logits, so recording hooks ``compute_loss`` (the supported
+override point) through :class:`RecordDynamicsMixin`; :func:`with_index` adds the sample
+index column, which the mixin keeps through ``remove_unused_columns`` and removes before
+the model's forward::
+
+    trainer = RecordDynamicsTrainer(model=model, args=args, train_dataset=with_index(train),
+                                    dynamics_out="runs/x/dynamics")
+    trainer.train()
+
+Works under ``torchrun`` (DDP) like the :class:`~dataprune.Recorder`: every rank records its
+own batches, rank 0 writes.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import transformers
+
+from ..errors import DataPruneError
+from ..record import DEFAULT_SIGNALS, Recorder
+
+#: name of the sample index column :func:`with_index` adds
+INDEX_KEY = "sample_index"
+
+
+class _WithIndexDict(torch.utils.data.Dataset):
+    """Items ``{**base[i], INDEX_KEY: i}`` of a dataset whose items are dicts."""
+
+    def __init__(self, base: Sequence[Mapping[str, Any]]):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**self.base[i], INDEX_KEY: i}
+
+
+def with_index(dataset: Any) -> Any:
+    """``dataset`` with a ``sample_index`` column 0..N-1: a ``datasets.Dataset`` gets the
+    column (``add_column``); any other dataset of dict items is wrapped."""
+    if hasattr(dataset, "add_column"):
+        return dataset.add_column(INDEX_KEY, list(range(len(dataset))))
+    return _WithIndexDict(dataset)
+
+
+class _EndEpoch(transformers.TrainerCallback):
+    def __init__(self, trainer: "RecordDynamicsMixin"):
+        self.trainer = trainer
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.trainer.dynamics_recorder.end_epoch()
+
+
+class RecordDynamicsMixin:
+    """Mix into a ``transformers.Trainer`` subclass (before it) to record dynamics.
+
+    Keyword arguments, the rest going to the Trainer:
+    ``dynamics_out`` (store directory), ``num_classes`` (default ``model.config.num_labels``),
+    ``signals``, ``view``, ``force`` and any other :class:`~dataprune.Recorder` option in
+    ``recorder_kwargs``. N is ``len(train_dataset)``, whose items need the
+    ``sample_index`` column (:func:`with_index`) and ``labels``. The recorder is
+    ``self.dynamics_recorder``. Resuming ``train(resume_from_checkpoint=...)`` is refused.
+    """
+
+    def __init__(self, *args: Any, dynamics_out: str | os.PathLike, num_classes: int | None = None,
+                 signals: Sequence[str] = DEFAULT_SIGNALS, view: str = "train", force: bool = False,
+                 recorder_kwargs: Mapping[str, Any] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.dynamics_out = dynamics_out
+        self._recorder_options = dict(num_classes=num_classes, signals=list(signals), view=view,
+                                      force=force, **(recorder_kwargs or {}))
+        self.dynamics_recorder: Recorder | None = None
+        self.add_callback(_EndEpoch(self))
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any):
+        if resume_from_checkpoint:
+            raise DataPruneError(
+                f"resume_from_checkpoint={resume_from_checkpoint!r}: resuming is not supported "
+                f"while recording dynamics into {self.dynamics_out}; expected a fresh run "
+                "(force=True starts the store over)")
+        opts = dict(self._recorder_options)
+        num_classes = opts.pop("num_classes") or getattr(getattr(self.model, "config", None),
+                                                         "num_labels", None)
+        if num_classes is None:
+            raise DataPruneError("num_classes=None and the model has no config.num_labels; "
+                                 "expected RecordDynamicsTrainer(..., num_classes=C)")
+        self.dynamics_recorder = Recorder(len(self.train_dataset), self.dynamics_out, num_classes,
+                                          epochs=int(self.args.num_train_epochs), **opts)
+        try:
+            return super().train(None, *args, **kwargs)
+        finally:
+            self.dynamics_recorder.close()
+
+    def _set_signature_columns_if_needed(self) -> None:
+        super()._set_signature_columns_if_needed()  # keep the index through remove_unused_columns
+        if INDEX_KEY not in self._signature_columns:
+            self._signature_columns.append(INDEX_KEY)
+
+    def compute_loss(self, model: torch.nn.Module, inputs: dict[str, Any],
+                     return_outputs: bool = False, num_items_in_batch: Any = None):
+        idx = inputs.pop(INDEX_KEY, None)
+        if not model.training:  # evaluation / prediction: nothing to record
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if idx is None or "labels" not in inputs:
+            raise DataPruneError(f"training batch has keys {sorted(inputs)}; expected "
+                                 f"{INDEX_KEY!r} (wrap train_dataset in with_index) and 'labels'")
+        labels = inputs["labels"]
+        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        logits = outputs["logits"] if isinstance(outputs, Mapping) else outputs[1]
+        self.dynamics_recorder.update(idx, logits, labels)
+        return (loss, outputs) if return_outputs else loss
+
+
+class RecordDynamicsTrainer(RecordDynamicsMixin, transformers.Trainer):
+    """``transformers.Trainer`` that records dynamics (see :class:`RecordDynamicsMixin`)."""
