@@ -11,14 +11,28 @@ from ..errors import DataPruneError
 CHUNK_ELEMENTS = 1 << 22
 
 
-def check_int(name: str, value: Any, low: int, high: int | None = None, hint: str = "") -> int:
-    """``value`` as an int in [low, high]; a clear error otherwise."""
+def check_int(name: str, value: Any, low: int, high: int | None = None, hint: str = "", *,
+              context: str = "", need: str = "") -> int:
+    """``value`` as an int in [low, high]; a clear error otherwise.
+
+    ``context`` follows the value in the message (e.g. " with 4 recorded epochs"); ``need``
+    says what is missing when no value can work (high < low), e.g. "dyn-unc needs at least 3
+    recorded epochs (the store has 2)": never an impossible range such as "2 <= J < 2".
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise DataPruneError(f"{name}={value!r}; expected an integer{hint}")
+    if high is not None and high < low:
+        raise DataPruneError(f"{need or f'no value of {name} is possible here'}; got {name}={value}")
     if value < low or (high is not None and value > high):
         rng = f">= {low}" if high is None else f"in {low}..{high}"
-        raise DataPruneError(f"{name}={value}; expected an integer {rng}{hint}")
+        raise DataPruneError(f"{name}={value}{context}; expected an integer {rng}{hint}")
     return int(value)
+
+
+def need_epochs(method: str, least: int, recorded: int) -> str:
+    """The message for a store too short for ``method``: "tdds needs at least 3 recorded
+    epochs (the store has 2)"."""
+    return f"{method} needs at least {least} recorded epochs (the store has {recorded})"
 
 
 def signal(dynamics: Any, name: str) -> np.ndarray:
@@ -39,14 +53,14 @@ def resolve_epoch(epoch: int, k_epochs: int) -> int:
                      f" (0-based, {k_epochs} epochs recorded; -1 = round(0.1*K))")
 
 
-def resolve_span(epochs: int, k_epochs: int, minimum: int = 1) -> int:
+def resolve_span(epochs: int, k_epochs: int, minimum: int = 1, *, method: str = "this method") -> int:
     """Number of leading epochs to use: ``epochs`` (0 = all recorded), at least ``minimum``."""
-    e = check_int("epochs", epochs, 0, None, " (0 = all recorded epochs)")
-    e = k_epochs if e == 0 else e
-    if not minimum <= e <= k_epochs:
-        raise DataPruneError(f"epochs={epochs} with {k_epochs} recorded epochs; expected "
-                             f"{minimum} <= epochs <= {k_epochs} (0 = all)")
-    return e
+    hint = " (0 = all recorded epochs)"
+    e = check_int("epochs", epochs, 0, None, hint)
+    if e == 0 and k_epochs >= minimum:
+        return k_epochs
+    return check_int("epochs", e, minimum, k_epochs, hint, context=f" with {k_epochs} recorded epochs",
+                     need=need_epochs(method, minimum, k_epochs))
 
 
 def column_chunks(n: int, rows: int) -> Iterator[slice]:

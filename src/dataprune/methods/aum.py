@@ -21,7 +21,7 @@ from ._registry import register
 
 def area_under_margin(margin: np.ndarray, epochs: int = 0) -> np.ndarray:
     """(N,) AUM: mean of the observed margins of a (K, N) array over its first ``epochs`` rows."""
-    span = resolve_span(epochs, margin.shape[0], minimum=1)
+    span = resolve_span(epochs, margin.shape[0], minimum=1, method="aum")
 
     def mean(x: np.ndarray) -> np.ndarray:
         cnt, m, _ = observed_moments(x)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataPruneError
+from ._common import check_int, need_epochs
 from ._registry import register
 
 #: elements (K x columns) read from the store per block, converted to float32 at once.
@@ -29,11 +30,8 @@ _WORK_ELEMENTS = 1 << 18
 
 def check_window(window: int, epochs: int) -> None:
     """Raise unless 2 <= window < epochs (Eq. 3 needs at least one window, ddof=1 needs 2)."""
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
-        raise DataPruneError(f"window={window!r}; expected an integer")
-    if not 2 <= window < epochs:
-        raise DataPruneError(f"window={window} with {epochs} recorded epochs; expected "
-                             f"2 <= window < {epochs} (K-J windows must be at least one)")
+    check_int("window", window, 2, epochs - 1, " (K-J windows must be at least one)",
+              context=f" with {epochs} recorded epochs", need=need_epochs("dyn-unc", 3, epochs))
 
 
 def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np.ndarray:
