@@ -335,6 +335,10 @@ def test_corrupted_state_refused(finished_run, tmp_path):
     with pytest.raises(DataPruneError, match=r"state.pt is truncated or corrupted"):
         runs.resume_score_run(run)
     torch.save({"model": {"w": torch.zeros(1)}, "format": "dataprune-score-state"}, run / "state.pt")
+    with pytest.raises(DataPruneError, match=r"state.pt lacks the entry 'epoch'"):
+        runs.resume_score_run(run)
+    state = torch.load(finished_run / "state.pt", weights_only=True)
+    torch.save({**state, "model": {"w": torch.zeros(1)}}, run / "state.pt")
     with pytest.raises(DataPruneError, match=r"state.pt does not fit this run's model"):
         runs.resume_score_run(run)
 

@@ -68,6 +68,6 @@ def logger(args: argparse.Namespace) -> Callable[[str], None] | None:
 
 def set_threads(threads: int | None = None) -> None:
     """Use ``threads`` CPU threads for torch (default: all cores)."""
-    if threads is not None and threads < 1:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise DataPruneError(f"--threads {threads}; expected at least 1")
     torch.set_num_threads(threads or os.cpu_count() or 1)

@@ -63,6 +63,22 @@ def resolve_span(epochs: int, k_epochs: int, minimum: int = 1, *, method: str = 
                      need=need_epochs(method, minimum, k_epochs))
 
 
+def check_nan_scores(scores: np.ndarray, arr: Any, name: str) -> None:
+    """Raise if a sample whose score is NaN has an infinite value in ``arr`` (K, N): its NaN
+    then comes from invalid input, not from epochs never observed. Reads only the columns
+    of NaN scores, so it costs nothing when every sample has a score."""
+    nan = np.flatnonzero(np.isnan(scores))
+    if nan.size == 0 or not np.issubdtype(np.dtype(getattr(arr, "dtype", np.float64)), np.floating):
+        return
+    bad = np.zeros(nan.size, dtype=bool)
+    for sl in column_chunks(nan.size, arr.shape[0]):
+        bad[sl] = np.isinf(np.asarray(arr[:, nan[sl]])).any(0)
+    if bad.any():
+        raise DataPruneError(f"{name} holds infinite values at {int(bad.sum())} samples (first: sample "
+                             f"{int(nan[bad][0])}); expected finite values (NaN = not observed): the "
+                             "input is invalid, these samples were observed")
+
+
 def column_chunks(n: int, rows: int) -> Iterator[slice]:
     """Slices of at most ~CHUNK_ELEMENTS/rows sample columns covering 0..n-1."""
     step = max(1, CHUNK_ELEMENTS // max(rows, 1))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataPruneError
-from ._common import check_int, need_epochs
+from ._common import check_int, check_nan_scores, need_epochs
 from ._registry import register
 
 #: elements (K x columns) read from the store per block, converted to float32 at once.
@@ -90,6 +90,7 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
         for b in range(0, block.shape[1], chunk_size):
             chunk = block[:, b:b + chunk_size]
             out[a + b:a + b + chunk.shape[1]] = kernel(chunk)
+    check_nan_scores(out, prob, "prob")
     return out
 
 

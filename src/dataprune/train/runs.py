@@ -1,6 +1,7 @@
 """One scoring run and one training run, end to end, as the CLI and benchmarks use them."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -86,6 +87,63 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(obj, dict) or "model" not in obj:
         raise DataPruneError(f"checkpoint {path} is not a dataprune checkpoint (no 'model' entry)")
     return obj
+
+
+#: config.json entries a resumed run reads, with the types they must have
+CONFIG_TYPES: dict[str, Any] = {"dataset": str, "data_dir": str, "limit": (int, type(None)),
+                                "image_size": (int, type(None)), "num_samples": int, "model": str,
+                                "record_view": str, "train": dict}
+#: state.pt entries, with their types
+STATE_TYPES: dict[str, Any] = {"epoch": int, "store_epochs": int, "store_fingerprint": str,
+                               "train_seconds": (int, float), "model": dict, "optimizer": dict,
+                               "scheduler": dict, "torch_rng": torch.Tensor, "cuda_rng": list}
+
+
+def _check_entries(path: Path, obj: dict[str, Any], types: dict[str, Any], what: str) -> None:
+    """One-line error unless every key of ``types`` is in ``obj`` with that type (no bools)."""
+    for key, kind in types.items():
+        if key not in obj:
+            raise DataPruneError(f"{path} lacks the entry {key!r}; it is not a complete {what}")
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise DataPruneError(f"{path} has {key}={' '.join(repr(value).split())[:60]}; expected {names}")
+
+
+def check_config(path: Path, config: Any) -> TrainConfig:
+    """Validate a scoring run's ``config.json`` (read from ``path``); returns its TrainConfig.
+    Unknown top-level keys are ignored; unknown training settings are refused."""
+    if not isinstance(config, dict) or config.get("command") != "score":
+        raise DataPruneError(f"{path} does not describe a `dataprune score` run")
+    _check_entries(path, {"image_size": None, **config}, CONFIG_TYPES, "scoring-run config")
+    known = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(config["train"]) - set(known))
+    if unknown:
+        raise DataPruneError(f"{path} has unknown training setting(s) {unknown} under 'train'; "
+                             f"expected only {sorted(known)}")
+    _check_entries(path, {**known, **config["train"]},
+                   {k: int if isinstance(v, int) else (int, float) for k, v in known.items()},
+                   "scoring-run config")
+    return TrainConfig(**config["train"])
+
+
+def read_log(path: Path, lines: int | None = None) -> list[dict[str, Any]]:
+    """The per-epoch rows of a run's ``log.jsonl`` (the first ``lines`` of them), with a
+    one-line error on a row that is not a JSON object."""
+    if not path.exists():
+        return []
+    rows = []
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for i, line in enumerate(text[:lines], 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            raise DataPruneError(f"{path} line {i} is {line[:40]!r}; expected one JSON object per "
+                                 "finished epoch (repair or delete the file)")
+        rows.append(row)
+    return rows
 
 
 def labels_digest(labels: torch.Tensor) -> str:
@@ -225,9 +283,7 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
         raise DataPruneError(f"no scoring run to resume at {out} (config.json missing); "
                              f"start one with `dataprune score --out {out}`")
     config = read_json(out / "config.json")
-    if not isinstance(config, dict) or config.get("command") != "score" or "train" not in config:
-        raise DataPruneError(f"{out / 'config.json'} does not describe a `dataprune score` run")
-    cfg = TrainConfig(**config["train"])
+    cfg = check_config(out / "config.json", config)
     if _finished(config):
         raise DataPruneError(f"scoring run {out} already finished all {cfg.epochs} epochs; nothing to resume")
     if config.get("world_size", 1) > 1:
@@ -256,6 +312,7 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
         state = load_checkpoint(state_path)
         if state.get("format") != STATE_FORMAT:
             raise DataPruneError(f"{state_path} is not a dataprune scoring-run state")
+        _check_entries(state_path, state, STATE_TYPES, "scoring-run state")
         try:
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -263,7 +320,7 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
             torch.set_rng_state(state["torch_rng"])
             if torch.cuda.is_available() and state["cuda_rng"]:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
-        except (KeyError, RuntimeError, ValueError) as e:
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise DataPruneError(f"{state_path} does not fit this run's model and optimizer "
                                  f"({' '.join(str(e).split())[:200]})") from None
         start, store_epochs = int(state["epoch"]), int(state["store_epochs"])
@@ -279,6 +336,7 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
     if state_path.exists():
         recorder.load_state_dict(state.get("recorder", {}))
+    read_log(out / "log.jsonl", start)  # the rows kept must be readable before any training
     _truncate_lines(out / "log.jsonl", start)
     if log:
         note = (f"; discarded {recorded - store_epochs} epoch(s) the store recorded after that checkpoint"
@@ -294,7 +352,7 @@ def _truncate_lines(path: Path, keep: int) -> None:
     """Atomically cut ``path`` to its first ``keep`` lines (an unfinished last line counts as one)."""
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     if len(lines) > keep:
         atomic_write_text(path, "".join(line + "\n" for line in lines[:keep]))
 
@@ -343,7 +401,7 @@ def _score_epochs(out: Path, config: dict[str, Any], data: ImageData, net: torch
         atomic_write_json(out / "config.json", {**config, "train_seconds": seconds, "finished": True})
     if world > 1:
         torch.distributed.barrier()
-    history = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    history = read_log(out / "log.jsonl")
     return ScoreResult(out, seconds, history, resumed_from=start)
 
 
