@@ -286,3 +286,53 @@ def test_inf_probabilities_are_invalid_not_unobserved(tmp_path, capsys):
         err = cli_error(capsys, "select", tmp_path / "s", "--method", method, *params, "--prune-ratio", 0.5,
                         "--out", tmp_path / "k.txt")
         assert "infinite values at 1 samples (first: sample 3)" in err and "never observed" not in err
+
+
+# --- item 19: small CLI wording ---------------------------------------------------------------
+
+import argparse  # noqa: E402
+
+from dataprune.cli import build_parser  # noqa: E402
+
+
+def _subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+@pytest.mark.parametrize("command", sorted(_subparsers()))
+def test_every_option_has_help(command):
+    missing = [a.option_strings or [a.dest] for a in _subparsers()[command]._actions if not a.help]
+    assert missing == [], f"dataprune {command}: options without help: {missing}"
+
+
+def test_select_help_explains_special_defaults():
+    text = " ".join(_subparsers()["select"].format_help().split())
+    assert "aum, cartography, tdds (default 0 = all recorded epochs)" in text
+    assert "el2n, grand (default -1 = round(0.1*K), an early epoch)" in text
+    assert "ssp (default 0 = number of classes)" in text
+
+
+def test_demo_steps_are_numbered_once(data_dir, tmp_path, capsys, monkeypatch):
+    """The demo says [1/5] .. [5/5], each once (it printed [4/4] twice)."""
+    from dataprune.cli import demo
+    monkeypatch.setattr(demo, "train_run", lambda *a, subset=None, **k: {
+        "train_samples": 60 if subset is None else len(subset), "test_accuracy": 0.5, "seconds": 0.0})
+    assert main(["demo", "--dataset", "idx", "--data-dir", str(data_dir), "--model", "mlp",
+                 "--score-epochs", "3", "--window", "2", "--out", str(tmp_path / "d")]) == 0
+    steps = re.findall(r"^\[(\d)/(\d)\]", capsys.readouterr().err, flags=re.M)
+    assert steps == [(str(i), "5") for i in range(1, 6)]
+
+
+def test_train_prints_percent(data_dir, tmp_path, capsys):
+    assert main(["train", "--dataset", "idx", "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "1",
+                 "--metrics-out", str(tmp_path / "m.json")]) == 0
+    captured = capsys.readouterr()
+    acc = json.loads((tmp_path / "m.json").read_text())["test_accuracy"]
+    assert f"test accuracy {100 * acc:.2f} % (top-1) after 1 epochs" in captured.out
+    assert re.search(r"train acc \d+\.\d\d %", captured.err)
+
+
+def test_config_records_image_size_used(finished_run):
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["image_size"] == 28  # the IDX images' side; an image folder records 32 by default

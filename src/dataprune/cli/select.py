@@ -19,6 +19,12 @@ from ..store import Dynamics
 from .common import command_parser
 
 
+#: what a method parameter's special default means, shown by ``select --help``
+PARAM_DEFAULTS = {"epochs": "0 = all recorded epochs", "epoch": "-1 = round(0.1*K), an early epoch",
+                  "logits": "RUN/final_logits.npy", "features": "RUN/features.npy",
+                  "num_clusters": "0 = number of classes"}
+
+
 def method_params() -> dict[str, inspect.Parameter]:
     """Keyword-only parameters of all registered methods, by name (first definition wins)."""
     params: dict[str, inspect.Parameter] = {}
@@ -68,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         users = [m for m in methods() if name in inspect.signature(get(m).fn).parameters]
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"param_{name}", type=kind, default=None,
                            metavar=name.upper(),
-                           help=f"{', '.join(users)} (default {default})")
+                           help=f"{', '.join(users)} (default {PARAM_DEFAULTS.get(name, default)})")
     p.set_defaults(func=run)
 
 

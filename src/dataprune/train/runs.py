@@ -37,7 +37,7 @@ class DataSpec:
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     limit: int | None = None
-    image_size: int | None = None  # imagefolder only (default 32)
+    image_size: int | None = None  # imagefolder only (default 32); config.json records the size used
 
     def load(self) -> ImageData:
         return load_dataset(self.dataset, self.data_dir, self.limit, image_size=self.image_size)
@@ -173,7 +173,7 @@ def _epoch_logger(log_path: Path, log: Log | None, what: str) -> Callable[[int, 
             f.write(json.dumps(row) + "\n")
         if log:
             log(f"{what} epoch {epoch + 1}: loss {row['loss']:.4f}  train acc "
-                f"{row['train_accuracy']:.4f}  {row['seconds']:.1f}s")
+                f"{100 * row['train_accuracy']:.2f} %  {row['seconds']:.1f}s")
     return on_epoch_end
 
 
@@ -233,7 +233,7 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
     data = data if data is not None else data_spec.load()
     n = len(data.train_y)
     config = {"command": "score", "dataset": data.name, "data_dir": str(Path(data.data_dir).resolve()),
-              "limit": data_spec.limit, "image_size": data_spec.image_size, "num_samples": n,
+              "limit": data_spec.limit, "image_size": int(data.train_x.shape[-1]), "num_samples": n,
               "num_classes": data.num_classes, "train_labels_digest": labels_digest(data.train_y),
               "model": model, "record_view": record_view, "signals": list(signals),
               "keep_history": keep_history, "world_size": world,
@@ -426,7 +426,7 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
         if log:
             log(f"train epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f}  "
-                f"train acc {row['train_accuracy']:.4f}  {row['seconds']:.1f}s")
+                f"train acc {100 * row['train_accuracy']:.2f} %  {row['seconds']:.1f}s")
 
     history = train(net, loader, cfg, on_epoch_end=on_epoch_end, progress=progress)
     seconds = time.perf_counter() - t0
