@@ -45,6 +45,7 @@ def test_bench_runs_the_variants(tiny_idx_dir, tmp_path, capsys):
         assert beta.tolist() == dp.select_beta(dual, mean_prob(dyn["prob"]), r, seed=0).tolist()
         ccs = np.loadtxt(out / f"keep/mlp/aum+ccs-r{r:g}.txt", dtype=np.int64)
         assert ccs.tolist() == dp.select_stratified(dp.score("aum", dyn), r, beta=ccs_beta(r),
+                                                    difficulty=dp.difficulty("aum", dyn),
                                                     strata=50, seed=0).tolist()
         top = np.loadtxt(out / f"keep/mlp/dual-r{r:g}.txt", dtype=np.int64)
         assert top.tolist() == dp.select(dual, r).tolist()

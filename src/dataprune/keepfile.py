@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,6 +14,9 @@ from .errors import DataPruneError
 from .fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json, read_json, refuse_overwrite
 
 SUFFIXES = (".txt", ".npy")
+#: one index per line: ASCII digits only (``int()`` would also take "1_000", "+3" or
+#: full-width digits), a minus sign allowed so that negative indices get their own error
+_INDEX_LINE = re.compile(r"-?[0-9]+")
 
 
 def manifest_path(path: str | os.PathLike) -> Path:
@@ -91,11 +95,10 @@ def read_keep(path: str | os.PathLike, num_samples: int | None = None, *,
         for lineno, ln in enumerate(lines, 1):
             if not ln:
                 continue
-            try:
-                vals.append(int(ln))
-            except ValueError:
+            if not _INDEX_LINE.fullmatch(ln):
                 raise DataPruneError(f"keep file {path} line {lineno} is {ln[:40]!r}; "
-                                     "expected one integer sample index per line") from None
+                                     "expected one integer sample index per line (ASCII digits 0-9)")
+            vals.append(int(ln))
         try:
             idx = np.array(vals, dtype=np.int64)
         except OverflowError:
@@ -116,6 +119,12 @@ def read_keep(path: str | os.PathLike, num_samples: int | None = None, *,
         info = read_json(manifest)
         if not isinstance(info, dict):
             raise DataPruneError(f"manifest {manifest} is not a JSON object")
+        for key in ("num_samples", "kept"):
+            value = info.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise DataPruneError(f"manifest {manifest} has {key}={value!r}; expected a non-negative integer")
+        if not isinstance(info.get("dataset", ""), (str, type(None))):
+            raise DataPruneError(f"manifest {manifest} has dataset={info['dataset']!r}; expected a name")
         n = info.get("num_samples")
         if num_samples is not None and n is not None and int(n) != num_samples:
             raise DataPruneError(f"keep file {path} was selected from N={n} samples (see {manifest.name}) "

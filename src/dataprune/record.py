@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .errors import DataPruneError
-from .store import KEEP_HISTORY, SIGNAL_DTYPES, RingStoreWriter, StoreWriter, missing_value
+from .store import KEEP_HISTORY, SIGNAL_DTYPES, Dynamics, RingStoreWriter, StoreWriter, missing_value
 
 
 def _pick_owner(values: torch.Tensor, mine: torch.Tensor) -> torch.Tensor:
@@ -115,6 +115,26 @@ def _check_tdds_d_state(n: int, c: int, world_size: int) -> None:
             f"(dataprune.record.TDDS_D_STATE_LIMIT): drop 'tdds_d' (TDDS) at this scale")
 
 
+def _check_labels(labels: Any, n: int, c: int) -> np.ndarray:
+    """(N,) int64 labels in 0..C-1; integral floats are accepted, NaN, inf, fractions,
+    booleans and non-numbers refused (a cast would store garbage such as INT64_MIN)."""
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise DataPruneError(f"labels have shape {labels.shape}; expected ({n},)")
+    if labels.dtype == bool or not (np.issubdtype(labels.dtype, np.integer)
+                                    or np.issubdtype(labels.dtype, np.floating)):
+        raise DataPruneError(f"labels have dtype {labels.dtype}; expected integer class labels 0..{c - 1}")
+    if np.issubdtype(labels.dtype, np.floating):
+        bad = ~np.isfinite(labels) | (labels != np.round(labels))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataPruneError(f"labels hold {int(bad.sum())} non-integer or non-finite values "
+                                 f"(labels[{i}]={labels[i]}); expected integer class labels 0..{c - 1}")
+    if labels.size and (labels.min() < 0 or labels.max() >= c):
+        raise DataPruneError(f"labels lie in [{labels.min():g}, {labels.max():g}]; expected 0..{c - 1}")
+    return labels.astype(np.int64)
+
+
 class Recorder:
     """Record per-sample signals each epoch into a memory-mapped dynamics store.
 
@@ -172,12 +192,7 @@ class Recorder:
         if nan_policy not in ("raise", "omit"):
             raise DataPruneError(f"nan_policy={nan_policy!r}; expected 'raise' or 'omit'")
         if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != (int(num_samples),):
-                raise DataPruneError(f"labels have shape {labels.shape}; expected ({num_samples},)")
-            if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-                raise DataPruneError(f"labels lie in [{labels.min()}, {labels.max()}]; "
-                                     f"expected 0..{num_classes - 1}")
+            labels = _check_labels(labels, int(num_samples), int(num_classes))
         if keep_history not in KEEP_HISTORY:
             raise DataPruneError(f"keep_history={keep_history!r}; expected one of {KEEP_HISTORY}")
         if keep_history == "none":
@@ -218,6 +233,12 @@ class Recorder:
         """
         if nan_policy not in ("raise", "omit"):
             raise DataPruneError(f"nan_policy={nan_policy!r}; expected 'raise' or 'omit'")
+        dyn = Dynamics.open(out)
+        if dyn.keep_history != "full":
+            raise DataPruneError(f"store {dyn.path} was recorded with keep_history={dyn.keep_history!r}; "
+                                 "Recorder.resume continues full-history stores only (record it again, "
+                                 "or with keep_history='full')")
+        del dyn
         writer = StoreWriter.open_existing(out, epochs=epochs, fingerprint=fingerprint)
         known = list(SIGNALS) + list(EXTRA_SIGNALS)
         unknown = [s for s in writer.signals if s not in known]
@@ -365,8 +386,9 @@ class Recorder:
             detail = f" (got {targets.min().item()}..{targets.max().item()})" if targets is not None else ""
             raise DataPruneError(f"targets out of range{detail}; expected 0..{self.num_classes - 1}")
         if nan_bad and self.nan_policy == "raise":
-            raise DataPruneError("logits contain NaN or inf; fix the model or pass nan_policy='omit' "
-                                 "to leave those samples unobserved")
+            raise DataPruneError("logits contain NaN or inf; the model diverged (try a lower learning "
+                                 "rate: --lr on the command line) - or, with dataprune.Recorder in your "
+                                 "own loop, pass nan_policy='omit' to leave those samples unobserved")
 
     def epoch_values(self) -> dict[str, np.ndarray]:
         """This epoch's (N,) arrays per signal, plus ``labels``, on the host (one sync)."""
@@ -385,28 +407,40 @@ class Recorder:
 
         Under torch.distributed (world size > 1) every rank must call it: the ranks' values
         are merged here, once per epoch, and only rank 0 writes.
+
+        An epoch in which no sample was recorded (no :meth:`update` since the last call, or
+        every row omitted under ``nan_policy="omit"``) is refused with an error and nothing
+        is written: calling ``end_epoch`` twice would otherwise add an all-unobserved epoch
+        that silently shifts every later Dyn-Unc window.
         """
         if self.world_size > 1:
             self._merge_ranks()
             if self.rank != 0:
                 self._raise_if_bad(self._bad.cpu())
+                self._refuse_empty_epoch(self._buffers["labels"][: self.num_samples].cpu().numpy())
                 for b in self._buffers.values():
                     b.fill_(float("nan") if b.is_floating_point() else -1)
                 self.epoch += 1
                 return self.epoch
         if self._buffers is None:
-            rows = {s: np.full(self.num_samples, missing_value(SIGNAL_DTYPES[s]),
-                               SIGNAL_DTYPES[s]) for s in self.signals}
-            labels = None
-        else:
-            if self._bad.device.type != "cpu" or self.world_size > 1:
-                self._raise_if_bad(self._bad.cpu())
-            rows = self.epoch_values()
-            labels = rows.pop("labels")
-            for b in self._buffers.values():
-                b.fill_(float("nan") if b.is_floating_point() else -1)
+            self._refuse_empty_epoch(None)
+        if self._bad.device.type != "cpu" or self.world_size > 1:
+            self._raise_if_bad(self._bad.cpu())
+        rows = self.epoch_values()
+        labels = rows.pop("labels")
+        self._refuse_empty_epoch(labels)
+        for b in self._buffers.values():
+            b.fill_(float("nan") if b.is_floating_point() else -1)
         self.epoch = self._writer.write_epoch(rows, labels)
         return self.epoch
+
+    def _refuse_empty_epoch(self, labels_seen: np.ndarray | None) -> None:
+        """Raise if no sample was recorded this epoch (``labels_seen`` (N,), -1 = unseen)."""
+        if labels_seen is None or not (labels_seen >= 0).any():
+            raise DataPruneError(
+                f"end_epoch(): nothing was recorded in epoch {self.epoch} (no update() since the last "
+                "end_epoch(), or every row had NaN/inf logits under nan_policy='omit'); an epoch in "
+                "which no sample is observed is not written - call update() with its batches first")
 
     def _merge_ranks(self) -> None:
         """All-gather-free exact merge of every rank's (N+1,) buffers (3 collectives).

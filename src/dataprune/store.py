@@ -356,8 +356,8 @@ class RingStoreWriter:
     def __init__(self, path: str | os.PathLike, *, num_samples: int, num_classes: int,
                  window: int, view: str = "train", labels: np.ndarray | None = None,
                  extra_meta: Mapping[str, Any] | None = None, force: bool = False):
-        from .methods.dyn_unc import check_window  # lazy: store is imported by methods users
-        check_window(window, window + 1)
+        from .methods._common import check_int  # lazy: store is imported by methods users
+        check_int("window", window, 2, None, " (the Dyn-Unc window J kept by keep_history='none')")
         self.path = Path(path)
         if (self.path / "meta.json").exists():
             refuse_overwrite(self.path, force)

@@ -8,8 +8,8 @@ resumes it, ``noise``/``ood``/``stats`` hold the numerical pieces, ``tables``/``
 from .noise import noisy_removed_share, symmetric_label_noise
 from .ood import average_precision, msp_aupr
 from .plan import BenchConfig, Scorer, Selector, TrainCell
-from .report import report_only, write_report
-from .runner import Bench, run_bench
+from .report import write_report
+from .runner import Bench, report_only, run_bench
 from .stats import aggregate, mean_std, ranks
 from .studies import cost_config, main_config
 

@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..keepfile import read_keep
-from ..report.datamap import datamap_coordinates, pyplot
+from ..errors import DataPruneError
+from ..report.datamap import count_colorbar, count_colors, datamap_coordinates, pyplot
 from ..store import Dynamics
 from .plan import FULL, BenchConfig, Selector
 from .stats import aggregate
@@ -20,10 +21,49 @@ CLASS_NAMES = {
 }
 
 
+#: One colour and marker per method, the same in every figure (distinct for all 11 methods).
+METHOD_STYLES: dict[str, tuple[str, str]] = {
+    "dyn-unc": ("#d62728", "o"), "random": ("#7f7f7f", "x"), "forgetting": ("#1f77b4", "s"),
+    "entropy": ("#ff7f0e", "^"), "el2n": ("#2ca02c", "v"), "grand": ("#9467bd", "D"),
+    "cartography": ("#8c564b", "P"), "aum": ("#e377c2", "X"), "moderate": ("#bcbd22", "<"),
+    "ssp": ("#17becf", ">"), "tdds": ("#393b79", "*"), "dual": ("#000000", "h"),
+    "infobatch": ("#ff9896", "d"),  # a dynamic baseline of the one-run study, not a scoring method
+}
+#: styles for labels not in METHOD_STYLES (variants, new methods), handed out in order
+EXTRA_STYLES: tuple[tuple[str, str], ...] = tuple(
+    (c, m) for m, c in zip("osD^vP<>*Xh", ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e",
+                                            "#e6ab02", "#a6761d", "#000080", "#800000", "#008080", "#666666")))
+
+
+def method_styles(labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Matplotlib style (color, marker, line width) per selector label: a method's own entry
+    of :data:`METHOD_STYLES`, or the next of :data:`EXTRA_STYLES` for other labels (cycled)."""
+    out: dict[str, dict[str, Any]] = {}
+    extra = 0
+    for label in dict.fromkeys(labels):
+        if label in METHOD_STYLES:
+            color, marker = METHOD_STYLES[label]
+        else:
+            color, marker = EXTRA_STYLES[extra % len(EXTRA_STYLES)]
+            extra += 1
+        out[label] = dict(color=color, marker=marker, lw=2.2 if label == "dyn-unc" else 1.2)
+    return out
+
+
 def accuracy_vs_ratio(path: str | os.PathLike, rows: list[dict[str, Any]], config: BenchConfig) -> None:
-    """One panel per (scorer, train model): mean test accuracy (± std over seeds) against the
-    prune ratio, one line per method, the full set as a dashed line."""
+    """Write :func:`accuracy_figure` to ``path`` (PNG)."""
     plt = pyplot()
+    fig = accuracy_figure(rows, config)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def accuracy_figure(rows: list[dict[str, Any]], config: BenchConfig) -> Any:
+    """One panel per (scorer, train model), two per row: mean test accuracy (± std over seeds)
+    against the prune ratio, one line per method, the full set as a dashed line; a panel with
+    a single ratio is a dot plot (one row per method). One legend for all panels, below them."""
+    plt = pyplot()
+    from matplotlib.lines import Line2D
     if config.study == "cost":  # one panel per train model with every scoring variant
         panels = [(None, tm) for tm in config.train_models]
     else:
@@ -31,29 +71,73 @@ def accuracy_vs_ratio(path: str | os.PathLike, rows: list[dict[str, Any]], confi
                   if any(s.scorer == sc.id for s in config.selectors)]
     agg = aggregate(rows, ("scorer", "method", "train_model", "prune_ratio"), "test_accuracy")
     full = aggregate([r for r in rows if r["method"] == FULL], ("train_model",), "test_accuracy")
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    ratios = sorted(config.prune_ratios)
-    for ax, (sc, tm) in zip(axes[0], panels):
+    styles = method_styles([s.label for s in config.selectors])
+    cols = min(2, max(1, len(panels)))
+    nrows = math.ceil(max(1, len(panels)) / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.4 * cols, 3.9 * nrows), squeeze=False)
+    shown: dict[str, Any] = {}
+    for ax, (sc, tm) in zip(axes.ravel(), panels):
+        series = {}
         for sel in (s for s in config.selectors if sc is None or s.scorer == sc.id):
             key = (sel.scorer, sel.label, tm)
-            pts = [(r, *agg[(*key, r)][:2]) for r in ratios if (*key, r) in agg]
-            if not pts:
-                continue
-            x, m, s = (np.array(v, dtype=float) for v in zip(*pts))
-            style = dict(lw=2.2, zorder=3) if sel.method == "dyn-unc" else dict(lw=1.2)
-            ax.errorbar(100 * x, 100 * m, yerr=100 * np.nan_to_num(s), marker="o", ms=3, capsize=2,
-                        label=sel.label, **style)
-        if (tm,) in full:
-            ax.axhline(100 * full[(tm,)][0], color="black", ls="--", lw=1, label="no pruning")
-        ax.set_xlabel("prune ratio (% of training samples removed)")
-        ax.set_ylabel("test top-1 accuracy (%)")
+            pts = [(r, *agg[(*key, r)][:2]) for r in sorted(config.prune_ratios) if (*key, r) in agg]
+            if pts:
+                series[sel.label] = np.array(pts, dtype=float)
+        full_acc = 100 * full[(tm,)][0] if (tm,) in full else None
+        ratios = sorted({r for pts in series.values() for r in pts[:, 0]})
+        if len(ratios) == 1:
+            _dot_panel(ax, series, styles, full_acc)
+            what = f" at {100 * ratios[0]:g}%"
+        else:
+            _line_panel(ax, series, styles, full_acc)
+            what = ""
         ax.set_title(f"{config.dataset}: " + (f"score {sc.model} → " if sc else "scoring variants → ")
-                     + f"train {tm}", fontsize=9)
+                     + f"train {tm}{what}", fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+        ax.tick_params(labelsize=8)
+        shown.update({label: styles[label] for label in series})
+        if full_acc is not None:
+            shown["no pruning"] = None
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    handles = [Line2D([], [], color="black", ls="--", lw=1) if st is None else
+               Line2D([], [], color=st["color"], marker=st["marker"], lw=st["lw"], ms=5)
+               for st in shown.values()]
+    entry_in = 0.06 * max(map(len, shown), default=1) + 0.55  # an entry's width at fontsize 8
+    ncol = max(1, min(6, len(handles), int(fig.get_figwidth() // entry_in)))
+    legend_in = 0.22 * math.ceil(len(handles) / ncol) + 0.1
+    fig.legend(handles, list(shown), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))
+    return fig
+
+
+def _line_panel(ax: Any, series: dict[str, np.ndarray], styles: dict[str, dict[str, Any]],
+                full_acc: float | None) -> None:
+    """Accuracy (%) against prune ratio (%): one line with error bars per label."""
+    for label, pts in series.items():
+        st = styles[label]
+        ax.errorbar(100 * pts[:, 0], 100 * pts[:, 1], yerr=100 * np.nan_to_num(pts[:, 2]), ms=4, capsize=2,
+                    zorder=3 if label == "dyn-unc" else 2, label=label, **st)
+    if full_acc is not None:
+        ax.axhline(full_acc, color="black", ls="--", lw=1)
+    ax.set_xlabel("prune ratio (% of training samples removed)", fontsize=8)
+    ax.set_ylabel("test top-1 accuracy (%)", fontsize=8)
+
+
+def _dot_panel(ax: Any, series: dict[str, np.ndarray], styles: dict[str, dict[str, Any]],
+               full_acc: float | None) -> None:
+    """One ratio only: a dot plot, one row per label (accuracy ± std), the full set as a
+    vertical dashed line."""
+    labels = list(series)
+    for y, label in enumerate(labels):
+        (_, m, s), st = series[label][0], styles[label]
+        ax.errorbar([100 * m], [y], xerr=[100 * np.nan_to_num(s)], color=st["color"], marker=st["marker"],
+                    ms=6, capsize=3, lw=1.2, ls="none", label=label)
+    if full_acc is not None:
+        ax.axvline(full_acc, color="black", ls="--", lw=1)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_xlabel("test top-1 accuracy (%)", fontsize=8)
 
 
 def closest_ratio(ratios: Sequence[float], target: float = 0.25) -> float:
@@ -75,7 +159,7 @@ def datamaps(path: str | os.PathLike, dynamics: Dynamics, keeps: dict[str, np.nd
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
     flat = axes.ravel()
-    kw = dict(s=2, cmap="viridis", vmin=0, vmax=dynamics.epochs, rasterized=True)
+    kw = dict(s=2, rasterized=True, **count_colors(dynamics.epochs))
     sc = flat[0].scatter(std[show], mean[show], c=correct[show], **kw)
     flat[0].set_title("(a) all training samples", fontsize=9)
     for i, (label, keep) in enumerate(keeps.items(), 1):
@@ -95,7 +179,7 @@ def datamaps(path: str | os.PathLike, dynamics: Dynamics, keeps: dict[str, np.nd
         ax.tick_params(labelsize=7)
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))
-    fig.colorbar(sc, cax=cax, label="epochs predicted correctly")
+    count_colorbar(fig, sc, dynamics.epochs, cax=cax)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -123,7 +207,7 @@ def removed_hard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray
             if c >= len(idx):
                 continue
             i = idx[c]
-            ax.imshow(np.asarray(images[i]).squeeze(), cmap="gray")
+            ax.imshow(display_image(images[i]), cmap="gray", interpolation="nearest")
             text = f"#{i} p̄={mean[i]:.2f}\nlabel: {name(int(labels[i]))}"
             if predicted is not None:
                 text += f"\npred: {name(int(predicted[i]))}"
@@ -138,6 +222,26 @@ def removed_hard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return shown
+
+
+def display_image(image: Any) -> np.ndarray:
+    """One image as ``imshow`` takes it: (H, W) grey or (H, W, 3) colour, from (H, W),
+    (1, H, W), (3, H, W), (H, W, 1) or (H, W, 3), any size; integers as they are, floats
+    scaled to [0, 1] per image (normalised tensors included)."""
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = np.moveaxis(a, 0, -1)  # channels first -> last; (C, H, C) counts as channels last
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)) or min(a.shape[:2]) < 1:
+        raise DataPruneError(f"an image of shape {np.asarray(image).shape}; expected (H, W), (1|3, H, W) "
+                             "or (H, W, 1|3)")
+    if np.issubdtype(a.dtype, np.floating):
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    elif a.ndim == 3 and a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    return a
 
 
 def keeps_for(bench: Any, selectors: list[Selector], ratio: float) -> dict[str, np.ndarray]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -14,10 +14,13 @@ from ..fileio import atomic_write_json, atomic_write_text, read_json
 from ..logs import get_logger
 from ..store import Dynamics
 from .figures import CLASS_NAMES, accuracy_vs_ratio, closest_ratio, datamaps, keeps_for, removed_hard
-from .runner import Bench, load_config
 from .tables import FIELDS, table_md, to_csv
 
 _log = get_logger("bench")
+
+if TYPE_CHECKING:  # runner imports this module; the type only, to keep imports one-way
+    from .runner import Bench
+
 OUTPUTS = ("results.csv", "results.json", "table.md", "accuracy_vs_ratio.png", "datamaps.png",
            "removed_hard.png")
 
@@ -84,7 +87,3 @@ def figures(bench: Bench, rows: list[dict[str, Any]]) -> None:
         atomic_write_text(out / "removed_hard.json", json.dumps(shown) + "\n")
     _guard(bench, "removed_hard.png", draw)
 
-
-def report_only(out: str | Path, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Regenerate the outputs of the benchmark in ``out`` from whatever has finished."""
-    return write_report(Bench(out, load_config(out), log=log))

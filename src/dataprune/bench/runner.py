@@ -38,6 +38,7 @@ from ..train.loop import TrainConfig
 from ..train.runs import DataSpec, score_run, train_run
 from .noise import noisy_removed_share, symmetric_label_noise
 from .plan import BenchConfig, Scorer, Selector, TrainCell, diff_keys, keep_relpath, slug
+from .report import write_report
 from .selection import draw
 
 Log = Callable[[str], None]
@@ -435,6 +436,10 @@ def run_bench(out: str | Path, config: BenchConfig, *, force: bool = False, log:
     full = Bench(out, merged, log=log, progress=progress, data=bench._data)
     full._clean_labels, full.is_noisy = bench._clean_labels, bench.is_noisy
     if report:
-        from .report import write_report
         write_report(full, errors=errors)
     return full
+
+
+def report_only(out: str | Path, *, log: Log | None = None) -> dict[str, Any]:
+    """Regenerate the outputs of the benchmark in ``out`` from whatever has finished."""
+    return write_report(Bench(out, load_config(out), log=log))

@@ -4,7 +4,8 @@
   mean labelled-class probability over the same epochs the method scores (its ``epochs``).
 - ``METHOD+ccs``: CCS (:func:`dataprune.select_stratified`, 50 strata, seed 0) after dropping
   the hardest ``beta`` fraction, beta per prune ratio as the CCS paper sets it (:data:`CCS_BETA`).
-  The hardest are the highest scores, so use it with a difficulty score (``aum+ccs`` is CCS).
+  The hardest are those with the lowest AUM in the scoring runs (mean over runs), as CCS
+  defines them, whatever the method (``aum+ccs`` is CCS itself).
 
 Without a variant the highest scores are kept. Sampling seeds are fixed (0): one subset per
 (method, ratio), trained with every training seed, like the top-k subsets.
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DataPruneError
+from ..methods.difficulty import difficulty
 from ..methods.dual import mean_prob
 from ..select import select, select_stratified
 from ..select_beta import select_beta
@@ -65,7 +67,8 @@ def draw(selection: Sequence[tuple[str, Any]], scores: np.ndarray, prune_ratio: 
                            nan_policy="prune")
     if rule == "ccs":
         beta = ccs_beta(prune_ratio) if opts["beta"] == "ccs-paper" else float(opts["beta"])
-        return select_stratified(scores, prune_ratio, beta=beta, strata=int(opts["strata"]),
+        hard = np.mean([difficulty("aum", d) for d in dynamics], axis=0) if beta else None
+        return select_stratified(scores, prune_ratio, beta=beta, difficulty=hard, strata=int(opts["strata"]),
                                  seed=int(opts["seed"]), labels=labels, class_balanced=class_balanced,
                                  nan_policy="prune")
     raise DataPruneError(f"selection rule {rule!r}; expected one of {VARIANTS}")

@@ -89,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "optimizer steps as the full set gets")
     p.add_argument("--label-noise", type=float, default=0.0, metavar="RATE",
                    help="flip this fraction of training labels to another random class before scoring")
-    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the label flips (default 0)")
     p.add_argument("--ood-dataset", metavar="NAME",
                    help="also score OOD detection (AUPR of max-softmax, OOD positive) against this set: "
                         "digits (sklearn's bundled 8x8 digits, resized) or idx:DIR")
@@ -101,8 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cost-epochs", type=_ints, default=[10, 20], metavar="K,K",
                    help="cost study: shorter scoring runs (default 10,20)")
     p.add_argument("--proxy-model", default="mlp", help="cost study: cheaper scoring model (default mlp)")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                   help=f"batch size of every run (default {TrainConfig.batch_size})")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr,
+                   help=f"peak learning rate of SGD in every run (default {TrainConfig.lr})")
     p.add_argument("--no-full", action="store_true", help="do not train on the full set")
     p.add_argument("--max-cells", type=int, metavar="N", help="stop after N training cells (resume later)")
     p.add_argument("--report-only", action="store_true",

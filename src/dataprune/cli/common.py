@@ -42,8 +42,10 @@ def add_train_args(p: argparse.ArgumentParser, epochs: int) -> None:
                    help=f"one of {', '.join(sorted(MODELS))}, or timm:NAME / torchvision:NAME "
                         "(random init; needs that library); default small-cnn")
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate of SGD")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
+                   help=f"samples per optimizer step (default {TrainConfig.batch_size})")
+    p.add_argument("--lr", type=float, default=TrainConfig.lr,
+                   help=f"peak learning rate of SGD (default {TrainConfig.lr})")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, order and augmentation")
 
 
@@ -71,6 +73,6 @@ def logger(args: argparse.Namespace) -> Callable[[str], None] | None:
 
 def set_threads(threads: int | None = None) -> None:
     """Use ``threads`` CPU threads for torch (default: all cores)."""
-    if threads is not None and threads < 1:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise DataPruneError(f"--threads {threads}; expected at least 1")
     torch.set_num_threads(threads or os.cpu_count() or 1)

@@ -23,12 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     "train full / Dyn-Unc / random subsets, print the table",
                        "dataprune demo --out runs/demo")
     add_data_args(p)
-    p.add_argument("--model", default="small-cnn")
+    p.add_argument("--model", default="small-cnn", metavar="NAME",
+                   help="model of the scoring run and of every comparison run (default small-cnn)")
     p.add_argument("--score-epochs", type=int, default=15, help="epochs K of the scoring run (default 15)")
     p.add_argument("--train-epochs", type=int, default=10, help="epochs of each comparison run (default 10)")
     p.add_argument("--window", type=int, default=5, help="Dyn-Unc window J (default 5)")
-    p.add_argument("--prune-ratio", type=float, default=0.25)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prune-ratio", type=float, default=0.25, metavar="R",
+                   help="fraction of samples Dyn-Unc and random remove (default 0.25)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every run (initialisation, order, augmentation) and of random (default 0)")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     add_output_args(p)
     p.set_defaults(func=run)
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     data = spec.load()
     n = len(data.train_y)
     say = log or (lambda msg: None)
-    say(f"[1/4] scoring run: {args.model}, {args.score_epochs} epochs on {n} samples, recording dynamics")
+    say(f"[1/5] scoring run: {args.model}, {args.score_epochs} epochs on {n} samples, recording dynamics")
     result = score_run(out / "score", spec, model=args.model, data=data, force=args.force, log=log,
                        cfg=TrainConfig(epochs=args.score_epochs, seed=args.seed), progress=not args.quiet)
     dyn = Dynamics.open(result.run_dir)
@@ -52,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
                                         "prune_ratio": args.prune_ratio, "num_samples": n,
                                         "store_fingerprint": dyn.fingerprint, "dataset": data.name,
                                         "dataprune": __version__}, force=args.force)
-    say(f"[2/4] Dyn-Unc (J={args.window}) keeps {len(keep)} of {n}; drawing the data map")
+    say(f"[2/5] Dyn-Unc (J={args.window}) keeps {len(keep)} of {n}; drawing the data map")
     save_datamap(out / "datamap.png", dyn, keep, title=f"Dyn-Unc prunes {n - len(keep)} (x)")
     random_keep = select(score("random", dyn, seed=args.seed), args.prune_ratio)
     rows = []
     for i, (method, subset) in enumerate((("full", None), ("dyn-unc", keep), ("random", random_keep))):
-        say(f"[{3 if i == 0 else 4}/4] training {args.model} on {method} "
+        say(f"[{3 + i}/5] training {args.model} on {method} "
             f"({n if subset is None else len(subset)} samples, {args.train_epochs} epochs)")
         m = train_run(spec, model=args.model, data=data, subset=subset, log=log, progress=not args.quiet,
                       cfg=TrainConfig(epochs=args.train_epochs, seed=args.seed))

@@ -24,6 +24,11 @@ from .common import command_parser
 #: help of method parameters whose meaning is the same for every method that takes them.
 PARAM_HELP = {"epochs": "use only the first T recorded epochs (early scoring; default 0 = all recorded epochs)"}
 
+#: what a method parameter's special default means, shown by ``select --help``
+PARAM_DEFAULTS = {"epochs": "0 = all recorded epochs", "epoch": "-1 = round(0.1*K), an early epoch",
+                  "logits": "RUN/final_logits.npy", "features": "RUN/features.npy",
+                  "num_clusters": "0 = number of classes"}
+
 
 def method_params() -> dict[str, inspect.Parameter]:
     """Keyword-only parameters of all registered methods, by name (first definition wins)."""
@@ -96,7 +101,7 @@ def add_method_args(p: argparse.ArgumentParser) -> None:
         default = param.default
         kind = _parse_bool if isinstance(default, bool) else type(default) if default is not None else str
         users = [m for m in methods() if name in inspect.signature(get(m).fn).parameters]
-        text = f"{', '.join(users)} (default {default})"
+        text = f"{', '.join(users)} (default {PARAM_DEFAULTS.get(name, default)})"
         if name == TIE_SEED:
             text = (f"seeds the random order that breaks ties between equal scores, for every "
                     f"method (same seed, same subset); also the seed of {', '.join(users)} (default 0)")

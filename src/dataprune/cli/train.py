@@ -38,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     metrics["subset"] = args.subset
     if args.metrics_out:
         atomic_write_json(args.metrics_out, metrics)
-    print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs on "
+    print(f"test accuracy {100 * metrics['test_accuracy']:.2f} % (top-1) after {metrics['epochs']} epochs on "
           f"{metrics['train_samples']} samples ({metrics['seconds']:.0f} s)")
     return 0

@@ -11,14 +11,28 @@ from ..errors import DataPruneError
 CHUNK_ELEMENTS = 1 << 22
 
 
-def check_int(name: str, value: Any, low: int, high: int | None = None, hint: str = "") -> int:
-    """``value`` as an int in [low, high]; a clear error otherwise."""
+def check_int(name: str, value: Any, low: int, high: int | None = None, hint: str = "", *,
+              context: str = "", need: str = "") -> int:
+    """``value`` as an int in [low, high]; a clear error otherwise.
+
+    ``context`` follows the value in the message (e.g. " with 4 recorded epochs"); ``need``
+    says what is missing when no value can work (high < low), e.g. "dyn-unc needs at least 3
+    recorded epochs (the store has 2)": never an impossible range such as "2 <= J < 2".
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise DataPruneError(f"{name}={value!r}; expected an integer{hint}")
+    if high is not None and high < low:
+        raise DataPruneError(f"{need or f'no value of {name} is possible here'}; got {name}={value}")
     if value < low or (high is not None and value > high):
         rng = f">= {low}" if high is None else f"in {low}..{high}"
-        raise DataPruneError(f"{name}={value}; expected an integer {rng}{hint}")
+        raise DataPruneError(f"{name}={value}{context}; expected an integer {rng}{hint}")
     return int(value)
+
+
+def need_epochs(method: str, least: int, recorded: int) -> str:
+    """The message for a store too short for ``method``: "tdds needs at least 3 recorded
+    epochs (the store has 2)"."""
+    return f"{method} needs at least {least} recorded epochs (the store has {recorded})"
 
 
 def signal(dynamics: Any, name: str) -> np.ndarray:
@@ -40,14 +54,30 @@ def resolve_epoch(epoch: int, k_epochs: int, span: str = "") -> int:
                      f" (0-based, {span or f'{k_epochs} epochs recorded'}; -1 = round(0.1*K))")
 
 
-def resolve_span(epochs: int, k_epochs: int, minimum: int = 1) -> int:
+def resolve_span(epochs: int, k_epochs: int, minimum: int = 1, *, method: str = "this method") -> int:
     """Number of leading epochs to use: ``epochs`` (0 = all recorded), at least ``minimum``."""
-    e = check_int("epochs", epochs, 0, None, " (0 = all recorded epochs)")
-    e = k_epochs if e == 0 else e
-    if not minimum <= e <= k_epochs:
-        raise DataPruneError(f"epochs={epochs} with {k_epochs} recorded epochs; expected "
-                             f"{minimum} <= epochs <= {k_epochs} (0 = all)")
-    return e
+    hint = " (0 = all recorded epochs)"
+    e = check_int("epochs", epochs, 0, None, hint)
+    if e == 0 and k_epochs >= minimum:
+        return k_epochs
+    return check_int("epochs", e, minimum, k_epochs, hint, context=f" with {k_epochs} recorded epochs",
+                     need=need_epochs(method, minimum, k_epochs))
+
+
+def check_nan_scores(scores: np.ndarray, arr: Any, name: str) -> None:
+    """Raise if a sample whose score is NaN has an infinite value in ``arr`` (K, N): its NaN
+    then comes from invalid input, not from epochs never observed. Reads only the columns
+    of NaN scores, so it costs nothing when every sample has a score."""
+    nan = np.flatnonzero(np.isnan(scores))
+    if nan.size == 0 or not np.issubdtype(np.dtype(getattr(arr, "dtype", np.float64)), np.floating):
+        return
+    bad = np.zeros(nan.size, dtype=bool)
+    for sl in column_chunks(nan.size, arr.shape[0]):
+        bad[sl] = np.isinf(np.asarray(arr[:, nan[sl]])).any(0)
+    if bad.any():
+        raise DataPruneError(f"{name} holds infinite values at {int(bad.sum())} samples (first: sample "
+                             f"{int(nan[bad][0])}); expected finite values (NaN = not observed): the "
+                             "input is invalid, these samples were observed")
 
 
 def leading(arr: np.ndarray, epochs: int, minimum: int = 1) -> tuple[np.ndarray, str]:
@@ -79,10 +109,10 @@ def reduce_columns(arr: np.ndarray, rows: int, fn: Any) -> np.ndarray:
     return out
 
 
-def observed_mean(arr: np.ndarray, epochs: int = 0) -> np.ndarray:
+def observed_mean(arr: np.ndarray, epochs: int = 0, *, method: str = "this method") -> np.ndarray:
     """(N,) mean of the observed (non-NaN) values of a (K, N) array over its first ``epochs``
-    rows (0 = all); NaN where none is observed."""
-    span = resolve_span(epochs, arr.shape[0], minimum=1)
+    rows (0 = all); NaN where none is observed. ``method`` names the caller in errors."""
+    span = resolve_span(epochs, arr.shape[0], minimum=1, method=method)
 
     def mean(x: np.ndarray) -> np.ndarray:
         cnt, m, _ = observed_moments(x)
@@ -100,12 +130,3 @@ def observed_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     var = np.where(obs, (x - mean) ** 2, 0.0).sum(0) / np.maximum(cnt, 1)
     return cnt, mean, var
 
-
-def observed_mean(arr: np.ndarray, epochs: int = 0) -> np.ndarray:
-    """(N,) mean of the observed (non-NaN) values of a (K, N) array over its first ``epochs``
-    rows (0 = all); NaN where none was observed."""
-    def mean(x: np.ndarray) -> np.ndarray:
-        cnt, m, _ = observed_moments(x)
-        return np.where(cnt > 0, m, np.nan)
-
-    return reduce_columns(arr, resolve_span(epochs, arr.shape[0], minimum=1), mean)

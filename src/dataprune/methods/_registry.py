@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import DataPruneError, MissingSignalError, StoreError
+from ._common import check_nan_scores
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,14 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
                 f"record them in the scoring run: Recorder(signals=[..., {', '.join(map(repr, lacking))}]) "
                 f"or `dataprune score --signals` with {', '.join(lacking)}")
     try:
-        return np.asarray(method.fn(dynamics, **params), dtype=np.float64)
+        scores = np.asarray(method.fn(dynamics, **params), dtype=np.float64)
     except TypeError as e:
         if "unexpected keyword" in str(e):
             raise DataPruneError(f"method {name!r}: {e}") from None
         raise
+    for s in method.needs if recorded is not None else ():
+        check_nan_scores(scores, dynamics[s], f"signal {s!r}")
+    return scores
 
 
 def score_runs(name: str, runs: Any, **params: Any) -> np.ndarray:

@@ -23,7 +23,7 @@ from ._registry import register
 
 def area_under_margin(margin: np.ndarray, epochs: int = 0) -> np.ndarray:
     """(N,) AUM: mean of the observed margins of a (K, N) array over its first ``epochs`` rows."""
-    return observed_mean(margin, epochs)
+    return observed_mean(margin, epochs, method="aum")
 
 
 @register("aum", summary="area under the margin: -mean(labelled logit - largest other logit) "

@@ -20,7 +20,7 @@ from ._registry import register
 
 def variability(prob: np.ndarray, epochs: int = 0) -> np.ndarray:
     """(N,) population std (ddof=0) of a (K, N) array over its first ``epochs`` rows."""
-    span = resolve_span(epochs, prob.shape[0], minimum=2)
+    span = resolve_span(epochs, prob.shape[0], minimum=2, method="cartography")
 
     def std(x: np.ndarray) -> np.ndarray:
         cnt, _, var = observed_moments(x)

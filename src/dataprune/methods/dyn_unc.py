@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataPruneError
-from ._common import check_int, leading
+from ._common import check_int, check_nan_scores, leading, need_epochs
 from ._registry import register
 
 #: elements (K x columns) read from the store per block, converted to float32 at once.
@@ -32,13 +32,10 @@ def check_window(window: int, epochs: int, *, last_window: bool = False, span: s
     """Raise unless 2 <= window < epochs (Eq. 3 needs at least one window, ddof=1 needs 2);
     with ``last_window`` (T-J+1 windows, as DUAL) window == epochs is allowed too.
     ``span`` describes ``epochs`` in the message (default: recorded epochs)."""
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
-        raise DataPruneError(f"window={window!r}; expected an integer")
-    high, rule = (epochs + 1, f"2 <= window <= {epochs}") if last_window else (epochs, f"2 <= window < {epochs}")
-    if not 2 <= window < high:
-        what = span or f"{epochs} recorded epochs"
-        need = "T-J+1" if last_window else "K-J"
-        raise DataPruneError(f"window={window} with {what}; expected {rule} ({need} windows must be at least one)")
+    method, least, need = ("dual", 2, "T-J+1") if last_window else ("dyn-unc", 3, "K-J")
+    check_int("window", window, 2, epochs if last_window else epochs - 1,
+              f" ({need} windows must be at least one)", context=f" with {span or f'{epochs} recorded epochs'}",
+              need=need_epochs(method, least, epochs))
 
 
 #: ``semantics`` of :func:`dyn_unc`: how unobserved epochs count.
@@ -135,6 +132,7 @@ def windowed_std(prob: Any, window: int, *, epochs: int = 0, weighted: bool = Fa
         for b in range(0, block.shape[1], chunk_size):
             chunk = block[:, b:b + chunk_size]
             out[a + b:a + b + chunk.shape[1]] = kernel(chunk, first[b:b + chunk.shape[1]])
+    check_nan_scores(out, prob, "prob")
     return out
 
 

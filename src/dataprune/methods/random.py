@@ -5,10 +5,11 @@ from typing import Any
 
 import numpy as np
 
+from ._common import check_int
 from ._registry import register
 
 
 @register("random", summary="seeded uniform random scores (the baseline)")
 def random_scores(dynamics: Any, *, seed: int = 0) -> np.ndarray:
     """(N,) i.i.d. uniform scores from ``numpy.random.default_rng(seed)``; same seed, same subset."""
-    return np.random.default_rng(seed).random(int(dynamics.num_samples))
+    return np.random.default_rng(check_int("seed", seed, 0)).random(int(dynamics.num_samples))

@@ -33,8 +33,8 @@ def tdds(d: np.ndarray, *, epochs: int = 0, window: int = 10, decay: float = 0.9
     """TDDS scores from a (K, N) array of per-epoch steps d (row t: epoch t-1 -> t)."""
     if getattr(d, "ndim", None) != 2:
         raise DataPruneError(f"tdds_d has shape {getattr(d, 'shape', None)}; expected (K, N)")
-    span = resolve_span(epochs, d.shape[0], minimum=3)
-    w = check_int("window", window, 3, span, f" (3 <= window <= epochs used = {span})")
+    span = resolve_span(epochs, d.shape[0], minimum=3, method="tdds")
+    w = check_int("window", window, 3, span, context=f" with {span} epochs used")
     try:
         decay = float(decay)
     except (TypeError, ValueError):

@@ -1,6 +1,7 @@
 """One scoring run and one training run, end to end, as the CLI and benchmarks use them."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -35,7 +36,7 @@ class DataSpec:
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     limit: int | None = None
-    image_size: int | None = None  # imagefolder only (default 32)
+    image_size: int | None = None  # imagefolder only (default 32); config.json records the size used
 
     def load(self) -> ImageData:
         return load_dataset(self.dataset, self.data_dir, self.limit, image_size=self.image_size)
@@ -87,6 +88,63 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return obj
 
 
+#: config.json entries a resumed run reads, with the types they must have
+CONFIG_TYPES: dict[str, Any] = {"dataset": str, "data_dir": str, "limit": (int, type(None)),
+                                "image_size": (int, type(None)), "num_samples": int, "model": str,
+                                "record_view": str, "train": dict}
+#: state.pt entries, with their types
+STATE_TYPES: dict[str, Any] = {"epoch": int, "store_epochs": int, "store_fingerprint": str,
+                               "train_seconds": (int, float), "model": dict, "optimizer": dict,
+                               "scheduler": dict, "torch_rng": torch.Tensor, "cuda_rng": list}
+
+
+def _check_entries(path: Path, obj: dict[str, Any], types: dict[str, Any], what: str) -> None:
+    """One-line error unless every key of ``types`` is in ``obj`` with that type (no bools)."""
+    for key, kind in types.items():
+        if key not in obj:
+            raise DataPruneError(f"{path} lacks the entry {key!r}; it is not a complete {what}")
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise DataPruneError(f"{path} has {key}={' '.join(repr(value).split())[:60]}; expected {names}")
+
+
+def check_config(path: Path, config: Any) -> TrainConfig:
+    """Validate a scoring run's ``config.json`` (read from ``path``); returns its TrainConfig.
+    Unknown top-level keys are ignored; unknown training settings are refused."""
+    if not isinstance(config, dict) or config.get("command") != "score":
+        raise DataPruneError(f"{path} does not describe a `dataprune score` run")
+    _check_entries(path, {"image_size": None, **config}, CONFIG_TYPES, "scoring-run config")
+    known = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(config["train"]) - set(known))
+    if unknown:
+        raise DataPruneError(f"{path} has unknown training setting(s) {unknown} under 'train'; "
+                             f"expected only {sorted(known)}")
+    _check_entries(path, {**known, **config["train"]},
+                   {k: int if isinstance(v, int) else (int, float) for k, v in known.items()},
+                   "scoring-run config")
+    return TrainConfig(**config["train"])
+
+
+def read_log(path: Path, lines: int | None = None) -> list[dict[str, Any]]:
+    """The per-epoch rows of a run's ``log.jsonl`` (the first ``lines`` of them), with a
+    one-line error on a row that is not a JSON object."""
+    if not path.exists():
+        return []
+    rows = []
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    for i, line in enumerate(text[:lines], 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            raise DataPruneError(f"{path} line {i} is {line[:40]!r}; expected one JSON object per "
+                                 "finished epoch (repair or delete the file)")
+        rows.append(row)
+    return rows
+
+
 def labels_digest(labels: torch.Tensor) -> str:
     """Hash of the training labels, recorded in ``config.json`` so a resumed run can tell
     that it trains on the same data."""
@@ -114,7 +172,7 @@ def _epoch_logger(log_path: Path, log: Log | None, what: str) -> Callable[[int, 
             f.write(json.dumps(row) + "\n")
         if log:
             log(f"{what} epoch {epoch + 1}: loss {row['loss']:.4f}  train acc "
-                f"{row['train_accuracy']:.4f}  {row['seconds']:.1f}s")
+                f"{100 * row['train_accuracy']:.2f} %  {row['seconds']:.1f}s")
     return on_epoch_end
 
 
@@ -174,7 +232,7 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
     data = data if data is not None else data_spec.load()
     n = len(data.train_y)
     config = {"command": "score", "dataset": data.name, "data_dir": str(Path(data.data_dir).resolve()),
-              "limit": data_spec.limit, "image_size": data_spec.image_size, "num_samples": n,
+              "limit": data_spec.limit, "image_size": int(data.train_x.shape[-1]), "num_samples": n,
               "num_classes": data.num_classes, "train_labels_digest": labels_digest(data.train_y),
               "model": model, "record_view": record_view, "signals": list(signals),
               "keep_history": keep_history, "world_size": world,
@@ -224,9 +282,7 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
         raise DataPruneError(f"no scoring run to resume at {out} (config.json missing); "
                              f"start one with `dataprune score --out {out}`")
     config = read_json(out / "config.json")
-    if not isinstance(config, dict) or config.get("command") != "score" or "train" not in config:
-        raise DataPruneError(f"{out / 'config.json'} does not describe a `dataprune score` run")
-    cfg = TrainConfig(**config["train"])
+    cfg = check_config(out / "config.json", config)
     if _finished(config):
         raise DataPruneError(f"scoring run {out} already finished all {cfg.epochs} epochs; nothing to resume")
     if config.get("world_size", 1) > 1:
@@ -255,6 +311,7 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
         state = load_checkpoint(state_path)
         if state.get("format") != STATE_FORMAT:
             raise DataPruneError(f"{state_path} is not a dataprune scoring-run state")
+        _check_entries(state_path, state, STATE_TYPES, "scoring-run state")
         try:
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -262,7 +319,7 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
             torch.set_rng_state(state["torch_rng"])
             if torch.cuda.is_available() and state["cuda_rng"]:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
-        except (KeyError, RuntimeError, ValueError) as e:
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise DataPruneError(f"{state_path} does not fit this run's model and optimizer "
                                  f"({' '.join(str(e).split())[:200]})") from None
         start, store_epochs = int(state["epoch"]), int(state["store_epochs"])
@@ -278,6 +335,7 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
     if state_path.exists():
         recorder.load_state_dict(state.get("recorder", {}))
+    read_log(out / "log.jsonl", start)  # the rows kept must be readable before any training
     _truncate_lines(out / "log.jsonl", start)
     if log:
         note = (f"; discarded {recorded - store_epochs} epoch(s) the store recorded after that checkpoint"
@@ -293,7 +351,7 @@ def _truncate_lines(path: Path, keep: int) -> None:
     """Atomically cut ``path`` to its first ``keep`` lines (an unfinished last line counts as one)."""
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     if len(lines) > keep:
         atomic_write_text(path, "".join(line + "\n" for line in lines[:keep]))
 
@@ -342,7 +400,7 @@ def _score_epochs(out: Path, config: dict[str, Any], data: ImageData, net: torch
         atomic_write_json(out / "config.json", {**config, "train_seconds": seconds, "finished": True})
     if world > 1:
         torch.distributed.barrier()
-    history = [json.loads(line) for line in (out / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    history = read_log(out / "log.jsonl")
     return ScoreResult(out, seconds, history, resumed_from=start)
 
 
@@ -367,7 +425,7 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
         if log:
             log(f"train epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f}  "
-                f"train acc {row['train_accuracy']:.4f}  {row['seconds']:.1f}s")
+                f"train acc {100 * row['train_accuracy']:.2f} %  {row['seconds']:.1f}s")
 
     history = train(net, loader, cfg, on_epoch_end=on_epoch_end, progress=progress)
     seconds = time.perf_counter() - t0
