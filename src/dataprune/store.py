@@ -13,7 +13,6 @@ store that claims more epochs than were written.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -25,6 +24,8 @@ from numpy.lib.format import open_memmap
 
 from .errors import DataPruneError, StoreError
 from .fileio import atomic_write_json, read_json, refuse_overwrite
+from .integrity import (check_range, fingerprint_of, initial_digest, labels_digest, next_digest,
+                        state_digest)
 
 FORMAT = "dataprune-dynamics"
 VERSION = 1
@@ -160,8 +161,81 @@ class Dynamics:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of everything recorded so far (updated as each epoch is written)."""
+        """Hash of everything recorded so far (labels and every signal; updated as each epoch
+        is written); :meth:`verify` checks that the content still matches it."""
         return str(self.meta["fingerprint"])
+
+    def verify(self, signals: Iterable[str] | None = None) -> None:
+        """Check the content against the digests in ``meta.json`` and each value's range.
+
+        ``signals``: those to read and hash (default: all recorded; names the store lacks are
+        skipped). ``labels.npy``, the signal list and the fingerprint are always checked, in
+        O(N). Each checked signal is read once, row by row, like a method that scores it.
+        A ``keep_history="none"`` store checks its ring and running sums instead.
+        Raises :class:`StoreError` naming the file that does not match.
+        """
+        self.digests_after(self.epochs, signals)
+
+    def digests_after(self, epochs: int, signals: Iterable[str] | None = None) -> dict[str, str]:
+        """Verify (see :meth:`verify`) and return the content digests the store had after its
+        first ``epochs`` epochs (``fingerprint_of`` of them is its fingerprint then)."""
+        meta_file = self.path / "meta.json"
+        digests = self.meta.get("digests")
+        if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+            raise StoreError(f"{meta_file} has no content digests (a store written by an older "
+                             "dataprune); its content cannot be verified: record it again")
+        ring = self.keep_history == "none"
+        expected = {"labels", "state"} if ring else {"labels", *self.signals}
+        if set(digests) != expected:
+            raise StoreError(f"{meta_file} lists signals {self.signals} but its digests cover "
+                             f"{sorted(set(digests) - {'labels'})}; meta.json was edited")
+        if fingerprint_of(digests) != self.fingerprint:
+            raise StoreError(f"{meta_file} has fingerprint {self.fingerprint} but its digests give "
+                             f"{fingerprint_of(digests)}; meta.json was edited")
+        if labels_digest(self.labels) != digests["labels"]:
+            raise StoreError(f"{self.path / 'labels.npy'} does not match the store's fingerprint "
+                             "(changed after it was written)")
+        try:
+            check_range("labels", self.labels, str(self.path / "labels.npy"), -1, self.num_classes - 1)
+            if ring:
+                self._verify_ring(digests["state"])
+                return {"labels": digests["labels"], "state": digests["state"]}
+            out = {"labels": self._labels_digest_after(epochs)}
+            wanted = self.signals if signals is None else [s for s in signals if s in self.signals]
+            for s in self.signals:
+                d = initial_digest(self.num_samples, self.num_classes, s)
+                out[s] = d if epochs == 0 else None
+                if s not in wanted:
+                    continue
+                for e in range(self.epochs):
+                    row = np.asarray(self._arrays[s][e])
+                    check_range(s, row, f"{self.path / (s + '.npy')} epoch {e}")
+                    d = next_digest(d, row)
+                    if e + 1 == epochs:
+                        out[s] = d
+                if d != digests[s]:
+                    raise StoreError(f"{self.path / (s + '.npy')} does not match the store's "
+                                     "fingerprint (changed or corrupted after it was written)")
+        except ValueError as e:
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(str(e)) from None
+        return out
+
+    def _labels_digest_after(self, epochs: int) -> str:
+        """The labels digest after ``epochs`` epochs (labels learned from targets change it)."""
+        history = self.meta.get("labels_history") or [[0, self.meta["digests"]["labels"]]]
+        return str([d for k, d in history if k <= epochs][-1])
+
+    def _verify_ring(self, digest: str) -> None:
+        where = str(self.path / "prob_ring.npy")
+        check_range("prob", self._ring, where)
+        windows = max(0, self.epochs - int(self.window))
+        check_range("unc_count", self._unc_count, where.replace("prob_ring", "unc_count"), 0, windows)
+        check_range("unc_sum", self._unc_sum, where.replace("prob_ring", "unc_sum"), 0.0, float(windows))
+        if state_digest([self._ring, self._unc_sum, self._unc_count]) != digest:
+            raise StoreError(f"the ring or running sums of {self.path} do not match the store's "
+                             "fingerprint (changed or corrupted after they were written)")
 
     def __repr__(self) -> str:
         return (f"Dynamics({str(self.path)!r}, N={self.num_samples}, K={self.epochs}, "
@@ -194,28 +268,24 @@ def _validate_meta(path: Path, meta: Any) -> None:
         raise StoreError(f"{path / 'meta.json'} has keep_history='none' but no integer 'window'")
 
 
-def initial_fingerprint(num_samples: int, num_classes: int, signals: list[str]) -> str:
-    """The fingerprint of an empty store (0 epochs)."""
-    return hashlib.blake2b(f"{num_samples}:{num_classes}:{signals}".encode(), digest_size=16).hexdigest()
+def _set_digests(meta: dict[str, Any], digests: Mapping[str, str]) -> None:
+    """Store the content ``digests`` and the fingerprint made of them in ``meta``."""
+    meta["digests"] = dict(digests)
+    meta["fingerprint"] = fingerprint_of(digests)
+    meta.setdefault("labels_history", [[0, digests["labels"]]])
 
 
-def next_fingerprint(previous: str, signals: Iterable[str], rows: Mapping[str, np.ndarray]) -> str:
-    """The fingerprint after appending one epoch of ``rows`` (already in the store's dtypes)."""
-    h = hashlib.blake2b(previous.encode(), digest_size=16)
-    for s in signals:
-        h.update(s.encode())
-        h.update(np.ascontiguousarray(rows[s]).tobytes())
-    return h.hexdigest()
-
-
-def merge_labels(labels: np.ndarray, labels_seen: np.ndarray | None) -> None:
-    """Fill still-unknown (-1) entries of the (N,) ``labels`` memmap from ``labels_seen``."""
+def merge_labels(meta: dict[str, Any], labels: np.ndarray, labels_seen: np.ndarray | None) -> None:
+    """Fill still-unknown (-1) entries of the (N,) ``labels`` memmap from ``labels_seen``;
+    updates ``meta``'s labels digest and its history (keyed by the epoch count after this one)."""
     if labels_seen is None:
         return
     new = (labels < 0) & (labels_seen >= 0)
     if new.any():
         labels[new] = labels_seen[new]
         labels.flush()
+        meta["digests"]["labels"] = d = labels_digest(labels)
+        meta.setdefault("labels_history", []).append([int(meta["epochs"]) + 1, d])
 
 
 class StoreWriter:
@@ -252,9 +322,10 @@ class StoreWriter:
             "format": FORMAT, "version": VERSION, "num_samples": self.num_samples,
             "num_classes": int(num_classes), "epochs": 0, "capacity": self.capacity,
             "signals": signals, "view": view,
-            "fingerprint": initial_fingerprint(self.num_samples, int(num_classes), signals),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        digests = {s: initial_digest(self.num_samples, int(num_classes), s) for s in signals}
+        _set_digests(self.meta, {**digests, "labels": labels_digest(self.labels)})
         atomic_write_json(self.path / "meta.json", self.meta)
 
     @classmethod
@@ -274,12 +345,11 @@ class StoreWriter:
         if not 0 <= k <= dyn.epochs:
             raise StoreError(f"store {path} holds {dyn.epochs} epochs; cannot resume it after epoch {k} "
                              f"(expected 0..{dyn.epochs})")
-        if k == dyn.epochs:
-            fp = dyn.fingerprint
-        else:
-            fp = initial_fingerprint(dyn.num_samples, dyn.num_classes, dyn.signals)
-            for e in range(k):
-                fp = next_fingerprint(fp, dyn.signals, {s: dyn[s][e] for s in dyn.signals})
+        if dyn.keep_history != "full":
+            raise StoreError(f"store {path} was recorded with keep_history={dyn.keep_history!r}; "
+                             "only full-history stores can be resumed")
+        digests = dyn.digests_after(k)  # verifies every recorded row first
+        fp = fingerprint_of(digests)
         if fingerprint is not None and fp != fingerprint:
             raise StoreError(f"store {path} does not match the checkpoint: its first {k} epochs have "
                              f"fingerprint {fp}, the checkpoint expects {fingerprint}")
@@ -295,8 +365,12 @@ class StoreWriter:
         self.labels = np.load(path / "labels.npy", mmap_mode="r+")
         # After a crash inside _grow, arrays may differ in capacity: use the smallest.
         self.capacity = min(a.shape[0] for a in self.arrays.values())
-        self.meta = {**read_json(path / "meta.json"), "epochs": k, "fingerprint": fp,
-                     "capacity": self.capacity}
+        self.meta = {**read_json(path / "meta.json"), "epochs": k, "capacity": self.capacity}
+        # labels learned in a discarded epoch stay: the digest follows the labels now held
+        history = [[e, d] for e, d in self.meta.get("labels_history", []) if e <= k]
+        now = labels_digest(self.labels)
+        self.meta["labels_history"] = history + ([[k, now]] if not history or history[-1][1] != now else [])
+        _set_digests(self.meta, {**digests, "labels": now})
         atomic_write_json(path / "meta.json", self.meta)
         return self
 
@@ -330,9 +404,10 @@ class StoreWriter:
             self.arrays[s][k] = row
             self.arrays[s].flush()
             written[s] = row
-        merge_labels(self.labels, labels_seen)
+        merge_labels(self.meta, self.labels, labels_seen)
         self.meta["epochs"] = k + 1
-        self.meta["fingerprint"] = next_fingerprint(self.meta["fingerprint"], self.signals, written)
+        digests = self.meta["digests"]
+        _set_digests(self.meta, {**digests, **{s: next_digest(digests[s], written[s]) for s in self.signals}})
         atomic_write_json(self.path / "meta.json", self.meta)
         return k + 1
 
@@ -386,10 +461,13 @@ class RingStoreWriter:
             "format": FORMAT, "version": VERSION, "num_samples": n,
             "num_classes": int(num_classes), "epochs": 0, "signals": [],
             "keep_history": "none", "window": self.window, "recorded_signals": ["prob"],
-            "sums": "a", "view": view, "fingerprint": initial_fingerprint(n, int(num_classes), ["prob"]),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "sums": "a", "view": view, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        _set_digests(self.meta, {"labels": labels_digest(self.labels), "state": self._state_digest("a")})
         atomic_write_json(self.path / "meta.json", self.meta)
+
+    def _state_digest(self, tag: str) -> str:
+        return state_digest([self.ring, *self.sums[tag]])
 
     def write_epoch(self, rows: Mapping[str, np.ndarray], labels_seen: np.ndarray | None = None,
                     chunk: int = 1 << 20) -> int:
@@ -417,8 +495,8 @@ class RingStoreWriter:
         row = np.ascontiguousarray(rows["prob"], dtype=np.float16)
         self.ring[e % (j + 1)] = row  # overwrites epoch e-J-1, which no state still needs
         self.ring.flush()
-        merge_labels(self.labels, labels_seen)
-        self.meta.update(epochs=e + 1, sums=new_tag,
-                         fingerprint=next_fingerprint(self.meta["fingerprint"], ["prob"], {"prob": row}))
+        merge_labels(self.meta, self.labels, labels_seen)
+        self.meta.update(epochs=e + 1, sums=new_tag)
+        _set_digests(self.meta, {**self.meta["digests"], "state": self._state_digest(new_tag)})
         atomic_write_json(self.path / "meta.json", self.meta)
         return e + 1

@@ -6,9 +6,9 @@ import sys
 from typing import Sequence
 
 from ..errors import DataPruneError
-from . import bench, demo, import_official, methods, score, select, train
+from . import bench, check, demo, import_official, methods, score, select, train
 
-COMMANDS = (score, select, train, methods, demo, bench, import_official)
+COMMANDS = (score, select, train, methods, demo, bench, import_official, check)
 
 EXAMPLES = """examples:
   dataprune demo                                   # Fashion-MNIST, end to end, ~10 min on 2 cores

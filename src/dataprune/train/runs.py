@@ -1,7 +1,6 @@
 """One scoring run and one training run, end to end, as the CLI and benchmarks use them."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -16,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import __version__, integrity
 from ..errors import DataPruneError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
@@ -91,7 +90,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def labels_digest(labels: torch.Tensor) -> str:
     """Hash of the training labels, recorded in ``config.json`` so a resumed run can tell
     that it trains on the same data."""
-    return hashlib.blake2b(labels.cpu().numpy().astype(np.int64).tobytes(), digest_size=16).hexdigest()
+    return integrity.labels_digest(labels.cpu().numpy())
 
 
 def _finished(config: dict[str, Any]) -> bool:
@@ -274,6 +273,7 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     if store.num_samples != n:
         raise DataPruneError(f"store {store.path} holds N={store.num_samples} samples but the "
                              f"dataset has N={n}")
+    check_store_against_config(store, config, out)
     recorded = store.epochs
     del store
     recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
@@ -288,6 +288,22 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
                          start=start, seconds_before=seconds_before, log=log, progress=progress,
                          rank=0, world=1)
+
+
+def check_store_against_config(store: Dynamics, config: dict[str, Any], run_dir: Path) -> None:
+    """Refuse a store that does not hold what the run's ``config.json`` says it records:
+    N, C, the signals (full history) and the training labels (O(N), from ``meta.json``)."""
+    where = f"{run_dir / 'config.json'} records"
+    for key in ("num_samples", "num_classes"):
+        if config.get(key) is not None and config[key] != store.meta[key]:
+            raise DataPruneError(f"store {store.path} holds {key}={store.meta[key]} but {where} {config[key]}")
+    if store.keep_history == "full" and list(config.get("signals", store.signals)) != store.signals:
+        raise DataPruneError(f"store {store.path} lists signals {store.signals} but {where} "
+                             f"{config['signals']}; its meta.json was edited")
+    stored = store.meta.get("digests", {}).get("labels")
+    if config.get("train_labels_digest") not in (None, stored):
+        raise DataPruneError(f"the labels of store {store.path} differ from the training labels "
+                             f"{where} (train_labels_digest); labels.npy or meta.json was replaced")
 
 
 def _truncate_lines(path: Path, keep: int) -> None:

@@ -1,0 +1,167 @@
+"""Runs and stores: nothing lost, nothing silently wrong (issue 10, items 2-10).
+
+Corrupted content is refused (fingerprint covers labels and every signal, values must lie
+in their signal's range), --force never deletes foreign directories, outputs never collide
+with each other or land inside a run, interrupted runs stay resumable, one process per run.
+"""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dataprune as dp
+from dataprune.cli import main
+from dataprune.errors import StoreError
+from dataprune.integrity import fingerprint_of
+from dataprune.train import runs
+from dataprune.train.loop import TrainConfig
+
+from conftest import make_images, write_idx
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """60 train / 20 test 28x28 images of 10 classes."""
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 60), ("t10k", 20)):
+        labels = np.arange(n) % 10
+        write_idx(d / f"{split}-images-idx3-ubyte", make_images(labels, rng))
+        write_idx(d / f"{split}-labels-idx1-ubyte", labels)
+    return d
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir) -> Path:
+    """A finished `dataprune score` run (mlp, 3 epochs, 60 samples, prob + correct)."""
+    out = tmp_path_factory.mktemp("runs") / "run"
+    runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp",
+                   cfg=TrainConfig(epochs=3, batch_size=32), signals=("prob", "correct"))
+    return out
+
+
+def copy(src: Path, tmp_path: Path, name: str | None = None) -> Path:
+    dst = tmp_path / (name or src.name)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def unfinished(run: Path) -> Path:
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "finished": False}))
+    return run
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out.strip(), out.err.strip()
+
+
+def cli_error(capsys, *args) -> str:
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("dataprune "), err
+    return err
+
+
+def edit_meta(store: Path, **changes) -> None:
+    meta = json.loads((store / "meta.json").read_text())
+    meta.update(changes)
+    (store / "meta.json").write_text(json.dumps(meta))
+
+
+# ---------------------------------------------------------------------------------------------
+# item 4: fingerprint covers labels and content; verified by select, check and resume
+
+def test_fingerprint_includes_labels(tmp_path):
+    prints = []
+    for name, labels in (("a", [0, 1, 2, 0]), ("b", [0, 1, 2, 1])):
+        rec = dp.Recorder(4, tmp_path / name, 3, labels=labels)
+        rec.update(torch.arange(4), torch.zeros(4, 3), torch.tensor([0, 1, 2, 0]))
+        rec.end_epoch()
+        prints.append(rec.fingerprint)
+    assert prints[0] != prints[1]
+
+
+def _flip_byte(store: Path) -> None:
+    arr = np.load(store / "prob.npy", mmap_mode="r+")
+    raw = arr.view(np.uint8)
+    raw[0, 1] ^= 0x01  # low mantissa bit of sample 0's high byte: still a valid probability
+    arr.flush()
+
+
+CORRUPTIONS = {
+    "prob out of range": (lambda s: _write(s, "prob", lambda a: a.__setitem__((0, slice(0, 30)), 5.0)),
+                          r"holds prob=5\.0 at sample 0 \(30 such values\); expected values in \[0\.0, 1\.0\]"),
+    "correct out of range": (lambda s: _write(s, "correct", lambda a: a.__setitem__((1, 3), 7)),
+                             r"correct.npy epoch 1 holds correct=7 at sample 3"),
+    "flipped byte": (_flip_byte, r"prob.npy does not match the store's fingerprint"),
+    "labels changed": (lambda s: _write(s, "labels", lambda a: a.__setitem__(0, (a[0] + 1) % 10)),
+                       r"labels.npy does not match the store's fingerprint"),
+    "signal dropped from meta": (lambda s: edit_meta(s, signals=["correct"]),
+                                 r"lists signals \['correct'\] but (its digests cover|.*config.json records)"),
+    "fingerprint edited": (lambda s: edit_meta(s, fingerprint="0" * 32), r"meta.json has fingerprint 0+ but"),
+}
+
+
+def _write(store: Path, name: str, change) -> None:
+    arr = np.load(store / f"{name}.npy", mmap_mode="r+")
+    change(arr)
+    arr.flush()
+
+
+@pytest.mark.parametrize("case", CORRUPTIONS)
+def test_corrupted_content_refused_by_select_check_and_resume(case, finished_run, tmp_path, capsys):
+    run = copy(finished_run, tmp_path)
+    corrupt, message = CORRUPTIONS[case]
+    corrupt(run / "dynamics")
+    method = ["--method", "forgetting"] if case.startswith("correct") else ["--window", 2]
+    for args in (["select", run, *method, "--prune-ratio", 0.2, "--out", tmp_path / "k.txt"],
+                 ["check", run], ["check", run / "dynamics"]):
+        err = cli_error(capsys, *args)
+        assert re.search(message, err), err
+    assert not (tmp_path / "k.txt").exists()
+    with pytest.raises(dp.errors.DataPruneError, match=message):
+        runs.resume_score_run(unfinished(run))
+
+
+def test_check_reports_ok(finished_run, tmp_path, capsys):
+    code, out, _ = cli(capsys, "check", finished_run)
+    assert code == 0 and out.startswith(f"OK: run {finished_run} (finished); store ")
+    assert "N=60, C=10, 3 epochs, signals prob,correct" in out and dp.Dynamics.open(finished_run).fingerprint in out
+    code, out, _ = cli(capsys, "check", finished_run / "dynamics")
+    assert code == 0 and out.startswith("OK: store ")
+    run = unfinished(copy(finished_run, tmp_path))
+    code, out, _ = cli(capsys, "check", run)
+    assert code == 0 and "unfinished, 3 of 3 epochs" in out
+
+
+def test_resume_refuses_store_that_lost_a_signal(finished_run, tmp_path):
+    """A consistent edit (signal, digest and fingerprint removed together) is caught by
+    config.json's signal list and by state.pt's fingerprint."""
+    run = unfinished(copy(finished_run, tmp_path))
+    meta = json.loads((run / "dynamics" / "meta.json").read_text())
+    digests = {k: v for k, v in meta["digests"].items() if k != "prob"}
+    edit_meta(run / "dynamics", signals=["correct"], digests=digests, fingerprint=fingerprint_of(digests))
+    with pytest.raises(dp.errors.DataPruneError, match=r"lists signals \['correct'\] but .*config.json records \['prob', 'correct'\]"):
+        runs.resume_score_run(run)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "signals": ["correct"]}))
+    with pytest.raises(StoreError, match="does not match the checkpoint"):
+        runs.resume_score_run(run)
+
+
+def test_keep_history_none_store_verified(tmp_path, capsys):
+    rec = dp.Recorder(6, tmp_path / "s", 3, keep_history="none", window=2)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        rec.update(torch.arange(6), torch.randn(6, 3, generator=g), torch.arange(6) % 3)
+        rec.end_epoch()
+    assert cli(capsys, "check", tmp_path / "s")[0] == 0
+    _write(tmp_path / "s", "unc_sum_" + dp.Dynamics.open(tmp_path / "s").meta["sums"],
+           lambda a: a.__setitem__(0, a[0] + 0.25))
+    assert "do not match the store's fingerprint" in cli_error(capsys, "check", tmp_path / "s")
