@@ -165,3 +165,25 @@ def test_keep_history_none_store_verified(tmp_path, capsys):
     _write(tmp_path / "s", "unc_sum_" + dp.Dynamics.open(tmp_path / "s").meta["sums"],
            lambda a: a.__setitem__(0, a[0] + 0.25))
     assert "do not match the store's fingerprint" in cli_error(capsys, "check", tmp_path / "s")
+
+
+# ---------------------------------------------------------------------------------------------
+# item 6: --force deletes only dataprune's own directories (or empty ones)
+
+def test_force_keeps_foreign_directory(data_dir, tmp_path, capsys):
+    v = tmp_path / "v"
+    v.mkdir()
+    (v / "precious.txt").write_text("x")
+    err = cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp",
+                    "--epochs", 1, "--out", v, "--force", "--quiet")
+    assert "refusing to delete" in err and "precious.txt" in err
+    with pytest.raises(dp.errors.DataPruneError, match="refusing to delete .* not a dataprune dynamics store"):
+        dp.Recorder(4, v, 3, force=True)
+    assert (v / "precious.txt").read_text() == "x"
+
+
+def test_force_replaces_own_store_and_uses_empty_dir(tmp_path):
+    (tmp_path / "empty").mkdir()
+    dp.Recorder(4, tmp_path / "empty", 3, force=True).end_epoch()
+    rec = dp.Recorder(4, tmp_path / "empty", 3, force=True)  # a store: replaced
+    assert rec.epoch == 0 and dp.Dynamics.open(tmp_path / "empty").epochs == 0

@@ -4,9 +4,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -27,6 +28,29 @@ def refuse_overwrite(path: str | os.PathLike, force: bool) -> None:
     """Raise if ``path`` exists and ``force`` is false."""
     if Path(path).exists() and not force:
         raise DataPruneError(f"{path} already exists; pass --force (force=True) to overwrite it")
+
+
+def clear_for_force(path: str | os.PathLike, owned: Callable[[Path], bool], what: str,
+                    keep: Iterable[str] = ()) -> None:
+    """``--force``: delete everything in the directory ``path`` except the names in ``keep``,
+    but only if it is empty (``keep`` aside) or ``owned(path)`` says dataprune made it (a
+    ``what``); anything else is refused, so --force never deletes a user's own folder."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise DataPruneError(f"--force: {path} is a file, not a {what}; expected a directory")
+    keep = set(keep)
+    entries = [e for e in path.iterdir() if e.name not in keep]
+    if entries and not owned(path):
+        names = ", ".join(sorted(e.name for e in entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise DataPruneError(f"--force: refusing to delete {path}: it is not a {what} (it holds {names}); "
+                             "delete it yourself or choose another output directory")
+    for e in entries:
+        if e.is_dir() and not e.is_symlink():
+            shutil.rmtree(e)
+        else:
+            e.unlink()
 
 
 def check_writable(path: str | os.PathLike) -> None:

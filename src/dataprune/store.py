@@ -14,7 +14,6 @@ store that claims more epochs than were written.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -23,7 +22,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from .errors import DataPruneError, StoreError
-from .fileio import atomic_write_json, read_json, refuse_overwrite
+from .fileio import atomic_write_json, clear_for_force, read_json, refuse_overwrite
 from .integrity import (check_range, fingerprint_of, initial_digest, labels_digest, next_digest,
                         state_digest)
 
@@ -268,6 +267,25 @@ def _validate_meta(path: Path, meta: Any) -> None:
         raise StoreError(f"{path / 'meta.json'} has keep_history='none' but no integer 'window'")
 
 
+def is_store_dir(path: Path) -> bool:
+    """Whether ``path`` holds a dataprune dynamics store (its ``meta.json`` says so)."""
+    try:
+        meta = read_json(path / "meta.json")
+    except DataPruneError:
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def prepare_store_dir(path: Path, force: bool) -> None:
+    """Create ``path`` for a new store: an existing store is refused without ``force`` and
+    replaced with it; a directory that is neither empty nor a store is never deleted."""
+    if (path / "meta.json").exists():
+        refuse_overwrite(path, force)
+    if force:
+        clear_for_force(path, is_store_dir, "dataprune dynamics store")
+    path.mkdir(parents=True, exist_ok=True)
+
+
 def _set_digests(meta: dict[str, Any], digests: Mapping[str, str]) -> None:
     """Store the content ``digests`` and the fingerprint made of them in ``meta``."""
     meta["digests"] = dict(digests)
@@ -304,11 +322,7 @@ class StoreWriter:
         unknown = [s for s in signals if s not in SIGNAL_DTYPES]
         if unknown:
             raise StoreError(f"unknown signal(s) {unknown}; known: {sorted(SIGNAL_DTYPES)}")
-        if (self.path / "meta.json").exists():
-            refuse_overwrite(self.path, force)
-        if self.path.exists() and force:
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        prepare_store_dir(self.path, force)
         self.num_samples = int(num_samples)
         self.capacity = max(1, int(capacity))
         self.signals = signals
@@ -434,11 +448,7 @@ class RingStoreWriter:
         from .methods.dyn_unc import check_window  # lazy: store is imported by methods users
         check_window(window, window + 1)
         self.path = Path(path)
-        if (self.path / "meta.json").exists():
-            refuse_overwrite(self.path, force)
-        if self.path.exists() and force:
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        prepare_store_dir(self.path, force)
         self.num_samples = n = int(num_samples)
         self.window = int(window)
         self.signals = ["prob"]

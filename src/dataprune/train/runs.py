@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import platform
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ import torch
 
 from .. import __version__, integrity
 from ..errors import DataPruneError
-from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, clear_for_force, read_json
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
 from ..run_outputs import save_final_outputs
 from ..store import Dynamics
@@ -97,6 +96,15 @@ def _finished(config: dict[str, Any]) -> bool:
     return bool(config.get("finished", "train_seconds" in config))
 
 
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a run directory of ``dataprune score`` (its ``config.json`` says so)."""
+    try:
+        config = read_json(path / "config.json")
+    except DataPruneError:
+        return False
+    return isinstance(config, dict) and config.get("command") == "score"
+
+
 def _refuse_existing_run(out: Path) -> None:
     try:
         config = read_json(out / "config.json")
@@ -147,8 +155,8 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
             try:
                 if (out / "config.json").exists() and not force:
                     _refuse_existing_run(out)
-                if out.exists() and force:
-                    shutil.rmtree(out)
+                if force:
+                    clear_for_force(out, is_run_dir, "dataprune scoring run")
             except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
                 error = e
         if world > 1:  # every rank fails together rather than hanging in a collective
