@@ -187,3 +187,57 @@ def test_force_replaces_own_store_and_uses_empty_dir(tmp_path):
     dp.Recorder(4, tmp_path / "empty", 3, force=True).end_epoch()
     rec = dp.Recorder(4, tmp_path / "empty", 3, force=True)  # a store: replaced
     assert rec.epoch == 0 and dp.Dynamics.open(tmp_path / "empty").epochs == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# item 7: select's outputs never collide and never land inside a run or store
+
+@pytest.fixture
+def listed_run(finished_run, tmp_path) -> Path:
+    run = copy(finished_run, tmp_path)
+    labels = np.load(run / "dynamics" / "labels.npy")
+    (run / "dynamics" / "file_list.txt").write_text("".join(f"/c{y}/img{i}.png {y}\n" for i, y in enumerate(labels)))
+    return run
+
+
+@pytest.mark.parametrize("file_list,message", [
+    ("fl/keep.txt", "is the same file as --out"),
+    ("fl/keep.json", "is the same file as the manifest of --out"),
+])
+def test_select_file_list_cannot_overwrite_keep_or_manifest(file_list, message, listed_run, tmp_path, capsys):
+    (tmp_path / "fl").mkdir()
+    err = cli_error(capsys, "select", listed_run, "--window", 2, "--prune-ratio", 0.2, "--out",
+                    tmp_path / "fl" / "keep.txt", "--file-list", tmp_path / file_list, "--force")
+    assert message in err and not list((tmp_path / "fl").iterdir())
+
+
+@pytest.mark.parametrize("where", ["dynamics/prob.npy", "dynamics/keep.txt", "keep.txt", "sub/keep.txt"])
+def test_select_refuses_outputs_inside_run_or_store(where, finished_run, tmp_path, capsys):
+    run = copy(finished_run, tmp_path)
+    before = (run / "dynamics" / "prob.npy").read_bytes()
+    err = cli_error(capsys, "select", run, "--window", 2, "--prune-ratio", 0.2, "--out", run / where, "--force")
+    assert "lies inside the" in err and "write keep files outside runs and stores" in err
+    assert (run / "dynamics" / "prob.npy").read_bytes() == before
+    assert cli(capsys, "check", run)[0] == 0
+
+
+def test_keep_file_and_manifest_written_as_a_pair(tmp_path, monkeypatch):
+    """A crash between the two writes never leaves a keep file that its manifest misdescribes."""
+    from dataprune import keepfile
+    path = tmp_path / "keep.txt"
+    keepfile.write_keep(path, np.array([0, 1, 2]), {"num_samples": 10})
+    writes = []
+    real = keepfile.atomic_write_bytes
+
+    def crash_on_second(p, data):
+        writes.append(p)
+        if len(writes) == 2:
+            raise OSError("crash")
+        real(p, data)
+    monkeypatch.setattr(keepfile, "atomic_write_bytes", crash_on_second)
+    monkeypatch.setattr(keepfile, "atomic_write_json",
+                        lambda p, obj: crash_on_second(p, (json.dumps(obj) + "\n").encode()))
+    with pytest.raises(OSError):
+        keepfile.write_keep(path, np.array([0, 1, 3]), {"num_samples": 10}, force=True)
+    with pytest.raises(dp.errors.DataPruneError, match="does not match keep.json"):
+        keepfile.read_keep(path, 10)

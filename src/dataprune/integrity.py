@@ -31,9 +31,10 @@ def _hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def labels_digest(labels: np.ndarray) -> str:
-    """Digest of (N,) labels as int64 (``config.json``'s ``train_labels_digest`` is the same)."""
-    return _hash(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+def int64_digest(values: np.ndarray) -> str:
+    """Digest of integers as int64: labels (N,) (``config.json``'s ``train_labels_digest`` is
+    the same) and keep files' indices (``keep_digest`` in their manifest)."""
+    return _hash(np.ascontiguousarray(values, dtype=np.int64).tobytes())
 
 
 def initial_digest(num_samples: int, num_classes: int, signal: str) -> str:

@@ -23,7 +23,7 @@ from numpy.lib.format import open_memmap
 
 from .errors import DataPruneError, StoreError
 from .fileio import atomic_write_json, clear_for_force, read_json, refuse_overwrite
-from .integrity import (check_range, fingerprint_of, initial_digest, labels_digest, next_digest,
+from .integrity import (check_range, fingerprint_of, initial_digest, int64_digest, next_digest,
                         state_digest)
 
 FORMAT = "dataprune-dynamics"
@@ -191,7 +191,7 @@ class Dynamics:
         if fingerprint_of(digests) != self.fingerprint:
             raise StoreError(f"{meta_file} has fingerprint {self.fingerprint} but its digests give "
                              f"{fingerprint_of(digests)}; meta.json was edited")
-        if labels_digest(self.labels) != digests["labels"]:
+        if int64_digest(self.labels) != digests["labels"]:
             raise StoreError(f"{self.path / 'labels.npy'} does not match the store's fingerprint "
                              "(changed after it was written)")
         try:
@@ -302,7 +302,7 @@ def merge_labels(meta: dict[str, Any], labels: np.ndarray, labels_seen: np.ndarr
     if new.any():
         labels[new] = labels_seen[new]
         labels.flush()
-        meta["digests"]["labels"] = d = labels_digest(labels)
+        meta["digests"]["labels"] = d = int64_digest(labels)
         meta.setdefault("labels_history", []).append([int(meta["epochs"]) + 1, d])
 
 
@@ -339,7 +339,7 @@ class StoreWriter:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         digests = {s: initial_digest(self.num_samples, int(num_classes), s) for s in signals}
-        _set_digests(self.meta, {**digests, "labels": labels_digest(self.labels)})
+        _set_digests(self.meta, {**digests, "labels": int64_digest(self.labels)})
         atomic_write_json(self.path / "meta.json", self.meta)
 
     @classmethod
@@ -382,7 +382,7 @@ class StoreWriter:
         self.meta = {**read_json(path / "meta.json"), "epochs": k, "capacity": self.capacity}
         # labels learned in a discarded epoch stay: the digest follows the labels now held
         history = [[e, d] for e, d in self.meta.get("labels_history", []) if e <= k]
-        now = labels_digest(self.labels)
+        now = int64_digest(self.labels)
         self.meta["labels_history"] = history + ([[k, now]] if not history or history[-1][1] != now else [])
         _set_digests(self.meta, {**digests, "labels": now})
         atomic_write_json(path / "meta.json", self.meta)
@@ -473,7 +473,7 @@ class RingStoreWriter:
             "keep_history": "none", "window": self.window, "recorded_signals": ["prob"],
             "sums": "a", "view": view, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _set_digests(self.meta, {"labels": labels_digest(self.labels), "state": self._state_digest("a")})
+        _set_digests(self.meta, {"labels": int64_digest(self.labels), "state": self._state_digest("a")})
         atomic_write_json(self.path / "meta.json", self.meta)
 
     def _state_digest(self, tag: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,8 @@ from ..keepfile import check_suffix, manifest_path, write_keep
 from ..methods import get, methods, score
 from ..methods._registry import _REGISTRY
 from ..select import NAN_POLICIES, num_kept, select, select_stratified
-from ..store import Dynamics
+from ..run_outputs import is_run_dir
+from ..store import Dynamics, is_store_dir
 from .common import command_parser
 
 
@@ -99,10 +101,11 @@ def run(args: argparse.Namespace) -> int:
     dyn.verify(get(args.method).needs)  # the signals this method reads (see Dynamics.verify)
     num_kept(dyn.num_samples, args.prune_ratio)  # validates the ratio before scoring
     check_suffix(args.out)
-    for path in (args.out, manifest_path(args.out)):  # refuse before the (long) scoring
-        refuse_overwrite(path, args.force)
-    check_writable(args.out)
     file_list = _source_file_list(dyn, args) if args.file_list is not None else None
+    outputs = {"--out": Path(args.out), "the manifest of --out": manifest_path(args.out)}
+    if file_list is not None:
+        outputs["--file-list"] = file_list[2]
+    _check_outputs(outputs, args.force)  # before the (long) scoring
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None
     selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
@@ -124,22 +127,37 @@ def run(args: argparse.Namespace) -> int:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataprune": __version__}
     if file_list is not None:
         manifest["file_list"] = str(file_list[2])
+    if file_list is not None:  # before the keep file, which is written last (with its manifest)
+        from ..interop import write_file_list
+        paths, labels, out = file_list
+        write_file_list(out, paths, labels, keep, force=args.force)
     path = write_keep(args.out, keep, manifest, force=args.force)
     print(f"kept {len(keep)} of {dyn.num_samples} samples ({args.method}, prune ratio {args.prune_ratio}) "
           f"-> {path}")
     if file_list is not None:
-        from ..interop import write_file_list
-        paths, labels, out = file_list
-        write_file_list(out, paths, labels, keep, force=args.force)
-        print(f"kept samples as a file list -> {out}")
+        print(f"kept samples as a file list -> {file_list[2]}")
     return 0
+
+
+def _check_outputs(outputs: dict[str, Path], force: bool) -> None:
+    """Refuse outputs that are the same file, lie inside a scoring run or a dynamics store
+    (even with --force), or exist without --force; check that they can be written."""
+    seen: dict[Path, str] = {}
+    for what, path in outputs.items():
+        real = path.resolve()
+        if real in seen:
+            raise DataPruneError(f"{what} {path} is the same file as {seen[real]}; choose another name")
+        seen[real] = what
+        for folder in real.parents:
+            if is_store_dir(folder) or is_run_dir(folder):
+                raise DataPruneError(f"{what} {path} lies inside the {'store' if is_store_dir(folder) else 'run'} "
+                                     f"{folder}; write keep files outside runs and stores")
+        refuse_overwrite(path, force)
+        check_writable(path)
 
 
 def _source_file_list(dyn: Dynamics, args: argparse.Namespace):
     """(paths, labels, output path) for --file-list, checked before anything is written."""
-    from pathlib import Path
-
-    from ..fileio import refuse_overwrite
     from ..interop import FILE_LIST, read_file_list
     src = dyn.path / FILE_LIST
     if not src.exists():
@@ -150,5 +168,4 @@ def _source_file_list(dyn: Dynamics, args: argparse.Namespace):
     if len(paths) != dyn.num_samples:
         raise DataPruneError(f"{src} lists {len(paths)} samples but the store has {dyn.num_samples}")
     out = Path(args.file_list) if args.file_list else Path(args.out).with_suffix(".file_list.txt")
-    refuse_overwrite(out, args.force)
     return paths, labels, out

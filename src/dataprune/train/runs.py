@@ -18,7 +18,7 @@ from .. import __version__, integrity
 from ..errors import DataPruneError
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, clear_for_force, read_json
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
-from ..run_outputs import save_final_outputs
+from ..run_outputs import is_run_dir, save_final_outputs
 from ..store import Dynamics
 from .data import ImageData, InMemoryLoader, evaluate, load_dataset
 from .loop import TrainConfig, make_optimizer, predict, seed_everything, train
@@ -89,20 +89,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def labels_digest(labels: torch.Tensor) -> str:
     """Hash of the training labels, recorded in ``config.json`` so a resumed run can tell
     that it trains on the same data."""
-    return integrity.labels_digest(labels.cpu().numpy())
+    return integrity.int64_digest(labels.cpu().numpy())
 
 
 def _finished(config: dict[str, Any]) -> bool:
     return bool(config.get("finished", "train_seconds" in config))
-
-
-def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a run directory of ``dataprune score`` (its ``config.json`` says so)."""
-    try:
-        config = read_json(path / "config.json")
-    except DataPruneError:
-        return False
-    return isinstance(config, dict) and config.get("command") == "score"
 
 
 def _refuse_existing_run(out: Path) -> None:
