@@ -241,3 +241,37 @@ def test_keep_file_and_manifest_written_as_a_pair(tmp_path, monkeypatch):
         keepfile.write_keep(path, np.array([0, 1, 3]), {"num_samples": 10}, force=True)
     with pytest.raises(dp.errors.DataPruneError, match="does not match keep.json"):
         keepfile.read_keep(path, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# item 2: a run killed before its first epoch finished (even before its store exists) resumes
+
+class Crash(Exception):
+    pass
+
+
+def _raise(*a, **k):
+    raise Crash()
+
+
+@pytest.mark.parametrize("where", ["before the store", "while creating the store"])
+def test_run_killed_before_store_is_resumable(where, finished_run, data_dir, tmp_path, monkeypatch, capsys):
+    spec, cfg = runs.DataSpec("idx", str(data_dir)), TrainConfig(epochs=3, batch_size=32)
+    if where == "before the store":
+        monkeypatch.setattr(runs, "make_optimizer", _raise)  # the optimizer set-up window
+    else:
+        from dataprune import store
+        real = store.StoreWriter._new_array
+        monkeypatch.setattr(store.StoreWriter, "_new_array",
+                            lambda self, s, c: _raise() if s == "correct" else real(self, s, c))
+    with pytest.raises(Crash):
+        runs.score_run(tmp_path / "r", spec, model="mlp", cfg=cfg, signals=("prob", "correct"))
+    monkeypatch.undo()
+    assert (tmp_path / "r" / "config.json").exists()
+    assert "--resume" in cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir,
+                                   "--out", tmp_path / "r", "--quiet")
+    torch.set_num_threads(json.loads((finished_run / "config.json").read_text())["threads"])
+    result = runs.resume_score_run(tmp_path / "r")
+    assert result.resumed_from == 0 and len(result.history) == 3
+    a, b = dp.Dynamics.open(finished_run), dp.Dynamics.open(tmp_path / "r")
+    assert a.fingerprint == b.fingerprint

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,16 +196,22 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
     else:
         loader = _loader(data, cfg, model)
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
-    recorder = Recorder(n, out / "dynamics", data.num_classes, signals=signals, epochs=cfg.epochs,
-                        view=record_view, labels=data.train_y.numpy(),
-                        meta={"dataset": data.name, "model": model, "seed": cfg.seed},
-                        keep_history=keep_history, window=window)
+    recorder = _new_recorder(out, config, data, cfg, rank)
+    return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
+                         start=0, seconds_before=0.0, log=log, progress=progress, rank=rank, world=world)
+
+
+def _new_recorder(out: Path, config: dict[str, Any], data: ImageData, cfg: TrainConfig, rank: int) -> Recorder:
+    """The run's store ``out/dynamics`` (created by rank 0) and a Recorder writing it."""
+    recorder = Recorder(len(data.train_y), out / "dynamics", data.num_classes, signals=config["signals"],
+                        epochs=cfg.epochs, view=config["record_view"], labels=data.train_y.numpy(),
+                        meta={"dataset": data.name, "model": config["model"], "seed": cfg.seed},
+                        keep_history=config.get("keep_history", "full"), window=config.get("window", 10))
     file_list = getattr(data, "file_list", None)
     if file_list is not None and rank == 0:
         from ..interop import FILE_LIST, format_file_list
         atomic_write_text(out / "dynamics" / FILE_LIST, format_file_list(*file_list))
-    return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
-                         start=0, seconds_before=0.0, log=log, progress=progress, rank=rank, world=world)
+    return recorder
 
 
 def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: ImageData | None = None,
@@ -212,8 +219,9 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     """Continue the interrupted scoring run ``out`` from its last finished epoch.
 
     Everything (dataset, model, hyper-parameters, seed) comes from ``out/config.json``;
-    model, optimizer, schedule and RNG states come from ``out/state.pt`` (none: the run
-    restarts from epoch 0). An epoch the store recorded after that checkpoint (a crash
+    model, optimizer, schedule and RNG states come from ``out/state.pt``; without one (a
+    crash before the first epoch finished, even before or while the store was created) the
+    run restarts from epoch 0 with a new store. An epoch the store recorded after that checkpoint (a crash
     between the two writes) is discarded, as are extra ``log.jsonl`` rows, so the finished
     run is identical to an uninterrupted one on the same machine and thread count.
     Single-process runs only: a run started with several processes is refused.
@@ -231,7 +239,8 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     if config.get("world_size", 1) > 1:
         raise DataPruneError(f"scoring run {out} ran with {config['world_size']} processes; --resume "
                              "supports single-process runs only (restart it with --force)")
-    if config.get("keep_history", "full") != "full":
+    state_path = out / STATE_FILE
+    if config.get("keep_history", "full") != "full" and state_path.exists():
         raise DataPruneError(f"scoring run {out} records keep_history={config['keep_history']!r}; --resume "
                              "supports full-history stores only (restart it with --force)")
     spec = DataSpec(config["dataset"], config["data_dir"], config["limit"], config.get("image_size"))
@@ -248,24 +257,30 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     net = build_model(model, data.num_classes, data.train_x.shape[1], data.train_x.shape[-1])
     loader = _loader(data, cfg, model)
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
-    start, store_epochs, fingerprint, seconds_before = 0, 0, None, 0.0
-    state_path = out / STATE_FILE
-    if state_path.exists():
-        state = load_checkpoint(state_path)
-        if state.get("format") != STATE_FORMAT:
-            raise DataPruneError(f"{state_path} is not a dataprune scoring-run state")
-        try:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-            if torch.cuda.is_available() and state["cuda_rng"]:
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise DataPruneError(f"{state_path} does not fit this run's model and optimizer "
-                                 f"({' '.join(str(e).split())[:200]})") from None
-        start, store_epochs = int(state["epoch"]), int(state["store_epochs"])
-        fingerprint, seconds_before = str(state["store_fingerprint"]), float(state["train_seconds"])
+    if not state_path.exists():  # nothing to continue from: a new store, epoch 0
+        if (out / "dynamics").exists():
+            shutil.rmtree(out / "dynamics")
+        recorder = _new_recorder(out, config, data, cfg, 0)
+        _truncate_lines(out / "log.jsonl", 0)
+        if log:
+            log(f"resuming scoring run {out}: no epoch finished yet, starting from epoch 0")
+        return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
+                             start=0, seconds_before=0.0, log=log, progress=progress, rank=0, world=1)
+    state = load_checkpoint(state_path)
+    if state.get("format") != STATE_FORMAT:
+        raise DataPruneError(f"{state_path} is not a dataprune scoring-run state")
+    try:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise DataPruneError(f"{state_path} does not fit this run's model and optimizer "
+                             f"({' '.join(str(e).split())[:200]})") from None
+    start, store_epochs = int(state["epoch"]), int(state["store_epochs"])
+    fingerprint, seconds_before = str(state["store_fingerprint"]), float(state["train_seconds"])
     if not 0 <= start <= cfg.epochs:
         raise DataPruneError(f"{state_path} says {start} epochs finished; expected 0..{cfg.epochs}")
     store = Dynamics.open(out / "dynamics")
@@ -276,14 +291,12 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     recorded = store.epochs
     del store
     recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
-    if state_path.exists():
-        recorder.load_state_dict(state.get("recorder", {}))
+    recorder.load_state_dict(state.get("recorder", {}))
     _truncate_lines(out / "log.jsonl", start)
     if log:
         note = (f"; discarded {recorded - store_epochs} epoch(s) the store recorded after that checkpoint"
                 if recorded > store_epochs else "")
-        log(f"resuming scoring run {out} after epoch {start} of {cfg.epochs} "
-            f"({'from ' + STATE_FILE if start else 'no checkpoint yet: from the start'}){note}")
+        log(f"resuming scoring run {out} after epoch {start} of {cfg.epochs} (from {STATE_FILE}){note}")
     return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
                          start=start, seconds_before=seconds_before, log=log, progress=progress,
                          rank=0, world=1)
