@@ -275,3 +275,36 @@ def test_run_killed_before_store_is_resumable(where, finished_run, data_dir, tmp
     assert result.resumed_from == 0 and len(result.history) == 3
     a, b = dp.Dynamics.open(finished_run), dp.Dynamics.open(tmp_path / "r")
     assert a.fingerprint == b.fingerprint
+
+
+# ---------------------------------------------------------------------------------------------
+# item 10: --resume refuses every explicitly given setting that differs from config.json
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("training started despite bad input")
+    monkeypatch.setattr("dataprune.cli.score.score_run", refuse)
+    monkeypatch.setattr("dataprune.cli.score.resume_score_run", refuse)
+
+
+@pytest.mark.parametrize("flag,value,used", [
+    ("--keep-history", "none", "full"), ("--window", 5, None), ("--nproc", 2, 1),
+    ("--image-size", 64, None), ("--batch-size", 8, 32), ("--record-view", "train", "clean"),
+    ("--signals", "prob", "['prob', 'correct']"),
+])
+def test_resume_refuses_any_conflicting_setting(flag, value, used, finished_run, tmp_path, capsys, no_training):
+    run = unfinished(copy(finished_run, tmp_path))
+    err = cli_error(capsys, "score", "--resume", run, flag, value)
+    expected = f"drop {flag} {value if flag != '--signals' else ['prob']}"
+    assert expected + (f" (the run has {used})" if used is not None else "") in err, err
+
+
+def test_resume_accepts_settings_equal_to_the_runs(finished_run, tmp_path, capsys, monkeypatch):
+    run = unfinished(copy(finished_run, tmp_path))
+    called = []
+    monkeypatch.setattr("dataprune.cli.score.resume_score_run", lambda *a, **k: called.append(a) or
+                        runs.ScoreResult(run, 0.0, [{"epoch": 2}], 3))
+    code, _, err = cli(capsys, "score", "--resume", run, "--keep-history", "full", "--nproc", 1,
+                       "--batch-size", 32, "--signals", "prob,correct", "--quiet")
+    assert code == 0 and called, err
