@@ -308,3 +308,20 @@ def test_resume_accepts_settings_equal_to_the_runs(finished_run, tmp_path, capsy
     code, _, err = cli(capsys, "score", "--resume", run, "--keep-history", "full", "--nproc", 1,
                        "--batch-size", 32, "--signals", "prob,correct", "--quiet")
     assert code == 0 and called, err
+
+
+# ---------------------------------------------------------------------------------------------
+# item 5: one `score` process per run directory
+
+def test_second_score_on_same_out_is_refused(finished_run, data_dir, tmp_path, capsys):
+    from dataprune.fileio import exclusive_lock
+    run = unfinished(copy(finished_run, tmp_path))
+    fresh = tmp_path / "fresh"
+    with exclusive_lock(run, "test"), exclusive_lock(fresh, "test"):  # another open file: flock conflicts
+        new = ["--dataset", "idx", "--data-dir", data_dir, "--model", "mlp", "--epochs", 1]
+        for args in (["--resume", run], [*new, "--out", run, "--force"], [*new, "--out", fresh]):
+            err = cli_error(capsys, "score", "--quiet", *args)
+            assert f"is in use by another `dataprune score` process (pid {__import__('os').getpid()})" in err, err
+    assert (run / "config.json").exists() and not (fresh / "config.json").exists()
+    # released: the run can be resumed now (the lock file stays, and --force keeps it too)
+    assert "drop" in cli_error(capsys, "score", "--resume", run, "--epochs", 9)

@@ -1,13 +1,15 @@
 """Atomic, no-clobber file output: write to a temp name, then rename into place."""
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -28,6 +30,32 @@ def refuse_overwrite(path: str | os.PathLike, force: bool) -> None:
     """Raise if ``path`` exists and ``force`` is false."""
     if Path(path).exists() and not force:
         raise DataPruneError(f"{path} already exists; pass --force (force=True) to overwrite it")
+
+
+#: the lock file :func:`exclusive_lock` holds in a directory (kept by :func:`clear_for_force`)
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def exclusive_lock(directory: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory/.lock`` (created, with ``directory``, if
+    missing) while the block runs; another process already holding it gets a one-line
+    error naming its pid. The kernel drops the lock when the holder exits, even killed."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, _FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise DataPruneError(f"{directory} is in use by another {what} (pid {pid}); wait for it "
+                                 "to finish or stop it, then try again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def clear_for_force(path: str | os.PathLike, owned: Callable[[Path], bool], what: str,

@@ -1,6 +1,7 @@
 """One scoring run and one training run, end to end, as the CLI and benchmarks use them."""
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -17,7 +18,8 @@ import torch
 
 from .. import __version__, integrity
 from ..errors import DataPruneError
-from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, clear_for_force, read_json
+from ..fileio import (LOCK_FILE, atomic_write_bytes, atomic_write_json, atomic_write_text, clear_for_force,
+                      exclusive_lock, read_json)
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
 from ..run_outputs import is_run_dir, save_final_outputs
 from ..store import Dynamics
@@ -44,6 +46,8 @@ class DataSpec:
 #: Training state checkpointed after every epoch of a scoring run, for ``--resume``.
 STATE_FILE = "state.pt"
 STATE_FORMAT = "dataprune-score-state"
+#: who holds a run directory's lock (see :func:`~dataprune.fileio.exclusive_lock`)
+RUN_USER = "`dataprune score` process"
 
 
 @dataclass
@@ -143,13 +147,16 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
     rank, world, created = ddp.init_from_env()
     try:
         error = None
+        lock = contextlib.ExitStack()
         if rank == 0:
             try:
+                lock.enter_context(exclusive_lock(out, RUN_USER))
                 if (out / "config.json").exists() and not force:
                     _refuse_existing_run(out)
                 if force:
-                    clear_for_force(out, is_run_dir, "dataprune scoring run")
+                    clear_for_force(out, is_run_dir, "dataprune scoring run", keep=[LOCK_FILE])
             except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
+                lock.close()
                 error = e
         if world > 1:  # every rank fails together rather than hanging in a collective
             msg = [None if error is None else f"{type(error).__name__}: {error}"]
@@ -158,10 +165,11 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
                 raise DataPruneError(f"rank 0 failed: {msg[0]}")
         if error is not None:
             raise error
-        return _score_run(out, data_spec, model=model, cfg=cfg, record_view=record_view,
-                          signals=signals, log=log if rank == 0 else None, data=data,
-                          progress=progress and rank == 0, keep_history=keep_history,
-                          window=window, rank=rank, world=world)
+        with lock:
+            return _score_run(out, data_spec, model=model, cfg=cfg, record_view=record_view,
+                              signals=signals, log=log if rank == 0 else None, data=data,
+                              progress=progress and rank == 0, keep_history=keep_history,
+                              window=window, rank=rank, world=world)
     finally:
         if created:
             torch.distributed.destroy_process_group()
@@ -230,6 +238,11 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     if not (out / "config.json").is_file():
         raise DataPruneError(f"no scoring run to resume at {out} (config.json missing); "
                              f"start one with `dataprune score --out {out}`")
+    with exclusive_lock(out, RUN_USER):
+        return _resume_score_run(out, log=log, data=data, progress=progress)
+
+
+def _resume_score_run(out: Path, *, log: Log | None, data: ImageData | None, progress: bool) -> ScoreResult:
     config = read_json(out / "config.json")
     if not isinstance(config, dict) or config.get("command") != "score" or "train" not in config:
         raise DataPruneError(f"{out / 'config.json'} does not describe a `dataprune score` run")
