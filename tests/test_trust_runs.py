@@ -325,3 +325,44 @@ def test_second_score_on_same_out_is_refused(finished_run, data_dir, tmp_path, c
     assert (run / "config.json").exists() and not (fresh / "config.json").exists()
     # released: the run can be resumed now (the lock file stays, and --force keeps it too)
     assert "drop" in cli_error(capsys, "score", "--resume", run, "--epochs", 9)
+
+
+# ---------------------------------------------------------------------------------------------
+# item 8: the run's own log (never a stale or symlinked one); crash leftovers cleaned up
+
+def test_fresh_run_starts_its_own_log(data_dir, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "log.jsonl").write_text('{"epoch": 7}\n' * 5)
+    (out / ".config.json.abcd1234.tmp").write_text("half")
+    result = runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp",
+                            cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob",))
+    assert [r["epoch"] for r in result.history] == [0, 1]
+    assert not (out / ".config.json.abcd1234.tmp").exists()
+
+
+def test_symlinked_log_is_refused(finished_run, data_dir, tmp_path, capsys):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("mine\n")
+    run = unfinished(copy(finished_run, tmp_path))
+    (run / "log.jsonl").unlink()
+    (run / "log.jsonl").symlink_to(outside)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "log.jsonl").symlink_to(outside)
+    for args in (["--resume", run], ["--dataset", "idx", "--data-dir", data_dir, "--model", "mlp",
+                                     "--epochs", 1, "--out", fresh]):
+        assert "is a symbolic link" in cli_error(capsys, "score", "--quiet", *args)
+    assert outside.read_text() == "mine\n"
+
+
+def test_resume_removes_crash_leftovers(finished_run, tmp_path):
+    run = unfinished(copy(finished_run, tmp_path))
+    leftovers = [run / ".state.pt.k2j4_x9q.tmp", run / "dynamics" / ".meta.json.0a1b2c3d.tmp"]
+    for p in leftovers:
+        p.write_bytes(b"partial")
+    (run / ".notes.tmp").write_text("not ours")
+    torch.set_num_threads(json.loads((run / "config.json").read_text())["threads"])
+    runs.resume_score_run(run)  # nothing left to train: 3 of 3 epochs done, finishes the outputs
+    assert not any(p.exists() for p in leftovers) and (run / ".notes.tmp").exists()
+    assert len((run / "log.jsonl").read_text().splitlines()) == 3

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import glob
 import io
 import json
 import os
@@ -79,6 +80,21 @@ def clear_for_force(path: str | os.PathLike, owned: Callable[[Path], bool], what
             shutil.rmtree(e)
         else:
             e.unlink()
+
+
+def remove_stale_temps(directory: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Delete the temp files ``.<name>.XXXXXXXX.tmp`` that :func:`atomic_write_bytes` leaves
+    in ``directory`` when killed mid-write, for each of ``names``; returns those removed.
+    Call it only while no other process writes there (e.g. holding :func:`exclusive_lock`)."""
+    directory, removed = Path(directory), []
+    if not directory.is_dir():
+        return removed
+    for name in names:
+        for tmp in directory.glob(f".{glob.escape(name)}.*.tmp"):
+            if len(tmp.name) == len(name) + 14 and not tmp.is_dir():  # "." name "." 8 chars ".tmp"
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def check_writable(path: str | os.PathLike) -> None:

@@ -19,7 +19,7 @@ import torch
 from .. import __version__, integrity
 from ..errors import DataPruneError
 from ..fileio import (LOCK_FILE, atomic_write_bytes, atomic_write_json, atomic_write_text, clear_for_force,
-                      exclusive_lock, read_json)
+                      exclusive_lock, read_json, remove_stale_temps)
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
 from ..run_outputs import is_run_dir, save_final_outputs
 from ..store import Dynamics
@@ -114,7 +114,8 @@ def _refuse_existing_run(out: Path) -> None:
 
 def _epoch_logger(log_path: Path, log: Log | None, what: str) -> Callable[[int, dict[str, float]], None]:
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
-        with open(log_path, "a", encoding="utf-8") as f:
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        with open(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         if log:
             log(f"{what} epoch {epoch + 1}: loss {row['loss']:.4f}  train acc "
@@ -191,7 +192,7 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
     if keep_history == "none":
         config["window"] = window
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        _start_run_files(out, 0)
         atomic_write_json(out / "config.json", config)
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.train_x.shape[1], data.train_x.shape[-1])
@@ -274,7 +275,7 @@ def _resume_score_run(out: Path, *, log: Log | None, data: ImageData | None, pro
         if (out / "dynamics").exists():
             shutil.rmtree(out / "dynamics")
         recorder = _new_recorder(out, config, data, cfg, 0)
-        _truncate_lines(out / "log.jsonl", 0)
+        _start_run_files(out, 0)
         if log:
             log(f"resuming scoring run {out}: no epoch finished yet, starting from epoch 0")
         return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
@@ -305,7 +306,7 @@ def _resume_score_run(out: Path, *, log: Log | None, data: ImageData | None, pro
     del store
     recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
     recorder.load_state_dict(state.get("recorder", {}))
-    _truncate_lines(out / "log.jsonl", start)
+    _start_run_files(out, start)
     if log:
         note = (f"; discarded {recorded - store_epochs} epoch(s) the store recorded after that checkpoint"
                 if recorded > store_epochs else "")
@@ -331,13 +332,25 @@ def check_store_against_config(store: Dynamics, config: dict[str, Any], run_dir:
                              f"{where} (train_labels_digest); labels.npy or meta.json was replaced")
 
 
-def _truncate_lines(path: Path, keep: int) -> None:
-    """Atomically cut ``path`` to its first ``keep`` lines (an unfinished last line counts as one)."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if len(lines) > keep:
-        atomic_write_text(path, "".join(line + "\n" for line in lines[:keep]))
+#: files of a run directory (and of its store) written with a temp name and a rename; a
+#: crash can leave ``.<name>.XXXXXXXX.tmp`` behind, removed when the run is next started
+ATOMIC_FILES = {"": ("config.json", STATE_FILE, "checkpoint.pt", "log.jsonl", "features.npy",
+                     "final_logits.npy"), "dynamics": ("meta.json", "file_list.txt")}
+
+
+def _start_run_files(out: Path, log_rows: int) -> None:
+    """Remove temp files a crash left, and cut ``log.jsonl`` to its first ``log_rows`` rows
+    (0: a fresh run starts its own log). A symbolic link there is refused, never followed."""
+    for sub, names in ATOMIC_FILES.items():
+        remove_stale_temps(out / sub, names)
+    path = out / "log.jsonl"
+    if path.is_symlink():
+        raise DataPruneError(f"{path} is a symbolic link; refusing to write the run's log through it "
+                             "(remove it)")
+    if path.exists():
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if len(lines) > log_rows:  # an unfinished last line counts as one
+            atomic_write_text(path, "".join(line + "\n" for line in lines[:log_rows]))
 
 
 def _save_state(path: Path, epochs_done: int, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
