@@ -366,3 +366,37 @@ def test_resume_removes_crash_leftovers(finished_run, tmp_path):
     runs.resume_score_run(run)  # nothing left to train: 3 of 3 epochs done, finishes the outputs
     assert not any(p.exists() for p in leftovers) and (run / ".notes.tmp").exists()
     assert len((run / "log.jsonl").read_text().splitlines()) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# item 3: a full disk is a one-line error before any epoch (store files are preallocated)
+
+def test_store_files_are_allocated_not_sparse(tmp_path, monkeypatch):
+    import errno
+    import os
+    dp.Recorder(5000, tmp_path / "s", 3, epochs=40)
+    monkeypatch.setattr(os, "posix_fallocate", lambda *a: (_ for _ in ()).throw(OSError(errno.EOPNOTSUPP, "no")))
+    dp.Recorder(5000, tmp_path / "fallback", 3, epochs=40)  # file systems without fallocate
+    for store in ("s", "fallback"):
+        for name in ("prob.npy", "correct.npy", "labels.npy"):
+            st = (tmp_path / store / name).stat()
+            assert st.st_blocks * 512 >= st.st_size, (store, name)
+
+
+def test_disk_full_is_one_line_and_resumable(data_dir, finished_run, tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    out = tmp_path / "r"
+    err = cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp", "--epochs", 3,
+                    "--batch-size", 32, "--signals", "prob,correct", "--out", out, "--quiet")
+    assert re.search(r"no space left on device \(needs \d+ bytes at .*/r/dynamics/\w+\.npy; \d+ bytes free\)", err), err
+    with pytest.raises(dp.errors.DataPruneError, match="no space left on device"):
+        dp.Recorder(4, tmp_path / "s", 3)
+    monkeypatch.undo()
+    dp.Recorder(4, tmp_path / "s", 3, force=True)  # the cut-short store is recognised as one
+    torch.set_num_threads(json.loads((finished_run / "config.json").read_text())["threads"])
+    assert runs.resume_score_run(out).resumed_from == 0
+    assert dp.Dynamics.open(out).fingerprint == dp.Dynamics.open(finished_run).fingerprint

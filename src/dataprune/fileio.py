@@ -1,6 +1,7 @@
 """Atomic, no-clobber file output: write to a temp name, then rename into place."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import io
@@ -112,6 +113,17 @@ def check_writable(path: str | os.PathLike) -> None:
         raise DataPruneError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+def no_space_error(size: int, path: str | os.PathLike) -> DataPruneError:
+    """The one-line error for a full disk: what was needed, where, and what is free."""
+    path = Path(path)
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free} bytes free"
+    except OSError:
+        free = ""
+    return DataPruneError(f"no space left on device (needs {size} bytes at {path}{free}); free some "
+                          "space, then resume or rerun")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     path = Path(path)
@@ -124,8 +136,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space_error(len(data), path) from None
         raise
 
 

@@ -13,6 +13,7 @@ store that claims more epochs than were written.
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from .errors import DataPruneError, StoreError
-from .fileio import atomic_write_json, clear_for_force, read_json, refuse_overwrite
+from .fileio import atomic_write_json, clear_for_force, no_space_error, read_json, refuse_overwrite
 from .integrity import (check_range, fingerprint_of, initial_digest, int64_digest, next_digest,
                         state_digest)
 
@@ -267,12 +268,45 @@ def _validate_meta(path: Path, meta: Any) -> None:
         raise StoreError(f"{path / 'meta.json'} has keep_history='none' but no integer 'window'")
 
 
+def new_npy(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """A new zero-filled ``.npy`` memory map whose disk blocks are allocated now.
+
+    Writes through a map of a sparse file fail with SIGBUS (a bare "Bus error") when the
+    disk fills; allocating up front (``posix_fallocate``, or writing zeros where the file
+    system lacks it) turns a full disk into a one-line error here, before any epoch.
+    """
+    try:
+        arr = open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        size, offset = path.stat().st_size, arr.offset
+        with open(path, "r+b") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, size)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                zeros = bytes(1 << 24)  # the data region is all zeros yet: write them for real
+                for start in range(offset, size, len(zeros)):
+                    os.pwrite(f.fileno(), zeros[: min(len(zeros), size - start)], start)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space_error(int(np.prod(shape)) * np.dtype(dtype).itemsize, path) from None
+        raise
+    return arr
+
+
+#: the array files a store writer creates before its first ``meta.json``
+_ARRAY_FILES = {f"{s}.npy" for s in [*SIGNAL_DTYPES, "labels", "prob_ring", "unc_sum_a", "unc_sum_b",
+                                     "unc_count_a", "unc_count_b"]}
+
+
 def is_store_dir(path: Path) -> bool:
-    """Whether ``path`` holds a dataprune dynamics store (its ``meta.json`` says so)."""
+    """Whether ``path`` holds a dataprune dynamics store (its ``meta.json`` says so), or the
+    array files of one whose creation was cut short (before its first ``meta.json``)."""
     try:
         meta = read_json(path / "meta.json")
     except DataPruneError:
-        return False
+        names = {e.name for e in path.iterdir()} if path.is_dir() else set()
+        return bool(names) and names <= _ARRAY_FILES
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
@@ -327,8 +361,7 @@ class StoreWriter:
         self.capacity = max(1, int(capacity))
         self.signals = signals
         self.arrays = {s: self._new_array(s, self.capacity) for s in signals}
-        self.labels = open_memmap(self.path / "labels.npy", mode="w+", dtype=np.int64,
-                                  shape=(self.num_samples,))
+        self.labels = new_npy(self.path / "labels.npy", np.int64, (self.num_samples,))
         self.labels[:] = -1 if labels is None else np.asarray(labels, dtype=np.int64)
         self.labels.flush()
         self.meta: dict[str, Any] = {
@@ -390,15 +423,14 @@ class StoreWriter:
 
     def _new_array(self, signal: str, capacity: int) -> np.ndarray:
         file = self.path / f"{signal}.npy"
-        return open_memmap(file, mode="w+", dtype=SIGNAL_DTYPES[signal],
-                           shape=(capacity, self.num_samples))
+        return new_npy(file, SIGNAL_DTYPES[signal], (capacity, self.num_samples))
 
     def _grow(self) -> None:
         new_capacity = self.capacity * 2
         k = self.meta["epochs"]
         for s, old in self.arrays.items():
             tmp = self.path / f".{s}.grow.npy"
-            new = open_memmap(tmp, mode="w+", dtype=old.dtype, shape=(new_capacity, self.num_samples))
+            new = new_npy(tmp, old.dtype, (new_capacity, self.num_samples))
             new[:k] = old[:k]
             new.flush()
             del new
@@ -452,17 +484,16 @@ class RingStoreWriter:
         self.num_samples = n = int(num_samples)
         self.window = int(window)
         self.signals = ["prob"]
-        self.ring = open_memmap(self.path / "prob_ring.npy", mode="w+", dtype=np.float16,
-                                shape=(self.window + 1, n))
+        self.ring = new_npy(self.path / "prob_ring.npy", np.float16, (self.window + 1, n))
         self.ring[:] = np.nan
         self.sums = {}
         for tag in ("a", "b"):
-            s = open_memmap(self.path / f"unc_sum_{tag}.npy", mode="w+", dtype=np.float64, shape=(n,))
-            c = open_memmap(self.path / f"unc_count_{tag}.npy", mode="w+", dtype=np.int32, shape=(n,))
+            s = new_npy(self.path / f"unc_sum_{tag}.npy", np.float64, (n,))
+            c = new_npy(self.path / f"unc_count_{tag}.npy", np.int32, (n,))
             s[:] = 0.0
             c[:] = 0
             self.sums[tag] = (s, c)
-        self.labels = open_memmap(self.path / "labels.npy", mode="w+", dtype=np.int64, shape=(n,))
+        self.labels = new_npy(self.path / "labels.npy", np.int64, (n,))
         self.labels[:] = -1 if labels is None else np.asarray(labels, dtype=np.int64)
         for a in (self.ring, self.labels, *self.sums["a"], *self.sums["b"]):
             a.flush()
