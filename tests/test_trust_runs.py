@@ -400,3 +400,68 @@ def test_disk_full_is_one_line_and_resumable(data_dir, finished_run, tmp_path, m
     torch.set_num_threads(json.loads((finished_run / "config.json").read_text())["threads"])
     assert runs.resume_score_run(out).resumed_from == 0
     assert dp.Dynamics.open(out).fingerprint == dp.Dynamics.open(finished_run).fingerprint
+
+
+# ---------------------------------------------------------------------------------------------
+# item 9: --nproc ranks die with their launcher; a dead rank is one line from the launcher
+
+def _launch_ddp(data_dir: Path, out: Path):
+    import os
+    import subprocess
+    import sys
+    import time
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    env.pop("WORLD_SIZE", None)
+    launcher = subprocess.Popen([sys.executable, "-m", "dataprune", "score", "--nproc", "2", "--dataset", "idx",
+                                 "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "500",
+                                 "--batch-size", "16", "--signals", "prob", "--out", str(out), "--quiet"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 150
+    while not ((out / "log.jsonl").exists() and (out / "log.jsonl").read_text().count("\n") >= 1):
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.communicate()
+        time.sleep(0.2)
+    ranks = [int(p) for p in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()]
+    assert len(ranks) == 2
+    return launcher, ranks
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.timeout(200)
+def test_killing_the_launcher_kills_the_ranks(data_dir, tmp_path):
+    import os
+    import signal
+    import time
+    launcher, ranks = _launch_ddp(data_dir, tmp_path / "r")
+    try:
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        deadline = time.monotonic() + 20
+        while not all(_gone(p) for p in ranks) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(_gone(p) for p in ranks)
+    finally:
+        for p in ranks:
+            if not _gone(p):
+                os.kill(p, signal.SIGKILL)
+    assert not json.loads((tmp_path / "r" / "config.json").read_text())["finished"]
+
+
+@pytest.mark.timeout(200)
+def test_dead_rank_is_one_line_from_the_launcher(data_dir, tmp_path):
+    import os
+    import signal
+    launcher, ranks = _launch_ddp(data_dir, tmp_path / "r")
+    os.kill(ranks[1], signal.SIGKILL)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 2
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "dataprune score: error: rank 1 died (signal 9)", err
+    assert all(_gone(p) for p in ranks)

@@ -80,9 +80,14 @@ def run(args: argparse.Namespace) -> int:
     if ddp.env_world_size() == 1:
         set_threads(args.threads)
     signals = resolve_signals(args.signals, args.keep_history)
-    result = score_run(args.out, data_spec(args), model=args.model, cfg=train_config(args),
-                       record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
-                       progress=not args.quiet, keep_history=args.keep_history, window=args.window)
+    try:
+        result = score_run(args.out, data_spec(args), model=args.model, cfg=train_config(args),
+                           record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
+                           progress=not args.quiet, keep_history=args.keep_history, window=args.window)
+    except ddp.RankLost:
+        if os.environ.get(ddp.LAUNCHED):
+            return ddp.RANK_LOST_EXIT  # silently: the launcher says which rank died
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"scoring run written to {result.run_dir} ({result.seconds:.0f} s of training)")
     return 0

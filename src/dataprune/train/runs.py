@@ -171,6 +171,10 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
                               signals=signals, log=log if rank == 0 else None, data=data,
                               progress=progress and rank == 0, keep_history=keep_history,
                               window=window, rank=rank, world=world)
+    except Exception as e:
+        if world > 1 and ddp.is_rank_lost(e):
+            raise ddp.RankLost(f"rank {rank}: another rank died ({' '.join(str(e).split())[:160]})") from None
+        raise
     finally:
         if created:
             torch.distributed.destroy_process_group()
