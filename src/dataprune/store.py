@@ -4,12 +4,16 @@ Layout (format version 1)::
 
     meta.json      {"format": "dataprune-dynamics", "version": 1, "num_samples": N,
                     "num_classes": C, "epochs": K_recorded, "capacity": K_capacity,
-                    "signals": [...], "view": "clean"|"train", "fingerprint": "...", ...}
+                    "signals": [...], "view": "clean"|"train", "digests": {...},
+                    "fingerprint": "...", ...}
     labels.npy     (N,) int64, -1 where no label was seen
     <signal>.npy   (K_capacity, N), one row per epoch; only the first ``epochs`` rows are valid
 
 ``meta.json`` is replaced atomically after each finished epoch, so a crash never leaves a
-store that claims more epochs than were written.
+store that claims more epochs than were written. ``digests`` (labels and one hash chain per
+signal, see :mod:`dataprune.integrity`) make up the ``fingerprint``;
+:meth:`Dynamics.verify` checks the content against them. Array files are allocated on
+disk when created (:func:`new_npy`), so a full disk fails early with a clear error.
 """
 from __future__ import annotations
 
@@ -383,8 +387,9 @@ class StoreWriter:
         ``epochs`` truncates the store to its first ``epochs`` epochs: a crash between
         writing an epoch and checkpointing the training state leaves one epoch more in the
         store than in the checkpoint. Rows beyond ``epochs`` are ignored and later
-        overwritten; the fingerprint is recomputed from the kept rows and, if
-        ``fingerprint`` is given (the one saved with the checkpoint), must match it.
+        overwritten; the whole store is verified first (:meth:`Dynamics.verify`), the
+        fingerprint is recomputed from the kept rows and, if ``fingerprint`` is given (the
+        one saved with the checkpoint), must match it.
         """
         dyn = Dynamics.open(path)
         path = dyn.path
