@@ -465,3 +465,42 @@ def test_dead_rank_is_one_line_from_the_launcher(data_dir, tmp_path):
     assert launcher.returncode == 2
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "dataprune score: error: rank 1 died (signal 9)", err
     assert all(_gone(p) for p in ranks)
+
+
+# ---------------------------------------------------------------------------------------------
+# reference tests of the integrity helpers (obvious loops vs the fast paths)
+
+@pytest.mark.parametrize("seed", range(6))
+def test_check_range_matches_a_loop(seed):
+    from dataprune.integrity import check_range
+    rng = np.random.default_rng(seed)
+    shape = (3, 17) if seed % 2 else (40,)
+    row = rng.uniform(-0.05 * (seed % 3), 1 + 0.05 * (seed % 3), shape).astype(np.float16)
+    row[rng.random(shape) < 0.2] = np.nan
+    ok = all(np.isnan(v) or 0.0 <= v <= 1.0 for v in row.ravel().tolist())
+    if ok:
+        check_range("prob", row, "x")
+    else:
+        with pytest.raises(ValueError, match="x holds prob="):
+            check_range("prob", row, "x")
+    ints = rng.integers(-2 if seed % 3 == 0 else -1, 2, 30).astype(np.int8)
+    ok = all(v in (-1, 0, 1) for v in ints.tolist())
+    if ok:
+        check_range("correct", ints, "y")
+    else:
+        with pytest.raises(ValueError, match="y holds correct=-2"):
+            check_range("correct", ints, "y")
+
+
+def test_digest_chain_matches_hashlib():
+    import hashlib
+    from dataprune.integrity import initial_digest, next_digest
+    rows = np.random.default_rng(0).random((3, 5)).astype(np.float16)
+    d = hashlib.blake2b(b"5:3:prob", digest_size=16).hexdigest()
+    assert initial_digest(5, 3, "prob") == d
+    for r in rows:
+        d = hashlib.blake2b(d.encode() + r.tobytes(), digest_size=16).hexdigest()
+    fast = initial_digest(5, 3, "prob")
+    for r in rows:
+        fast = next_digest(fast, r)
+    assert fast == d

@@ -76,7 +76,7 @@ def check_range(signal: str, row: np.ndarray, where: str, low: float | None = No
     row = np.asarray(row)
     if np.issubdtype(row.dtype, np.floating):
         wide = row.astype(np.float32, copy=False)  # float16 arithmetic is slow in NumPy
-        if not np.fmax.reduce(wide) > high and not np.fmin.reduce(wide) < low:  # NaN skipped
+        if not np.fmax.reduce(wide, axis=None) > high and not np.fmin.reduce(wide, axis=None) < low:
             return
         with np.errstate(invalid="ignore"):
             bad = ~(np.isnan(row) | ((row >= low) & (row <= high)))
@@ -84,6 +84,7 @@ def check_range(signal: str, row: np.ndarray, where: str, low: float | None = No
         bad = ~((row == -1) | ((row >= low) & (row <= high)))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
+        at = f"sample {i}" if row.ndim == 1 else f"index {tuple(int(j) for j in np.unravel_index(i, row.shape))}"
         missing = "NaN" if np.issubdtype(row.dtype, np.floating) else "-1"
-        raise ValueError(f"{where} holds {signal}={row[i].item()!r} at sample {i} ({int(bad.sum())} such "
+        raise ValueError(f"{where} holds {signal}={row.ravel()[i].item()!r} at {at} ({int(bad.sum())} such "
                          f"values); expected values in [{low}, {high}] or {missing} (not observed)")

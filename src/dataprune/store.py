@@ -224,7 +224,7 @@ class Dynamics:
             if isinstance(e, StoreError):
                 raise
             raise StoreError(str(e)) from None
-        return out
+        return {k: v for k, v in out.items() if v is not None}  # the signals checked
 
     def _labels_digest_after(self, epochs: int) -> str:
         """The labels digest after ``epochs`` epochs (labels learned from targets change it)."""
