@@ -121,7 +121,8 @@ RANK_LOST_EXIT = 3
 
 
 class RankLost(DataPruneError):
-    """Another rank of the process group died (its transport connection broke)."""
+    """Another rank of the process group failed or died; this rank stops too (quietly
+    under :func:`launch`, which reports the rank that caused it)."""
 
 
 def is_rank_lost(error: BaseException) -> bool:

@@ -163,7 +163,7 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
             msg = [None if error is None else f"{type(error).__name__}: {error}"]
             torch.distributed.broadcast_object_list(msg, 0)
             if msg[0] is not None and error is None:
-                raise DataPruneError(f"rank 0 failed: {msg[0]}")
+                raise ddp.RankLost(f"rank 0 failed: {msg[0]}")
         if error is not None:
             raise error
         with lock:
