@@ -504,3 +504,20 @@ def test_digest_chain_matches_hashlib():
     for r in rows:
         fast = next_digest(fast, r)
     assert fast == d
+
+
+@pytest.mark.timeout(120)
+def test_user_error_under_nproc_is_one_line(finished_run, data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    run = unfinished(copy(finished_run, tmp_path))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", "dataprune", "score", "--nproc", "2", "--dataset", "idx",
+                           "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "1", "--out", str(run),
+                           "--quiet"], env=env, capture_output=True, text=True, timeout=100)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1 and "continue it with `dataprune score --resume" in done.stderr
