@@ -158,14 +158,19 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     me = os.getpid()
     procs = [subprocess.Popen([sys.executable, "-m", "dataprune", *argv], preexec_fn=lambda: _die_with(me),
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(nproc)]
+    grace = None  # a rank that stopped for another's failure: give that one time to exit
     try:
         while True:
             codes = [p.poll() for p in procs]
             if all(c == 0 for c in codes):
                 return 0
             failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
-            if failed:
+            if failed and (any(c != RANK_LOST_EXIT for _, c in failed) or None not in codes):
                 break
+            if failed:
+                grace = grace or time.monotonic() + 10
+                if time.monotonic() > grace:
+                    break
             time.sleep(0.05)
     finally:
         for p in procs:
