@@ -56,8 +56,13 @@ def test_sigkill_mid_epoch_then_resume_is_identical(tiny_idx_dir, tmp_path):
     victim = subprocess.Popen([*args, "--out", str(killed)], env=env, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        log = killed / "log.jsonl"
-        while not (log.exists() and len(log.read_text().splitlines()) >= 2):
+        log, state_file = killed / "log.jsonl", killed / "state.pt"
+
+        def epochs_checkpointed() -> int:  # state.pt is written after the log row: wait for both
+            if not (log.exists() and len(log.read_text().splitlines()) >= 2 and state_file.exists()):
+                return 0
+            return int(torch.load(state_file, weights_only=True)["epoch"])  # replaced atomically
+        while epochs_checkpointed() < 2:
             assert victim.poll() is None, victim.stderr.read().decode()
             assert time.monotonic() < deadline, "the scoring run never finished epoch 2"
             time.sleep(0.02)
@@ -153,10 +158,12 @@ def test_recorder_resume_truncates_and_continues(tmp_path):
     _record(full, range(5))  # capacity grows from 2 to 8
     part = dp.Recorder(20, tmp_path / "part", 3, signals=signals, epochs=2)
     _record(part, range(2))
-    after_two = part.fingerprint
+    after_two, digests_two = part.fingerprint, dict(dp.Dynamics.open(tmp_path / "part").meta["digests"])
     _record(part, range(2, 4))  # epochs 2 and 3 will be discarded: "recorded after the checkpoint"
     rec = dp.Recorder.resume(tmp_path / "part", epochs=2, fingerprint=after_two)
-    assert rec.epoch == 2 and rec.fingerprint == after_two  # recomputed from the kept rows
+    # signal digests recomputed from the kept rows; labels first seen in epochs 2-3 stay
+    digests = dp.Dynamics.open(tmp_path / "part").meta["digests"]
+    assert rec.epoch == 2 and {s: digests[s] for s in signals} == {s: digests_two[s] for s in signals}
     assert dp.Dynamics.open(tmp_path / "part").epochs == 2
     _record(rec, range(2, 5))
     a, b = dp.Dynamics.open(tmp_path / "full"), dp.Dynamics.open(tmp_path / "part")

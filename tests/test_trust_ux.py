@@ -285,7 +285,8 @@ def test_inf_probabilities_are_invalid_not_unobserved(tmp_path, capsys):
     for method, params in (("dyn-unc", ["--window", 2]), ("cartography", [])):
         err = cli_error(capsys, "select", tmp_path / "s", "--method", method, *params, "--prune-ratio", 0.5,
                         "--out", tmp_path / "k.txt")
-        assert "infinite values at 1 samples (first: sample 3)" in err and "never observed" not in err
+        # the CLI verifies the store's value ranges before scoring (trust-runs item 4)
+        assert "holds prob=inf at sample 3" in err and "never observed" not in err
 
 
 # --- item 19: small CLI wording ---------------------------------------------------------------

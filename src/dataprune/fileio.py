@@ -1,13 +1,17 @@
 """Atomic, no-clobber file output: write to a temp name, then rename into place."""
 from __future__ import annotations
 
-import contextlib
+import errno
+import fcntl
+import glob
 import io
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -30,6 +34,70 @@ def refuse_overwrite(path: str | os.PathLike, force: bool) -> None:
         raise DataPruneError(f"{path} already exists; pass --force (force=True) to overwrite it")
 
 
+#: the lock file :func:`exclusive_lock` holds in a directory (kept by :func:`clear_for_force`)
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def exclusive_lock(directory: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory/.lock`` (created, with ``directory``, if
+    missing) while the block runs; another process already holding it gets a one-line
+    error naming its pid. The kernel drops the lock when the holder exits, even killed."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, _FILE_MODE)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise DataPruneError(f"{directory} is in use by another {what} (pid {pid}); wait for it "
+                                 "to finish or stop it, then try again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def clear_for_force(path: str | os.PathLike, owned: Callable[[Path], bool], what: str,
+                    keep: Iterable[str] = ()) -> None:
+    """``--force``: delete everything in the directory ``path`` except the names in ``keep``,
+    but only if it is empty (``keep`` aside) or ``owned(path)`` says dataprune made it (a
+    ``what``); anything else is refused, so --force never deletes a user's own folder."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise DataPruneError(f"--force: {path} is a file, not a {what}; expected a directory")
+    keep = set(keep)
+    entries = [e for e in path.iterdir() if e.name not in keep]
+    if entries and not owned(path):
+        names = ", ".join(sorted(e.name for e in entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise DataPruneError(f"--force: refusing to delete {path}: it is not a {what} (it holds {names}); "
+                             "delete it yourself or choose another output directory")
+    for e in entries:
+        if e.is_dir() and not e.is_symlink():
+            shutil.rmtree(e)
+        else:
+            e.unlink()
+
+
+def remove_stale_temps(directory: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Delete the temp files ``.<name>.XXXXXXXX.tmp`` that :func:`atomic_write_bytes` leaves
+    in ``directory`` when killed mid-write, for each of ``names``; returns those removed.
+    Call it only while no other process writes there (e.g. holding :func:`exclusive_lock`)."""
+    directory, removed = Path(directory), []
+    if not directory.is_dir():
+        return removed
+    for name in names:
+        for tmp in directory.glob(f".{glob.escape(name)}.*.tmp"):
+            if len(tmp.name) == len(name) + 14 and not tmp.is_dir():  # "." name "." 8 chars ".tmp"
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Raise a one-line error now, before any long work, if a file could not be written at
     ``path`` later: its folder cannot be created, is read-only, or ``path`` is a directory."""
@@ -45,10 +113,22 @@ def check_writable(path: str | os.PathLike) -> None:
         raise DataPruneError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-@contextlib.contextmanager
+def no_space_error(size: int | None, path: str | os.PathLike) -> DataPruneError:
+    """The one-line error for a full disk: what was needed (when known), where, what is free."""
+    path = Path(path)
+    try:
+        free = f"; {shutil.disk_usage(path.parent).free} bytes free"
+    except OSError:
+        free = ""
+    need = f"needs {size} bytes at {path}" if size is not None else f"writing {path}"
+    return DataPruneError(f"no space left on device ({need}{free}); free some space, then resume or rerun")
+
+
+@contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through: a temp file in the same folder, renamed into
-    place with ``os.replace`` when the block ends without error (deleted otherwise)."""
+    place with ``os.replace`` when the block ends without error (deleted otherwise; a full
+    disk is a one-line :func:`no_space_error`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -59,8 +139,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space_error(None, path) from None
         raise
 
 

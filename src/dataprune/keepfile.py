@@ -2,7 +2,6 @@
 with a ``<name>.json`` manifest beside them."""
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 
 from .errors import DataPruneError
 from .fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json, read_json, refuse_overwrite
+from .integrity import int64_digest
 
 SUFFIXES = (".txt", ".npy")
 #: one index per line: ASCII digits only (``int()`` would also take "1_000", "+3" or
@@ -27,7 +27,7 @@ def manifest_path(path: str | os.PathLike) -> Path:
 def labels_digest(labels: Any) -> str:
     """Hash of (N,) integer training labels (blake2b-128 of their int64 bytes): a keep file's
     manifest records the labels it was selected on, so it is refused on other data."""
-    return hashlib.blake2b(np.ascontiguousarray(labels, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
+    return int64_digest(labels)
 
 
 def source_info(labels: Any, data_dir: str | os.PathLike | None) -> dict[str, Any]:
@@ -54,12 +54,14 @@ def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[s
     for p in (path, manifest_path(path)):
         refuse_overwrite(p, force)
     indices = np.asarray(indices, dtype=np.int64)
+    # manifest first, keep file last: a keep file on disk always has its manifest, and
+    # keep_digest tells a manifest from an older keep file left by a crash in between
+    atomic_write_json(manifest_path(path), {**manifest, "kept": int(len(indices)),
+                                            "keep_file": path.name, "keep_digest": int64_digest(np.sort(indices))})
     if path.suffix == ".npy":
         atomic_save_npy(path, indices)
     else:
         atomic_write_bytes(path, "".join(f"{i}\n" for i in indices.tolist()).encode())
-    atomic_write_json(manifest_path(path), {**manifest, "kept": int(len(indices)),
-                                            "keep_file": path.name})
     return path
 
 
@@ -133,6 +135,9 @@ def read_keep(path: str | os.PathLike, num_samples: int | None = None, *,
         if kept is not None and int(kept) != idx.size:
             raise DataPruneError(f"keep file {path} holds {idx.size} indices but {manifest.name} says "
                                  f"{kept} were kept; the file is truncated or was edited")
+        if info.get("keep_digest") not in (None, int64_digest(uniq)):
+            raise DataPruneError(f"keep file {path} does not match {manifest.name} (keep_digest): it was "
+                                 "edited, or a crash left an older keep file; select again")
         name = info.get("dataset")
         if dataset is not None and name is not None and name != dataset:
             raise DataPruneError(f"keep file {path} was selected on dataset {name!r} (see {manifest.name}) "

@@ -228,8 +228,8 @@ class Recorder:
 
         ``epochs`` (default: all the store holds) and ``fingerprint`` are those saved with the
         training checkpoint being resumed; an extra epoch written after that checkpoint is
-        discarded (see :meth:`~dataprune.store.StoreWriter.open_existing`). Labels first seen
-        in a discarded epoch stay in ``labels.npy``.
+        discarded (see :meth:`~dataprune.store.StoreWriter.open_existing`, which verifies
+        the store's content first). Labels first seen in a discarded epoch stay in ``labels.npy``.
         """
         if nan_policy not in ("raise", "omit"):
             raise DataPruneError(f"nan_policy={nan_policy!r}; expected 'raise' or 'omit'")

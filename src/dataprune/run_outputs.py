@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import DataPruneError
-from .fileio import atomic_save_npy, refuse_overwrite
+from .fileio import atomic_save_npy, read_json, refuse_overwrite
 
 FEATURES_FILE = "features.npy"
 LOGITS_FILE = "final_logits.npy"
@@ -69,6 +69,15 @@ def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *
     atomic_save_npy(paths[0], logits)
     atomic_save_npy(paths[1], f16)
     return paths
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a run directory of ``dataprune score`` (its ``config.json`` says so)."""
+    try:
+        config = read_json(path / "config.json")
+    except DataPruneError:
+        return False
+    return isinstance(config, dict) and config.get("command") == "score"
 
 
 def run_dir_of(dynamics_or_path: Any) -> Path:

@@ -4,18 +4,21 @@ Layout (format version 1)::
 
     meta.json      {"format": "dataprune-dynamics", "version": 1, "num_samples": N,
                     "num_classes": C, "epochs": K_recorded, "capacity": K_capacity,
-                    "signals": [...], "view": "clean"|"train", "fingerprint": "...", ...}
+                    "signals": [...], "view": "clean"|"train", "digests": {...},
+                    "fingerprint": "...", ...}
     labels.npy     (N,) int64, -1 where no label was seen
     <signal>.npy   (K_capacity, N), one row per epoch; only the first ``epochs`` rows are valid
 
 ``meta.json`` is replaced atomically after each finished epoch, so a crash never leaves a
-store that claims more epochs than were written.
+store that claims more epochs than were written. ``digests`` (labels and one hash chain per
+signal, see :mod:`dataprune.integrity`) make up the ``fingerprint``;
+:meth:`Dynamics.verify` checks the content against them. Array files are allocated on
+disk when created (:func:`new_npy`), so a full disk fails early with a clear error.
 """
 from __future__ import annotations
 
-import hashlib
+import errno
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -24,7 +27,9 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from .errors import DataPruneError, StoreError
-from .fileio import atomic_write_json, read_json, refuse_overwrite
+from .fileio import atomic_write_json, clear_for_force, no_space_error, read_json, refuse_overwrite
+from .integrity import (check_range, fingerprint_of, initial_digest, int64_digest, next_digest,
+                        state_digest)
 
 FORMAT = "dataprune-dynamics"
 VERSION = 1
@@ -160,8 +165,81 @@ class Dynamics:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of everything recorded so far (updated as each epoch is written)."""
+        """Hash of everything recorded so far (labels and every signal; updated as each epoch
+        is written); :meth:`verify` checks that the content still matches it."""
         return str(self.meta["fingerprint"])
+
+    def verify(self, signals: Iterable[str] | None = None) -> None:
+        """Check the content against the digests in ``meta.json`` and each value's range.
+
+        ``signals``: those to read and hash (default: all recorded; names the store lacks are
+        skipped). ``labels.npy``, the signal list and the fingerprint are always checked, in
+        O(N). Each checked signal is read once, row by row, like a method that scores it.
+        A ``keep_history="none"`` store checks its ring and running sums instead.
+        Raises :class:`StoreError` naming the file that does not match.
+        """
+        self.digests_after(self.epochs, signals)
+
+    def digests_after(self, epochs: int, signals: Iterable[str] | None = None) -> dict[str, str]:
+        """Verify (see :meth:`verify`) and return the content digests the store had after its
+        first ``epochs`` epochs (``fingerprint_of`` of them is its fingerprint then)."""
+        meta_file = self.path / "meta.json"
+        digests = self.meta.get("digests")
+        if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+            raise StoreError(f"{meta_file} has no content digests (a store written by an older "
+                             "dataprune); its content cannot be verified: record it again")
+        ring = self.keep_history == "none"
+        expected = {"labels", "state"} if ring else {"labels", *self.signals}
+        if set(digests) != expected:
+            raise StoreError(f"{meta_file} lists signals {self.signals} but its digests cover "
+                             f"{sorted(set(digests) - {'labels'})}; meta.json was edited")
+        if fingerprint_of(digests) != self.fingerprint:
+            raise StoreError(f"{meta_file} has fingerprint {self.fingerprint} but its digests give "
+                             f"{fingerprint_of(digests)}; meta.json was edited")
+        if int64_digest(self.labels) != digests["labels"]:
+            raise StoreError(f"{self.path / 'labels.npy'} does not match the store's fingerprint "
+                             "(changed after it was written)")
+        try:
+            check_range("labels", self.labels, str(self.path / "labels.npy"), -1, self.num_classes - 1)
+            if ring:
+                self._verify_ring(digests["state"])
+                return {"labels": digests["labels"], "state": digests["state"]}
+            out = {"labels": self._labels_digest_after(epochs)}
+            wanted = self.signals if signals is None else [s for s in signals if s in self.signals]
+            for s in self.signals:
+                d = initial_digest(self.num_samples, self.num_classes, s)
+                out[s] = d if epochs == 0 else None
+                if s not in wanted:
+                    continue
+                for e in range(self.epochs):
+                    row = np.asarray(self._arrays[s][e])
+                    check_range(s, row, f"{self.path / (s + '.npy')} epoch {e}")
+                    d = next_digest(d, row)
+                    if e + 1 == epochs:
+                        out[s] = d
+                if d != digests[s]:
+                    raise StoreError(f"{self.path / (s + '.npy')} does not match the store's "
+                                     "fingerprint (changed or corrupted after it was written)")
+        except ValueError as e:
+            if isinstance(e, StoreError):
+                raise
+            raise StoreError(str(e)) from None
+        return {k: v for k, v in out.items() if v is not None}  # the signals checked
+
+    def _labels_digest_after(self, epochs: int) -> str:
+        """The labels digest after ``epochs`` epochs (labels learned from targets change it)."""
+        history = self.meta.get("labels_history") or [[0, self.meta["digests"]["labels"]]]
+        return str([d for k, d in history if k <= epochs][-1])
+
+    def _verify_ring(self, digest: str) -> None:
+        where = str(self.path / "prob_ring.npy")
+        check_range("prob", self._ring, where)
+        windows = max(0, self.epochs - int(self.window))
+        check_range("unc_count", self._unc_count, where.replace("prob_ring", "unc_count"), 0, windows)
+        check_range("unc_sum", self._unc_sum, where.replace("prob_ring", "unc_sum"), 0.0, float(windows))
+        if state_digest([self._ring, self._unc_sum, self._unc_count]) != digest:
+            raise StoreError(f"the ring or running sums of {self.path} do not match the store's "
+                             "fingerprint (changed or corrupted after they were written)")
 
     def __repr__(self) -> str:
         return (f"Dynamics({str(self.path)!r}, N={self.num_samples}, K={self.epochs}, "
@@ -194,28 +272,76 @@ def _validate_meta(path: Path, meta: Any) -> None:
         raise StoreError(f"{path / 'meta.json'} has keep_history='none' but no integer 'window'")
 
 
-def initial_fingerprint(num_samples: int, num_classes: int, signals: list[str]) -> str:
-    """The fingerprint of an empty store (0 epochs)."""
-    return hashlib.blake2b(f"{num_samples}:{num_classes}:{signals}".encode(), digest_size=16).hexdigest()
+def new_npy(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+    """A new zero-filled ``.npy`` memory map whose disk blocks are allocated now.
+
+    Writes through a map of a sparse file fail with SIGBUS (a bare "Bus error") when the
+    disk fills; allocating up front (``posix_fallocate``, or writing zeros where the file
+    system lacks it) turns a full disk into a one-line error here, before any epoch.
+    """
+    try:
+        arr = open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        size, offset = path.stat().st_size, arr.offset
+        with open(path, "r+b") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, size)
+            except OSError as e:
+                if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                zeros = bytes(1 << 24)  # the data region is all zeros yet: write them for real
+                for start in range(offset, size, len(zeros)):
+                    os.pwrite(f.fileno(), zeros[: min(len(zeros), size - start)], start)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise no_space_error(int(np.prod(shape)) * np.dtype(dtype).itemsize, path) from None
+        raise
+    return arr
 
 
-def next_fingerprint(previous: str, signals: Iterable[str], rows: Mapping[str, np.ndarray]) -> str:
-    """The fingerprint after appending one epoch of ``rows`` (already in the store's dtypes)."""
-    h = hashlib.blake2b(previous.encode(), digest_size=16)
-    for s in signals:
-        h.update(s.encode())
-        h.update(np.ascontiguousarray(rows[s]).tobytes())
-    return h.hexdigest()
+#: the array files a store writer creates before its first ``meta.json``
+_ARRAY_FILES = {f"{s}.npy" for s in [*SIGNAL_DTYPES, "labels", "prob_ring", "unc_sum_a", "unc_sum_b",
+                                     "unc_count_a", "unc_count_b"]}
 
 
-def merge_labels(labels: np.ndarray, labels_seen: np.ndarray | None) -> None:
-    """Fill still-unknown (-1) entries of the (N,) ``labels`` memmap from ``labels_seen``."""
+def is_store_dir(path: Path) -> bool:
+    """Whether ``path`` holds a dataprune dynamics store (its ``meta.json`` says so), or the
+    array files of one whose creation was cut short (before its first ``meta.json``)."""
+    try:
+        meta = read_json(path / "meta.json")
+    except DataPruneError:
+        names = {e.name for e in path.iterdir()} if path.is_dir() else set()
+        return bool(names) and names <= _ARRAY_FILES
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def prepare_store_dir(path: Path, force: bool) -> None:
+    """Create ``path`` for a new store: an existing store is refused without ``force`` and
+    replaced with it; a directory that is neither empty nor a store is never deleted."""
+    if (path / "meta.json").exists():
+        refuse_overwrite(path, force)
+    if force:
+        clear_for_force(path, is_store_dir, "dataprune dynamics store")
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def _set_digests(meta: dict[str, Any], digests: Mapping[str, str]) -> None:
+    """Store the content ``digests`` and the fingerprint made of them in ``meta``."""
+    meta["digests"] = dict(digests)
+    meta["fingerprint"] = fingerprint_of(digests)
+    meta.setdefault("labels_history", [[0, digests["labels"]]])
+
+
+def merge_labels(meta: dict[str, Any], labels: np.ndarray, labels_seen: np.ndarray | None) -> None:
+    """Fill still-unknown (-1) entries of the (N,) ``labels`` memmap from ``labels_seen``;
+    updates ``meta``'s labels digest and its history (keyed by the epoch count after this one)."""
     if labels_seen is None:
         return
     new = (labels < 0) & (labels_seen >= 0)
     if new.any():
         labels[new] = labels_seen[new]
         labels.flush()
+        meta["digests"]["labels"] = d = int64_digest(labels)
+        meta.setdefault("labels_history", []).append([int(meta["epochs"]) + 1, d])
 
 
 class StoreWriter:
@@ -234,17 +360,12 @@ class StoreWriter:
         unknown = [s for s in signals if s not in SIGNAL_DTYPES]
         if unknown:
             raise StoreError(f"unknown signal(s) {unknown}; known: {sorted(SIGNAL_DTYPES)}")
-        if (self.path / "meta.json").exists():
-            refuse_overwrite(self.path, force)
-        if self.path.exists() and force:
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        prepare_store_dir(self.path, force)
         self.num_samples = int(num_samples)
         self.capacity = max(1, int(capacity))
         self.signals = signals
         self.arrays = {s: self._new_array(s, self.capacity) for s in signals}
-        self.labels = open_memmap(self.path / "labels.npy", mode="w+", dtype=np.int64,
-                                  shape=(self.num_samples,))
+        self.labels = new_npy(self.path / "labels.npy", np.int64, (self.num_samples,))
         self.labels[:] = -1 if labels is None else np.asarray(labels, dtype=np.int64)
         self.labels.flush()
         self.meta: dict[str, Any] = {
@@ -252,9 +373,10 @@ class StoreWriter:
             "format": FORMAT, "version": VERSION, "num_samples": self.num_samples,
             "num_classes": int(num_classes), "epochs": 0, "capacity": self.capacity,
             "signals": signals, "view": view,
-            "fingerprint": initial_fingerprint(self.num_samples, int(num_classes), signals),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        digests = {s: initial_digest(self.num_samples, int(num_classes), s) for s in signals}
+        _set_digests(self.meta, {**digests, "labels": int64_digest(self.labels)})
         atomic_write_json(self.path / "meta.json", self.meta)
 
     @classmethod
@@ -265,8 +387,9 @@ class StoreWriter:
         ``epochs`` truncates the store to its first ``epochs`` epochs: a crash between
         writing an epoch and checkpointing the training state leaves one epoch more in the
         store than in the checkpoint. Rows beyond ``epochs`` are ignored and later
-        overwritten; the fingerprint is recomputed from the kept rows and, if
-        ``fingerprint`` is given (the one saved with the checkpoint), must match it.
+        overwritten; the whole store is verified first (:meth:`Dynamics.verify`), the
+        fingerprint is recomputed from the kept rows and, if ``fingerprint`` is given (the
+        one saved with the checkpoint), must match it.
         """
         dyn = Dynamics.open(path)
         path = dyn.path
@@ -274,12 +397,11 @@ class StoreWriter:
         if not 0 <= k <= dyn.epochs:
             raise StoreError(f"store {path} holds {dyn.epochs} epochs; cannot resume it after epoch {k} "
                              f"(expected 0..{dyn.epochs})")
-        if k == dyn.epochs:
-            fp = dyn.fingerprint
-        else:
-            fp = initial_fingerprint(dyn.num_samples, dyn.num_classes, dyn.signals)
-            for e in range(k):
-                fp = next_fingerprint(fp, dyn.signals, {s: dyn[s][e] for s in dyn.signals})
+        if dyn.keep_history != "full":
+            raise StoreError(f"store {path} was recorded with keep_history={dyn.keep_history!r}; "
+                             "only full-history stores can be resumed")
+        digests = dyn.digests_after(k)  # verifies every recorded row first
+        fp = fingerprint_of(digests)
         if fingerprint is not None and fp != fingerprint:
             raise StoreError(f"store {path} does not match the checkpoint: its first {k} epochs have "
                              f"fingerprint {fp}, the checkpoint expects {fingerprint}")
@@ -295,22 +417,25 @@ class StoreWriter:
         self.labels = np.load(path / "labels.npy", mmap_mode="r+")
         # After a crash inside _grow, arrays may differ in capacity: use the smallest.
         self.capacity = min(a.shape[0] for a in self.arrays.values())
-        self.meta = {**read_json(path / "meta.json"), "epochs": k, "fingerprint": fp,
-                     "capacity": self.capacity}
+        self.meta = {**read_json(path / "meta.json"), "epochs": k, "capacity": self.capacity}
+        # labels learned in a discarded epoch stay: the digest follows the labels now held
+        history = [[e, d] for e, d in self.meta.get("labels_history", []) if e <= k]
+        now = int64_digest(self.labels)
+        self.meta["labels_history"] = history + ([[k, now]] if not history or history[-1][1] != now else [])
+        _set_digests(self.meta, {**digests, "labels": now})
         atomic_write_json(path / "meta.json", self.meta)
         return self
 
     def _new_array(self, signal: str, capacity: int) -> np.ndarray:
         file = self.path / f"{signal}.npy"
-        return open_memmap(file, mode="w+", dtype=SIGNAL_DTYPES[signal],
-                           shape=(capacity, self.num_samples))
+        return new_npy(file, SIGNAL_DTYPES[signal], (capacity, self.num_samples))
 
     def _grow(self) -> None:
         new_capacity = self.capacity * 2
         k = self.meta["epochs"]
         for s, old in self.arrays.items():
             tmp = self.path / f".{s}.grow.npy"
-            new = open_memmap(tmp, mode="w+", dtype=old.dtype, shape=(new_capacity, self.num_samples))
+            new = new_npy(tmp, old.dtype, (new_capacity, self.num_samples))
             new[:k] = old[:k]
             new.flush()
             del new
@@ -330,9 +455,10 @@ class StoreWriter:
             self.arrays[s][k] = row
             self.arrays[s].flush()
             written[s] = row
-        merge_labels(self.labels, labels_seen)
+        merge_labels(self.meta, self.labels, labels_seen)
         self.meta["epochs"] = k + 1
-        self.meta["fingerprint"] = next_fingerprint(self.meta["fingerprint"], self.signals, written)
+        digests = self.meta["digests"]
+        _set_digests(self.meta, {**digests, **{s: next_digest(digests[s], written[s]) for s in self.signals}})
         atomic_write_json(self.path / "meta.json", self.meta)
         return k + 1
 
@@ -359,25 +485,20 @@ class RingStoreWriter:
         from .methods._common import check_int  # lazy: store is imported by methods users
         check_int("window", window, 2, None, " (the Dyn-Unc window J kept by keep_history='none')")
         self.path = Path(path)
-        if (self.path / "meta.json").exists():
-            refuse_overwrite(self.path, force)
-        if self.path.exists() and force:
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        prepare_store_dir(self.path, force)
         self.num_samples = n = int(num_samples)
         self.window = int(window)
         self.signals = ["prob"]
-        self.ring = open_memmap(self.path / "prob_ring.npy", mode="w+", dtype=np.float16,
-                                shape=(self.window + 1, n))
+        self.ring = new_npy(self.path / "prob_ring.npy", np.float16, (self.window + 1, n))
         self.ring[:] = np.nan
         self.sums = {}
         for tag in ("a", "b"):
-            s = open_memmap(self.path / f"unc_sum_{tag}.npy", mode="w+", dtype=np.float64, shape=(n,))
-            c = open_memmap(self.path / f"unc_count_{tag}.npy", mode="w+", dtype=np.int32, shape=(n,))
+            s = new_npy(self.path / f"unc_sum_{tag}.npy", np.float64, (n,))
+            c = new_npy(self.path / f"unc_count_{tag}.npy", np.int32, (n,))
             s[:] = 0.0
             c[:] = 0
             self.sums[tag] = (s, c)
-        self.labels = open_memmap(self.path / "labels.npy", mode="w+", dtype=np.int64, shape=(n,))
+        self.labels = new_npy(self.path / "labels.npy", np.int64, (n,))
         self.labels[:] = -1 if labels is None else np.asarray(labels, dtype=np.int64)
         for a in (self.ring, self.labels, *self.sums["a"], *self.sums["b"]):
             a.flush()
@@ -386,10 +507,13 @@ class RingStoreWriter:
             "format": FORMAT, "version": VERSION, "num_samples": n,
             "num_classes": int(num_classes), "epochs": 0, "signals": [],
             "keep_history": "none", "window": self.window, "recorded_signals": ["prob"],
-            "sums": "a", "view": view, "fingerprint": initial_fingerprint(n, int(num_classes), ["prob"]),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "sums": "a", "view": view, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        _set_digests(self.meta, {"labels": int64_digest(self.labels), "state": self._state_digest("a")})
         atomic_write_json(self.path / "meta.json", self.meta)
+
+    def _state_digest(self, tag: str) -> str:
+        return state_digest([self.ring, *self.sums[tag]])
 
     def write_epoch(self, rows: Mapping[str, np.ndarray], labels_seen: np.ndarray | None = None,
                     chunk: int = 1 << 20) -> int:
@@ -417,8 +541,8 @@ class RingStoreWriter:
         row = np.ascontiguousarray(rows["prob"], dtype=np.float16)
         self.ring[e % (j + 1)] = row  # overwrites epoch e-J-1, which no state still needs
         self.ring.flush()
-        merge_labels(self.labels, labels_seen)
-        self.meta.update(epochs=e + 1, sums=new_tag,
-                         fingerprint=next_fingerprint(self.meta["fingerprint"], ["prob"], {"prob": row}))
+        merge_labels(self.meta, self.labels, labels_seen)
+        self.meta.update(epochs=e + 1, sums=new_tag)
+        _set_digests(self.meta, {**self.meta["digests"], "state": self._state_digest(new_tag)})
         atomic_write_json(self.path / "meta.json", self.meta)
         return e + 1

@@ -7,9 +7,9 @@ from typing import Sequence
 
 from ..errors import DataPruneError
 from ..logs import configure as configure_logging
-from . import bench, demo, import_official, methods, score, scores, select, train
+from . import bench, check, demo, import_official, methods, score, scores, select, train
 
-COMMANDS = (score, select, scores, train, methods, demo, bench, import_official)
+COMMANDS = (score, select, scores, train, methods, demo, bench, import_official, check)
 
 EXAMPLES = """examples:
   dataprune demo                                   # Fashion-MNIST, end to end, ~10 min on 2 cores

@@ -17,12 +17,13 @@ from .common import (add_data_args, add_output_args, add_train_args, command_par
 
 DEFAULT_EPOCHS = 30
 
-#: Flags that fix what a scoring run computes: dest -> where config.json keeps the value.
-#: With --resume they come from RUN/config.json; giving one with another value is refused.
-RUN_SETTINGS = {"dataset": ("dataset",), "data_dir": ("data_dir",), "limit": ("limit",),
-                "model": ("model",), "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
-                "lr": ("train", "lr"), "seed": ("train", "seed"), "record_view": ("record_view",),
-                "signals": ("signals",)}
+#: Options that do not change what a scoring run computes; every other option is a run
+#: setting: with --resume it comes from RUN/config.json, and giving it with another value
+#: than the run's is refused.
+NOT_RUN_SETTINGS = frozenset({"help", "out", "resume", "threads", "force", "quiet", "verbose"})
+#: Run settings that config.json records under another name than the option's dest
+#: (others: config[dest], or config["train"][dest] for the training hyper-parameters).
+CONFIG_NAMES = {"nproc": "world_size"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     # Defaults become None so that run() can tell which settings were given explicitly.
     defaults: dict[str, Any] = {}
     for action in p._actions:
-        if action.dest in RUN_SETTINGS:
+        if action.dest not in NOT_RUN_SETTINGS:
             defaults[action.dest] = action.default
             action.default = None
     p.set_defaults(func=run, run_setting_defaults=defaults)
@@ -79,9 +80,14 @@ def run(args: argparse.Namespace) -> int:
     if ddp.env_world_size() == 1:
         set_threads(args.threads)
     signals = resolve_signals(args.signals, args.keep_history)
-    result = score_run(args.out, data_spec(args), model=args.model, cfg=train_config(args),
-                       record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
-                       progress=not args.quiet, keep_history=args.keep_history, window=args.window)
+    try:
+        result = score_run(args.out, data_spec(args), model=args.model, cfg=train_config(args),
+                           record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
+                           progress=not args.quiet, keep_history=args.keep_history, window=args.window)
+    except ddp.RankLost:
+        if os.environ.get(ddp.LAUNCHED):
+            return ddp.RANK_LOST_EXIT  # silently: the launcher says which rank died
+        raise
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"scoring run written to {result.run_dir} ({result.seconds:.0f} s of training)")
     return 0
@@ -127,17 +133,17 @@ def resume(args: argparse.Namespace) -> int:
 
 def _given_settings(args: argparse.Namespace, config: dict[str, Any]):
     """(dest, given value, value in config) for every run setting given on the command line."""
-    for dest, keys in RUN_SETTINGS.items():
+    for dest in args.run_setting_defaults:
         given = getattr(args, dest)
         if given is None:
             continue
-        used: Any = config
-        for key in keys:
-            used = used.get(key) if isinstance(used, dict) else None
+        key = CONFIG_NAMES.get(dest, dest)
+        train = config.get("train") if isinstance(config.get("train"), dict) else {}
+        used = config[key] if key in config else train.get(key)
         if dest == "data_dir" and used is not None:
             given, used = str(Path(given).resolve()), str(Path(used).resolve())
         if dest == "signals":
-            given = list(resolve_signals(given, "full"))
+            given = list(resolve_signals(given, config.get("keep_history", "full")))
         yield dest, given, used
 
 

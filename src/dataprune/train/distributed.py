@@ -8,10 +8,13 @@ identical weights. The :class:`~dataprune.Recorder` merges the ranks' records on
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from typing import Sequence
 
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import DataPruneError
 from .data import InMemoryLoader
 
 #: a rank that waits longer than this for the others fails instead of hanging
@@ -110,16 +114,73 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: set in the environment of the ranks :func:`launch` starts
+LAUNCHED = "DATAPRUNE_LAUNCHED"
+#: exit status of a rank that stopped because another rank died (:class:`RankLost`)
+RANK_LOST_EXIT = 3
+
+
+class RankLost(DataPruneError):
+    """Another rank of the process group failed or died; this rank stops too (quietly
+    under :func:`launch`, which reports the rank that caused it)."""
+
+
+def is_rank_lost(error: BaseException) -> bool:
+    """Whether ``error``, raised by a collective, means another rank is gone."""
+    if isinstance(error, getattr(torch.distributed, "DistError", ())):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(
+        w in text for w in ("gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe"))
+
+
+def _die_with(parent: int) -> None:
+    """In a new rank, before exec: be killed when the launcher ``parent`` dies (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the launcher's own clean-up still applies
+        pass
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run ``python -m dataprune ARGV`` in ``nproc`` local processes (like torchrun).
 
-    Returns the first non-zero exit status, or 0. A rank that fails makes the others fail
-    at their next collective (or after :data:`TIMEOUT`); all are waited for.
+    Returns 0 when every rank succeeds. Ranks die with the launcher (SIGKILL on Linux), and
+    when one rank dies or fails the launcher stops the others at once: a rank killed by a
+    signal or crashing raises a one-line :class:`DataPruneError` ("rank 1 died (signal 9)");
+    a rank that failed with a user error (exit 2) has printed it, and 2 is returned.
     """
     env = {**os.environ, "WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(free_port()), "LOCAL_WORLD_SIZE": str(nproc),
+           "MASTER_PORT": str(free_port()), "LOCAL_WORLD_SIZE": str(nproc), LAUNCHED: "1",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
-    procs = [subprocess.Popen([sys.executable, "-m", "dataprune", *argv],
+    me = os.getpid()
+    procs = [subprocess.Popen([sys.executable, "-m", "dataprune", *argv], preexec_fn=lambda: _die_with(me),
                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(nproc)]
-    codes = [p.wait() for p in procs]
-    return next((c for c in codes if c), 0)
+    grace = None  # a rank that stopped for another's failure: give that one time to exit
+    try:
+        while True:
+            codes = [p.poll() for p in procs]
+            if all(c == 0 for c in codes):
+                return 0
+            failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
+            if failed and (any(c != RANK_LOST_EXIT for _, c in failed) or None not in codes):
+                break
+            if failed:
+                grace = grace or time.monotonic() + 10
+                if time.monotonic() > grace:
+                    break
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    # the culprit first: a signal, then a crash, then a user error; RankLost only follows one
+    rank, code = min(failed, key=lambda rc: (rc[1] > 0, rc[1] in (2, RANK_LOST_EXIT), rc[1] == RANK_LOST_EXIT))
+    if code < 0:
+        raise DataPruneError(f"rank {rank} died (signal {-code})")
+    if code == 2:
+        return 2
+    raise DataPruneError(f"rank {rank} failed (exit status {code}); see its output above")

@@ -1,6 +1,7 @@
 """One scoring run and one training run, end to end, as the CLI and benchmarks use them."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -18,9 +19,10 @@ import torch
 
 from .. import __version__, keepfile
 from ..errors import DataPruneError
-from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from ..fileio import (LOCK_FILE, atomic_write_bytes, atomic_write_json, atomic_write_text, clear_for_force,
+                      exclusive_lock, read_json, remove_stale_temps)
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
-from ..run_outputs import save_final_outputs
+from ..run_outputs import is_run_dir, save_final_outputs
 from ..store import Dynamics
 from .data import ImageData, InMemoryLoader, evaluate, load_dataset
 from .loop import TrainConfig, make_optimizer, predict, seed_everything, train
@@ -45,6 +47,8 @@ class DataSpec:
 #: Training state checkpointed after every epoch of a scoring run, for ``--resume``.
 STATE_FILE = "state.pt"
 STATE_FORMAT = "dataprune-score-state"
+#: who holds a run directory's lock (see :func:`~dataprune.fileio.exclusive_lock`)
+RUN_USER = "`dataprune score` process"
 
 
 @dataclass
@@ -168,7 +172,8 @@ def _refuse_existing_run(out: Path) -> None:
 
 def _epoch_logger(log_path: Path, log: Log | None, what: str) -> Callable[[int, dict[str, float]], None]:
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
-        with open(log_path, "a", encoding="utf-8") as f:
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        with open(fd, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         if log:
             log(f"{what} epoch {epoch + 1}: loss {row['loss']:.4f}  train acc "
@@ -201,25 +206,33 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
     rank, world, created = ddp.init_from_env()
     try:
         error = None
+        lock = contextlib.ExitStack()
         if rank == 0:
             try:
+                lock.enter_context(exclusive_lock(out, RUN_USER))
                 if (out / "config.json").exists() and not force:
                     _refuse_existing_run(out)
-                if out.exists() and force:
-                    shutil.rmtree(out)
+                if force:
+                    clear_for_force(out, is_run_dir, "dataprune scoring run", keep=[LOCK_FILE])
             except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
+                lock.close()
                 error = e
         if world > 1:  # every rank fails together rather than hanging in a collective
             msg = [None if error is None else f"{type(error).__name__}: {error}"]
             torch.distributed.broadcast_object_list(msg, 0)
             if msg[0] is not None and error is None:
-                raise DataPruneError(f"rank 0 failed: {msg[0]}")
+                raise ddp.RankLost(f"rank 0 failed: {msg[0]}")
         if error is not None:
             raise error
-        return _score_run(out, data_spec, model=model, cfg=cfg, record_view=record_view,
-                          signals=signals, log=log if rank == 0 else None, data=data,
-                          progress=progress and rank == 0, keep_history=keep_history,
-                          window=window, rank=rank, world=world)
+        with lock:
+            return _score_run(out, data_spec, model=model, cfg=cfg, record_view=record_view,
+                              signals=signals, log=log if rank == 0 else None, data=data,
+                              progress=progress and rank == 0, keep_history=keep_history,
+                              window=window, rank=rank, world=world)
+    except Exception as e:
+        if world > 1 and ddp.is_rank_lost(e):
+            raise ddp.RankLost(f"rank {rank}: another rank died ({' '.join(str(e).split())[:160]})") from None
+        raise
     finally:
         if created:
             torch.distributed.destroy_process_group()
@@ -241,7 +254,7 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
     if keep_history == "none":
         config["window"] = window
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        _start_run_files(out, 0)
         atomic_write_json(out / "config.json", config)
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.train_x.shape[1], data.train_x.shape[-1])
@@ -254,16 +267,22 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
     else:
         loader = _loader(data, cfg, model)
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
-    recorder = Recorder(n, out / "dynamics", data.num_classes, signals=signals, epochs=cfg.epochs,
-                        view=record_view, labels=data.train_y.numpy(),
-                        meta={"dataset": data.name, "model": model, "seed": cfg.seed},
-                        keep_history=keep_history, window=window)
+    recorder = _new_recorder(out, config, data, cfg, rank)
+    return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
+                         start=0, seconds_before=0.0, log=log, progress=progress, rank=rank, world=world)
+
+
+def _new_recorder(out: Path, config: dict[str, Any], data: ImageData, cfg: TrainConfig, rank: int) -> Recorder:
+    """The run's store ``out/dynamics`` (created by rank 0) and a Recorder writing it."""
+    recorder = Recorder(len(data.train_y), out / "dynamics", data.num_classes, signals=config["signals"],
+                        epochs=cfg.epochs, view=config["record_view"], labels=data.train_y.numpy(),
+                        meta={"dataset": data.name, "model": config["model"], "seed": cfg.seed},
+                        keep_history=config.get("keep_history", "full"), window=config.get("window", 10))
     file_list = getattr(data, "file_list", None)
     if file_list is not None and rank == 0:
         from ..interop import FILE_LIST, format_file_list
         atomic_write_text(out / "dynamics" / FILE_LIST, format_file_list(*file_list))
-    return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
-                         start=0, seconds_before=0.0, log=log, progress=progress, rank=rank, world=world)
+    return recorder
 
 
 def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: ImageData | None = None,
@@ -271,8 +290,9 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     """Continue the interrupted scoring run ``out`` from its last finished epoch.
 
     Everything (dataset, model, hyper-parameters, seed) comes from ``out/config.json``;
-    model, optimizer, schedule and RNG states come from ``out/state.pt`` (none: the run
-    restarts from epoch 0). An epoch the store recorded after that checkpoint (a crash
+    model, optimizer, schedule and RNG states come from ``out/state.pt``; without one (a
+    crash before the first epoch finished, even before or while the store was created) the
+    run restarts from epoch 0 with a new store. An epoch the store recorded after that checkpoint (a crash
     between the two writes) is discarded, as are extra ``log.jsonl`` rows, so the finished
     run is identical to an uninterrupted one on the same machine and thread count.
     Single-process runs only: a run started with several processes is refused.
@@ -281,6 +301,11 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     if not (out / "config.json").is_file():
         raise DataPruneError(f"no scoring run to resume at {out} (config.json missing); "
                              f"start one with `dataprune score --out {out}`")
+    with exclusive_lock(out, RUN_USER):
+        return _resume_score_run(out, log=log, data=data, progress=progress)
+
+
+def _resume_score_run(out: Path, *, log: Log | None, data: ImageData | None, progress: bool) -> ScoreResult:
     config = read_json(out / "config.json")
     cfg = check_config(out / "config.json", config)
     if _finished(config):
@@ -288,7 +313,8 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     if config.get("world_size", 1) > 1:
         raise DataPruneError(f"scoring run {out} ran with {config['world_size']} processes; --resume "
                              "supports single-process runs only (restart it with --force)")
-    if config.get("keep_history", "full") != "full":
+    state_path = out / STATE_FILE
+    if config.get("keep_history", "full") != "full" and state_path.exists():
         raise DataPruneError(f"scoring run {out} records keep_history={config['keep_history']!r}; --resume "
                              "supports full-history stores only (restart it with --force)")
     spec = DataSpec(config["dataset"], config["data_dir"], config["limit"], config.get("image_size"))
@@ -305,55 +331,88 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     net = build_model(model, data.num_classes, data.train_x.shape[1], data.train_x.shape[-1])
     loader = _loader(data, cfg, model)
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
-    start, store_epochs, fingerprint, seconds_before = 0, 0, None, 0.0
-    state_path = out / STATE_FILE
-    if state_path.exists():
-        state = load_checkpoint(state_path)
-        if state.get("format") != STATE_FORMAT:
-            raise DataPruneError(f"{state_path} is not a dataprune scoring-run state")
-        _check_entries(state_path, state, STATE_TYPES, "scoring-run state")
-        try:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-            if torch.cuda.is_available() and state["cuda_rng"]:
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-        except (KeyError, RuntimeError, ValueError, TypeError) as e:
-            raise DataPruneError(f"{state_path} does not fit this run's model and optimizer "
-                                 f"({' '.join(str(e).split())[:200]})") from None
-        start, store_epochs = int(state["epoch"]), int(state["store_epochs"])
-        fingerprint, seconds_before = str(state["store_fingerprint"]), float(state["train_seconds"])
+    if not state_path.exists():  # nothing to continue from: a new store, epoch 0
+        if (out / "dynamics").exists():
+            shutil.rmtree(out / "dynamics")
+        recorder = _new_recorder(out, config, data, cfg, 0)
+        _start_run_files(out, 0)
+        if log:
+            log(f"resuming scoring run {out}: no epoch finished yet, starting from epoch 0")
+        return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
+                             start=0, seconds_before=0.0, log=log, progress=progress, rank=0, world=1)
+    state = load_checkpoint(state_path)
+    if state.get("format") != STATE_FORMAT:
+        raise DataPruneError(f"{state_path} is not a dataprune scoring-run state")
+    _check_entries(state_path, state, STATE_TYPES, "scoring-run state")
+    try:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        if torch.cuda.is_available() and state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise DataPruneError(f"{state_path} does not fit this run's model and optimizer "
+                             f"({' '.join(str(e).split())[:200]})") from None
+    start, store_epochs = int(state["epoch"]), int(state["store_epochs"])
+    fingerprint, seconds_before = str(state["store_fingerprint"]), float(state["train_seconds"])
     if not 0 <= start <= cfg.epochs:
         raise DataPruneError(f"{state_path} says {start} epochs finished; expected 0..{cfg.epochs}")
     store = Dynamics.open(out / "dynamics")
     if store.num_samples != n:
         raise DataPruneError(f"store {store.path} holds N={store.num_samples} samples but the "
                              f"dataset has N={n}")
+    check_store_against_config(store, config, out)
     recorded = store.epochs
     del store
     recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
-    if state_path.exists():
-        recorder.load_state_dict(state.get("recorder", {}))
+    recorder.load_state_dict(state.get("recorder", {}))
+    _start_run_files(out, start)  # refuses a symlinked log before reading it
     read_log(out / "log.jsonl", start)  # the rows kept must be readable before any training
-    _truncate_lines(out / "log.jsonl", start)
     if log:
         note = (f"; discarded {recorded - store_epochs} epoch(s) the store recorded after that checkpoint"
                 if recorded > store_epochs else "")
-        log(f"resuming scoring run {out} after epoch {start} of {cfg.epochs} "
-            f"({'from ' + STATE_FILE if start else 'no checkpoint yet: from the start'}){note}")
+        log(f"resuming scoring run {out} after epoch {start} of {cfg.epochs} (from {STATE_FILE}){note}")
     return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
                          start=start, seconds_before=seconds_before, log=log, progress=progress,
                          rank=0, world=1)
 
 
-def _truncate_lines(path: Path, keep: int) -> None:
-    """Atomically cut ``path`` to its first ``keep`` lines (an unfinished last line counts as one)."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    if len(lines) > keep:
-        atomic_write_text(path, "".join(line + "\n" for line in lines[:keep]))
+def check_store_against_config(store: Dynamics, config: dict[str, Any], run_dir: Path) -> None:
+    """Refuse a store that does not hold what the run's ``config.json`` says it records:
+    N, C, the signals (full history) and the training labels (O(N), from ``meta.json``)."""
+    where = f"{run_dir / 'config.json'} records"
+    for key in ("num_samples", "num_classes"):
+        if config.get(key) is not None and config[key] != store.meta[key]:
+            raise DataPruneError(f"store {store.path} holds {key}={store.meta[key]} but {where} {config[key]}")
+    if store.keep_history == "full" and list(config.get("signals", store.signals)) != store.signals:
+        raise DataPruneError(f"store {store.path} lists signals {store.signals} but {where} "
+                             f"{config['signals']}; its meta.json was edited")
+    stored = store.meta.get("digests", {}).get("labels")
+    if config.get("train_labels_digest") not in (None, stored):
+        raise DataPruneError(f"the labels of store {store.path} differ from the training labels "
+                             f"{where} (train_labels_digest); labels.npy or meta.json was replaced")
+
+
+#: files of a run directory (and of its store) written with a temp name and a rename; a
+#: crash can leave ``.<name>.XXXXXXXX.tmp`` behind, removed when the run is next started
+ATOMIC_FILES = {"": ("config.json", STATE_FILE, "checkpoint.pt", "log.jsonl", "features.npy",
+                     "final_logits.npy"), "dynamics": ("meta.json", "file_list.txt")}
+
+
+def _start_run_files(out: Path, log_rows: int) -> None:
+    """Remove temp files a crash left, and cut ``log.jsonl`` to its first ``log_rows`` rows
+    (0: a fresh run starts its own log). A symbolic link there is refused, never followed."""
+    for sub, names in ATOMIC_FILES.items():
+        remove_stale_temps(out / sub, names)
+    path = out / "log.jsonl"
+    if path.is_symlink():
+        raise DataPruneError(f"{path} is a symbolic link; refusing to write the run's log through it "
+                             "(remove it)")
+    if path.exists():
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if len(lines) > log_rows:  # an unfinished last line counts as one
+            atomic_write_text(path, "".join(line + "\n" for line in lines[:log_rows]))
 
 
 def _save_state(path: Path, epochs_done: int, net: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -1,0 +1,72 @@
+"""``dataprune check``: verify a scoring run or a dynamics store without changing it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataPruneError
+from ..fileio import read_json
+from ..integrity import fingerprint_of
+from ..run_outputs import FEATURES_FILE, LOGITS_FILE
+from ..store import Dynamics
+from .runs import STATE_FILE, _finished, check_store_against_config, load_checkpoint
+
+
+def check_run(path: str | os.PathLike) -> str:
+    """Verify ``path`` (a run directory of ``dataprune score``, or a dynamics store).
+
+    Reads every recorded row once: the store's content must match its fingerprint and each
+    value its signal's range; a run's ``config.json``, ``state.pt`` and final outputs must
+    agree with the store. Returns a one-line summary starting ``OK:``; raises
+    :class:`~dataprune.errors.DataPruneError` at the first mismatch.
+    """
+    path = Path(path)
+    run_dir = path if (path / "config.json").is_file() else None
+    store = Dynamics.open(path)
+    summary = (f"store {store.path}: N={store.num_samples}, C={store.num_classes}, {store.epochs} epochs, "
+               f"signals {','.join(store.signals) or 'none (keep_history none: dyn-unc running sums)'}, "
+               f"view {store.view}, fingerprint {store.fingerprint}")
+    if run_dir is None:
+        store.verify()
+        return f"OK: {summary}"
+    config = read_json(run_dir / "config.json")
+    if not isinstance(config, dict) or config.get("command") != "score":
+        raise DataPruneError(f"{run_dir / 'config.json'} does not describe a `dataprune score` run")
+    check_store_against_config(store, config, run_dir)
+    planned = int(config.get("train", {}).get("epochs", store.epochs))
+    state_file = run_dir / STATE_FILE
+    if not state_file.exists():
+        store.verify()
+        done = 0
+    else:
+        state = load_checkpoint(state_file)
+        done, at = int(state.get("epoch", -1)), int(state.get("store_epochs", -1))
+        if not (0 <= at <= store.epochs <= at + 1):
+            raise DataPruneError(f"{state_file} checkpoints {at} store epochs but the store holds "
+                                 f"{store.epochs}; expected {at} (or {at + 1} after a crash)")
+        if store.keep_history == "none" and at != store.epochs:
+            store.verify()  # a ring store cannot go back: compare only when in step
+        else:
+            expected = fingerprint_of(store.digests_after(at))
+            if expected != state.get("store_fingerprint"):
+                raise DataPruneError(f"store {store.path} does not match {state_file}: its first {at} "
+                                     f"epochs have fingerprint {expected}, the checkpoint expects "
+                                     f"{state.get('store_fingerprint')}")
+    if _finished(config):
+        if store.epochs != planned or done != planned:
+            raise DataPruneError(f"{run_dir / 'config.json'} says finished but the store holds "
+                                 f"{store.epochs} and {STATE_FILE} {done} of {planned} epochs")
+        for name in (FEATURES_FILE, LOGITS_FILE):
+            try:
+                rows = np.load(run_dir / name, mmap_mode="r").shape[0]
+            except (OSError, ValueError, EOFError) as e:
+                raise DataPruneError(f"{run_dir / name} is missing or unreadable ({e})") from None
+            if rows != store.num_samples:
+                raise DataPruneError(f"{run_dir / name} has {rows} rows; expected {store.num_samples}")
+        load_checkpoint(run_dir / "checkpoint.pt")
+        state_text = "finished"
+    else:
+        state_text = f"unfinished, {done} of {planned} epochs: `dataprune score --resume {run_dir}`"
+    return f"OK: run {run_dir} ({state_text}); {summary}"
