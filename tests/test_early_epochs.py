@@ -67,7 +67,7 @@ def test_more_epochs_than_recorded_is_one_clear_error(stores, method):
 @pytest.mark.parametrize("method,params,match", [
     ("dyn-unc", {"window": 5}, r"window=5 with epochs=5 used of 12 recorded"),
     ("dual", {"window": 6}, r"window=6 with epochs=5 used of 12 recorded"),
-    ("tdds", {"window": 6}, r"window=6.*epochs used = 5"),
+    ("tdds", {"window": 6}, r"window=6 with 5 epochs used"),
 ])
 def test_window_too_long_for_the_epochs_names_both(stores, method, params, match):
     with pytest.raises(ValueError, match=match):
