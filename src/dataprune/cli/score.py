@@ -118,7 +118,8 @@ def resume(args: argparse.Namespace) -> int:
         raise DataPruneError(f"--resume takes the run's settings from {run_dir / 'config.json'}; drop "
                              f"{', '.join(conflicts)}, or start a new run with --out")
     set_threads(args.threads if args.threads is not None else config.get("threads"))
-    result = resume_score_run(run_dir, log=logger(args), progress=not args.quiet)
+    result = resume_score_run(run_dir, log=logger(args), progress=not args.quiet,
+                              workers=args.workers or None)
     epochs = result.history[-1]["epoch"] + 1 if result.history else 0
     print(f"scoring run written to {result.run_dir} (resumed after epoch {result.resumed_from} of {epochs}; "
           f"{result.seconds:.0f} s of training in all)")

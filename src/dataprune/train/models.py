@@ -29,7 +29,7 @@ def build_model(name: str, num_classes: int, in_channels: int = 1, image_size: i
     if name.partition(":")[0] in EXTERNAL_PREFIXES and ":" in name:
         if num_classes < 2:
             raise DataPruneError(f"num_classes {num_classes} is not valid; expected >= 2")
-        return build_external(name, num_classes, in_channels)
+        return check_input_size(build_external(name, num_classes, in_channels), name, in_channels, image_size)
     if name not in MODELS:
         raise DataPruneError(f"unknown model {name!r}; expected one of {sorted(MODELS)} "
                              "or timm:NAME / torchvision:NAME")
@@ -88,6 +88,44 @@ def small_cnn(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
 
 
 EXTERNAL_PREFIXES = ("timm", "torchvision")
+
+
+def model_image_size(name: str) -> int | None:
+    """The input size ``name`` was designed for, without building or downloading anything:
+    timm's pretrained config ``input_size``, torchvision's default weights' crop size; None for
+    the built-in models (they take any size) and for models that state none."""
+    prefix, _, model = name.partition(":")
+    if prefix not in EXTERNAL_PREFIXES or not model:
+        return None
+    from .imagefolder import require
+    if prefix == "timm":
+        cfg = require("timm.models", f"model {name!r}").get_pretrained_cfg(model)
+        return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else None
+    models = require("torchvision.models", f"model {name!r}")
+    try:
+        weights = models.get_model_weights(model).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        return None
+    crop = getattr(weights.transforms, "keywords", {}).get("crop_size")
+    return int(crop) if crop else None
+
+
+def check_input_size(model: nn.Module, name: str, in_channels: int, image_size: int) -> nn.Module:
+    """Run ``model`` once on a zero batch (1, in_channels, S, S) in eval mode, so a model that
+    cannot take S x S images fails now, in one line, instead of mid-run; returns ``model``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, image_size, image_size))
+    except (RuntimeError, ValueError, AssertionError, TypeError) as e:
+        native = model_image_size(name)
+        hint = f"use --image-size {native} (its own size)" if native and native != image_size else "use another --image-size"
+        raise DataPruneError(f"model {name!r} does not accept {in_channels}x{image_size}x{image_size} images "
+                             f"({' '.join(str(e).split())[:160]}); {hint} or another model") from None
+    finally:
+        model.train(was_training)
+    return model
 
 
 class _External(nn.Module):
