@@ -123,7 +123,8 @@ def removed_hard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray
             if c >= len(idx):
                 continue
             i = idx[c]
-            ax.imshow(np.asarray(images[i]).squeeze(), cmap="gray")
+            img = np.asarray(images[i])  # (C, H, W) or (H, W)
+            ax.imshow(img.transpose(1, 2, 0) if img.ndim == 3 and img.shape[0] == 3 else img.squeeze(), cmap="gray")
             text = f"#{i} p̄={mean[i]:.2f}\nlabel: {name(int(labels[i]))}"
             if predicted is not None:
                 text += f"\npred: {name(int(predicted[i]))}"

@@ -79,6 +79,11 @@ class ImageData:
     def image_size(self) -> int:
         return int(self.train_x.shape[-1])
 
+    @property
+    def train_images(self) -> np.ndarray:
+        """uint8 (N, C, H, W) training images (for figures)."""
+        return self.train_x.numpy()
+
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file of unsigned bytes, gzipped or not.

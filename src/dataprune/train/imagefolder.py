@@ -310,13 +310,26 @@ class FolderData:
         return FolderLoader(views, labels, indices=indices, batch_size=batch_size, shuffle=shuffle, seed=seed,
                             workers=self.workers, rank=rank, world_size=world_size)
 
-    def clean_images(self, indices: np.ndarray) -> np.ndarray:
-        """uint8 (k, 3, S, S) clean views of training samples ``indices`` (k,), for figures."""
+    @property
+    def train_images(self) -> "_Images":
+        """The training images for figures: ``train_images[i]`` decodes sample i's clean view
+        as uint8 (3, S, S) (decoded on access, never all at once)."""
         v2 = require("torchvision.transforms.v2", "dataset 'imagefolder'")
-        s = self.image_size
-        tf = v2.Compose([*_geometry(v2, s, False), v2.PILToTensor()])
-        base = FolderDataset(self.root, "train", tf, samples=(self.train_paths, self.train_y.numpy()))
-        return np.stack([base[int(i)][0].numpy() for i in indices]) if len(indices) else np.zeros((0, 3, s, s), np.uint8)
+        tf = v2.Compose([*_geometry(v2, self.image_size, False), v2.PILToTensor()])
+        return _Images(FolderDataset(self.root, "train", tf, samples=(self.train_paths, self.train_y.numpy())))
+
+
+class _Images:
+    """``images[i]``: item i of a :class:`FolderDataset` as a uint8 NumPy array (3, S, S)."""
+
+    def __init__(self, base: FolderDataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.base[int(i)][0].numpy()
 
 
 def load_imagefolder(root: str | Path, *, image_size: int = DEFAULT_IMAGE_SIZE, limit: int | None = None,

@@ -24,6 +24,24 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return add
 
 
+def check_model_name(name: str) -> None:
+    """Raise a one-line error unless ``name`` is a built-in model or ``timm:NAME`` /
+    ``torchvision:NAME`` of a model that library has (checked without building it)."""
+    prefix, _, model = name.partition(":")
+    if name in MODELS:
+        return
+    if prefix not in EXTERNAL_PREFIXES or not model:
+        raise DataPruneError(f"unknown model {name!r}; expected one of {sorted(MODELS)} or timm:NAME / torchvision:NAME")
+    from .imagefolder import require
+    if prefix == "timm":
+        known = require("timm", f"model {name!r}").is_model(model)
+    else:
+        known = model in require("torchvision.models", f"model {name!r}").list_models()
+    if not known:
+        raise DataPruneError(f"{prefix} has no model {model!r}; list names with "
+                             f"{'timm.list_models()' if prefix == 'timm' else 'torchvision.models.list_models()'}")
+
+
 def build_model(name: str, num_classes: int, in_channels: int = 1, image_size: int = 28) -> nn.Module:
     """Build model ``name`` for images (B, in_channels, image_size, image_size) and ``num_classes`` classes."""
     if name.partition(":")[0] in EXTERNAL_PREFIXES and ":" in name:

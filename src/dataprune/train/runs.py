@@ -228,11 +228,15 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
               "torch": torch.__version__, "python": platform.python_version(), "finished": False}
     if keep_history == "none":
         config["window"] = window
+    seed_everything(cfg.seed)
+    net = build_model(model, data.num_classes, data.in_channels, data.image_size)  # fails before any file
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", config)
-    seed_everything(cfg.seed)
-    net = build_model(model, data.num_classes, data.in_channels, data.image_size)
+        if log and isinstance(data, FolderData):
+            log(f"image folder {data.root}: {n} training images in {len(data.classes)} classes at "
+                f"{data.image_size}x{data.image_size}, decoded by {data_spec.workers or 'the main'} "
+                f"{'worker process(es)' if data_spec.workers else 'process'}")
     if world > 1:
         from . import distributed as ddp
         net = net.to(ddp.device_for(rank))
