@@ -233,3 +233,36 @@ def test_train_package_has_no_import_cycle():
                     return True
         return False
     assert [m for m in graph if reach(m, m, set())] == []
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # bitwise comparisons need the same thread count
+    yield
+    torch.set_num_threads(before)
+
+
+def test_resume_image_folder_run_with_other_workers(tmp_path, monkeypatch, one_thread):
+    from test_resume import Crash, assert_same_run
+
+    from dataprune.train import runs
+    from dataprune.train.loop import TrainConfig
+    root = png_folder(tmp_path / "f", per_class=(5, 1))
+    spec = DataSpec("imagefolder", str(root), limit=12)  # size from the model: 32 for small-cnn
+    cfg = TrainConfig(epochs=3, batch_size=4, seed=2)
+    runs.score_run(tmp_path / "full", spec, cfg=cfg, signals=("prob", "correct"))
+    save_state = runs._save_state
+
+    def crash_after_epoch_2(path, epochs_done, *a, **k):
+        save_state(path, epochs_done, *a, **k)
+        if epochs_done == 2:
+            raise Crash()
+    monkeypatch.setattr(runs, "_save_state", crash_after_epoch_2)
+    with pytest.raises(Crash):
+        runs.score_run(tmp_path / "crashed", spec, cfg=cfg, signals=("prob", "correct"))
+    monkeypatch.undo()
+    assert runs.resume_score_run(tmp_path / "crashed", workers=2).resumed_from == 2
+    assert_same_run(tmp_path / "full", tmp_path / "crashed")
+    config = json.loads((tmp_path / "crashed" / "config.json").read_text())
+    assert config["image_size"] == 32 and config["limit"] == 12
