@@ -148,8 +148,10 @@ class FolderDataset(torch.utils.data.Dataset):
     """Streaming ImageFolder split: item i is ``(transform(image_i), label_i)``, ImageFolder order.
 
     For your own scripts; wrap it in :class:`dataprune.WithIndex` so batches carry sample
-    indices for the :class:`~dataprune.Recorder`. Paths are kept as one NumPy byte array, so
-    DataLoader workers do not copy a Python list of N strings.
+    indices for the :class:`~dataprune.Recorder`. The default ``transform`` is the 224 px
+    clean view of :func:`folder_transforms` (resize 256, centre crop 224, normalised float32).
+    Paths are kept as one NumPy byte array, so DataLoader workers do not copy a Python list
+    of N strings.
     """
 
     def __init__(self, root: str | Path, split: str = "train",
