@@ -109,7 +109,7 @@ def test_limit_on_class_sorted_folder_keeps_every_class(tmp_path):
     assert len(data.file_list[0]) == 6
 
 
-def test_same_store_with_0_and_2_workers(tmp_path):
+def test_same_store_with_0_and_2_workers(tmp_path, capsys):
     root = png_folder(tmp_path / "f")
     runs = []
     for w in (0, 2):
@@ -124,6 +124,8 @@ def test_same_store_with_0_and_2_workers(tmp_path):
     assert np.load(runs[0] / "features.npy").tobytes() == np.load(runs[1] / "features.npy").tobytes()
     config = json.loads((runs[1] / "config.json").read_text())
     assert config["image_size"] == 8 and config["workers"] == 2
+    assert run_cli("score", "--resume", runs[1], "--image-size", 16) == 2
+    assert "drop --image-size 16 (the run has 8)" in capsys.readouterr().err
 
 
 def test_workers_loader_clean_view_and_shards(tmp_path):
@@ -137,6 +139,8 @@ def test_workers_loader_clean_view_and_shards(tmp_path):
         assert torch.equal(clean, fresh) and not torch.equal(x, clean)  # augmented vs clean view
         seen += idx.tolist()
     assert sorted(seen) == list(range(18))
+    plain = data.loader(batch_size=6, shuffle=False, augment=False, with_clean=True)  # mlp: one view
+    assert all(plain.clean(idx) is x for x, _, idx in plain)  # not decoded a second time
     shards = [data.loader(batch_size=4, shuffle=True, augment=False, rank=r, world_size=4) for r in range(4)]
     got = [i for s in shards for _, _, idx in s for i in idx.tolist()]
     assert len(got) == 20 and set(got) == set(range(18)) and len(shards[0]) == 2  # padded to 4 x 5

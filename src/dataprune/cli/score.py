@@ -19,7 +19,7 @@ DEFAULT_EPOCHS = 30
 
 #: Flags that fix what a scoring run computes: dest -> where config.json keeps the value.
 #: With --resume they come from RUN/config.json; giving one with another value is refused.
-RUN_SETTINGS = {"dataset": ("dataset",), "data_dir": ("data_dir",), "limit": ("limit",),
+RUN_SETTINGS = {"dataset": ("dataset",), "data_dir": ("data_dir",), "limit": ("limit",), "image_size": ("image_size",),
                 "model": ("model",), "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"),
                 "lr": ("train", "lr"), "seed": ("train", "seed"), "record_view": ("record_view",),
                 "signals": ("signals",)}

@@ -175,15 +175,18 @@ class FolderDataset(torch.utils.data.Dataset):
 
 
 class _Views(torch.utils.data.Dataset):
-    """Item i of ``base``: ``(train view, clean view or empty, i)``, one decode for both.
+    """Item i of ``base``: ``(training view, clean view or empty, i)``, one decode for both.
 
-    The training view's randomness is seeded by ``(seed, epoch, i)``, so a batch is the same
-    whichever worker (or the main process) builds it.
+    ``train_tf`` None: no augmentation, the training view is the clean view. Otherwise its
+    randomness is seeded by ``(seed, epoch, i)``, so a batch is the same whichever worker (or
+    the main process) builds it, and ``with_clean`` adds the clean view.
     """
 
-    def __init__(self, base: FolderDataset, train_tf: Callable[[Any], Tensor],
-                 clean_tf: Callable[[Any], Tensor] | None, seed: int) -> None:
-        self.base, self.train_tf, self.clean_tf, self.seed = base, train_tf, clean_tf, seed
+    def __init__(self, base: FolderDataset, clean_tf: Callable[[Any], Tensor],
+                 train_tf: Callable[[Any], Tensor] | None = None, *, with_clean: bool = False,
+                 seed: int = 0) -> None:
+        self.base, self.clean_tf, self.train_tf = base, clean_tf, train_tf
+        self.with_clean, self.seed = with_clean, seed
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -192,14 +195,15 @@ class _Views(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, int]:
         i = int(i)
         img = self.base.image(i)
+        if self.train_tf is None:
+            return self.clean_tf(img), torch.empty(0), i
         state = torch.get_rng_state()  # only the CPU generator: torch.manual_seed would cost ~0.5 ms
         torch.default_generator.manual_seed(epoch_seed(self.seed, self.epoch, i))
         try:
             x = self.train_tf(img)
         finally:
             torch.set_rng_state(state)
-        clean = self.clean_tf(img) if self.clean_tf is not None else torch.empty(0)
-        return x, clean, i
+        return x, self.clean_tf(img) if self.with_clean else torch.empty(0), i
 
 
 class FolderLoader:
@@ -246,7 +250,7 @@ class FolderLoader:
         loader = torch.utils.data.DataLoader(self.views, batch_sampler=batches, num_workers=self.workers,
                                              pin_memory=torch.cuda.is_available())
         for x, clean, idx in loader:
-            self._last = (idx, clean)
+            self._last = (idx, x if self.views.train_tf is None else clean)
             yield x, self.labels[idx], idx
         self._last = None
 
@@ -255,8 +259,7 @@ class FolderLoader:
         idx = torch.as_tensor(idx).cpu()
         if self._last is not None and self._last[1].numel() and torch.equal(self._last[0], idx):
             return self._last[1]
-        tf = self.views.clean_tf or self.views.train_tf
-        return torch.stack([tf(self.views.base.image(int(i))) for i in idx])
+        return torch.stack([self.views.clean_tf(self.views.base.image(int(i))) for i in idx])
 
 
 @dataclass
@@ -310,8 +313,8 @@ class FolderData:
             base = FolderDataset(self.root, "train", samples=(self.train_paths, self.train_y.numpy()))
             labels = self.train_y
         clean_tf = folder_transforms(self.image_size, augment=False, mean=self.mean, std=self.std)
-        train_tf = folder_transforms(self.image_size, augment=True, mean=self.mean, std=self.std) if augment else clean_tf
-        views = _Views(base, train_tf, clean_tf if augment and with_clean else None, seed)
+        train_tf = folder_transforms(self.image_size, augment=True, mean=self.mean, std=self.std) if augment else None
+        views = _Views(base, clean_tf, train_tf, with_clean=with_clean, seed=seed)
         return FolderLoader(views, labels, indices=indices, batch_size=batch_size, shuffle=shuffle, seed=seed,
                             workers=self.workers, rank=rank, world_size=world_size)
 
@@ -329,9 +332,6 @@ class _Images:
 
     def __init__(self, base: FolderDataset) -> None:
         self.base = base
-
-    def __len__(self) -> int:
-        return len(self.base)
 
     def __getitem__(self, i: int) -> np.ndarray:
         return self.base[int(i)][0].numpy()
