@@ -178,8 +178,8 @@ class _Views(torch.utils.data.Dataset):
     """Item i of ``base``: ``(training view, clean view or empty, i)``, one decode for both.
 
     ``train_tf`` None: no augmentation, the training view is the clean view. Otherwise its
-    randomness is seeded by ``(seed, epoch, i)``, so a batch is the same whichever worker (or
-    the main process) builds it, and ``with_clean`` adds the clean view.
+    randomness is seeded by ``(seed, epoch, i)`` (:meth:`set_epoch`), so a batch is the same
+    whichever worker (or the main process) builds it, and ``with_clean`` adds the clean view.
     """
 
     def __init__(self, base: FolderDataset, clean_tf: Callable[[Any], Tensor],
@@ -187,7 +187,12 @@ class _Views(torch.utils.data.Dataset):
                  seed: int = 0) -> None:
         self.base, self.clean_tf, self.train_tf = base, clean_tf, train_tf
         self.with_clean, self.seed = with_clean, seed
-        self.epoch = 0
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Seed sample i's augmentation with ``epoch_seed(seed, epoch) + i * 0x9E3779B97F4A7C15``
+        (mod 2^63; one SeedSequence per epoch, not per sample: that costs ~50 us)."""
+        self.epoch, self._epoch_base = epoch, epoch_seed(self.seed, epoch)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -198,7 +203,7 @@ class _Views(torch.utils.data.Dataset):
         if self.train_tf is None:
             return self.clean_tf(img), torch.empty(0), i
         state = torch.get_rng_state()  # only the CPU generator: torch.manual_seed would cost ~0.5 ms
-        torch.default_generator.manual_seed(epoch_seed(self.seed, self.epoch, i))
+        torch.default_generator.manual_seed((self._epoch_base + i * 0x9E3779B97F4A7C15) % 2**63)
         try:
             x = self.train_tf(img)
         finally:
@@ -246,7 +251,7 @@ class FolderLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         order = self._order().numpy()
         batches = [order[a:a + self.batch_size] for a in range(0, len(order), self.batch_size)]
-        self.views.epoch = self.epoch  # workers are started per epoch and copy it
+        self.views.set_epoch(self.epoch)  # workers are started per epoch and copy it
         loader = torch.utils.data.DataLoader(self.views, batch_sampler=batches, num_workers=self.workers,
                                              pin_memory=torch.cuda.is_available())
         for x, clean, idx in loader:
