@@ -130,7 +130,5 @@ def test_no_import_cycle_in_bench() -> None:
     assert bad == [], f"import cycles: {bad}"
 
 
-@pytest.mark.xfail(strict=False, reason="train/data.py <-> train/imagefolder.py: branch `pipelines` "
-                                        "rewrites image folders and removes this cycle")
 def test_no_import_cycle_anywhere() -> None:
     assert _cycle_names() == []

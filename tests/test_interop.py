@@ -80,15 +80,16 @@ def test_imagefolder_loads_in_imagefolder_order(tmp_path):
     paths, labels, classes = folder_samples(root)
     assert paths == [f"{c}/img{i}.png" for c in ("cat", "dog") for i in range(3)]
     assert labels.tolist() == [0, 0, 0, 1, 1, 1] and classes == ["cat", "dog"]
-    data = load_dataset("imagefolder", root, image_size=8)
-    assert data.train_x.shape == (6, 3, 8, 8) and data.train_x.dtype == torch.uint8
-    assert data.test_x.shape == (4, 3, 8, 8) and data.num_classes == 2
+    data = load_dataset("imagefolder", root, image_size=8)  # listed, not decoded
+    assert data.train_y.tolist() == [0, 0, 0, 1, 1, 1] and data.test_y.tolist() == [0, 0, 1, 1]
+    assert data.eval_split == "val" and data.num_classes == 2 and data.image_size == 8
     assert data.file_list[0] == paths
+    x, y, idx = next(iter(data.loader(batch_size=6, shuffle=False, augment=False)))
+    assert x.shape == (6, 3, 8, 8) and x.dtype == torch.float32 and idx.tolist() == list(range(6))
     with pytest.raises(ValueError, match="needs --data-dir"):
         load_dataset("imagefolder")
-    with pytest.raises(ValueError, match="no val/ folder"):
+    with pytest.raises(ValueError, match="no train/ folder"):
         (tmp_path / "only").mkdir()
-        (tmp_path / "only" / "train").mkdir()
         load_dataset("imagefolder", tmp_path / "only")
 
 

@@ -72,6 +72,10 @@ class BenchConfig:
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     limit: int | None = None
+    image_size: int | None = None
+    """Image folders: the crop size every model trains on (None for IDX data)."""
+    workers: int = 0
+    """Image folders: DataLoader decoding processes (changes no result, so in no key)."""
     scorers: list[Scorer] = field(default_factory=list)
     selectors: list[Selector] = field(default_factory=list)
     prune_ratios: list[float] = field(default_factory=lambda: [0.25, 0.3, 0.4, 0.5])
@@ -129,7 +133,8 @@ class BenchConfig:
 
     # --- what must match to resume ---------------------------------------------------------
     def data_key(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "data_dir": self.data_dir, "limit": self.limit,
+        size = {"image_size": self.image_size} if self.image_size is not None else {}  # old keys unchanged
+        return {"dataset": self.dataset, "data_dir": self.data_dir, "limit": self.limit, **size,
                 "label_noise": self.label_noise, "noise_seed": self.noise_seed if self.label_noise else None}
 
     def train_key(self) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def figures(bench: Bench, rows: list[dict[str, Any]]) -> None:
         data = bench.data
         logits = run_dir / "final_logits.npy"
         shown = removed_hard(
-            out / "removed_hard.png", data.train_x.numpy(), data.train_y.numpy(), dyn, keeps[dyn_sel.label],
+            out / "removed_hard.png", data.train_images, data.train_y.numpy(), dyn, keeps[dyn_sel.label],
             predicted=np.load(logits).argmax(1) if logits.exists() else None,
             clean_labels=bench.clean_labels if config.label_noise > 0 else None,
             class_names=CLASS_NAMES.get(config.dataset),

@@ -33,9 +33,8 @@ from ..keepfile import manifest_path, read_keep, source_info, write_keep
 from ..logs import get_logger
 from ..methods import get, methods, score
 from ..store import Dynamics
-from ..train.data import ImageData
 from ..train.loop import TrainConfig
-from ..train.runs import DataSpec, score_run, train_run
+from ..train.runs import Data, DataSpec, score_run, train_run
 from .noise import noisy_removed_share, symmetric_label_noise
 from .plan import BenchConfig, Scorer, Selector, TrainCell, diff_keys, keep_relpath, slug
 from .report import write_report
@@ -101,12 +100,13 @@ class Bench:
     """One benchmark folder: its config, data, scoring runs, keep files and cells."""
 
     def __init__(self, out: str | Path, config: BenchConfig, *, log: Log | None = None,
-                 progress: bool = False, data: ImageData | None = None) -> None:
+                 progress: bool = False, data: Data | None = None) -> None:
         self.out = Path(out)
         self.config = config
         self.log = log or (lambda msg: None)
         self.progress = progress
-        self.spec = DataSpec(config.dataset, config.data_dir, config.limit)
+        self.spec = DataSpec(config.dataset, config.data_dir, config.limit, config.image_size,
+                             workers=config.workers)
         self._data = data
         self._clean_labels: np.ndarray | None = None
         self.is_noisy: np.ndarray | None = None
@@ -114,7 +114,7 @@ class Bench:
 
     # --- data --------------------------------------------------------------------------------
     @property
-    def data(self) -> ImageData:
+    def data(self) -> Data:
         """The training data as the user has it: with the injected label noise, if any."""
         if self._data is None or self._clean_labels is None:
             data = self._data if self._data is not None else self.spec.load()
@@ -293,7 +293,7 @@ class Bench:
             self._ood = load_ood(self.config.ood_dataset, size=x.shape[-1], channels=x.shape[1])
         return self._ood
 
-    def evaluate_ood(self, model: torch.nn.Module, data: ImageData) -> dict[str, Any]:
+    def evaluate_ood(self, model: torch.nn.Module, data: Data) -> dict[str, Any]:
         from .ood import max_softmax, msp_aupr
         msp_in = max_softmax(model, data.test_x, data.mean, data.std)
         msp_out = max_softmax(model, self.ood_images(), data.mean, data.std)
@@ -416,7 +416,7 @@ def keep_sha(keep: np.ndarray) -> str:
 
 
 def run_bench(out: str | Path, config: BenchConfig, *, force: bool = False, log: Log | None = None,
-              progress: bool = False, data: ImageData | None = None, max_cells: int | None = None,
+              progress: bool = False, data: Data | None = None, max_cells: int | None = None,
               report: bool = True) -> Bench:
     """Run (or resume) the benchmark described by ``config`` in ``out`` and write its report.
 

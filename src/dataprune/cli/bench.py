@@ -5,8 +5,9 @@ import argparse
 from typing import Any
 
 from ..errors import DataPruneError
+from ..train.imagefolder import DEFAULT_IMAGE_SIZE
 from ..train.loop import VIEWS, TrainConfig
-from ..train.models import MODELS
+from ..train.models import MODELS, check_model_name, model_image_size
 from .common import add_data_args, command_parser, logger, set_threads
 
 
@@ -67,8 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="main (default): every method; cost: Dyn-Unc from cheaper scoring runs "
                         "(train view, J, fewer epochs K, a proxy model) vs accuracy")
     p.add_argument("--score-model", type=_names, default=["small-cnn"], metavar="NAMES",
-                   help=f"model(s) of the scoring run, comma-separated (of {', '.join(sorted(MODELS))}); "
-                        "several give the cross-architecture table")
+                   help=f"model(s) of the scoring run, comma-separated ({', '.join(sorted(MODELS))}, or "
+                        "timm:NAME / torchvision:NAME); several give the cross-architecture table")
     p.add_argument("--train-models", type=_names, default=["small-cnn"], metavar="NAMES",
                    help="models trained on every subset, comma-separated (default small-cnn)")
     p.add_argument("--methods", default="all", metavar="NAMES",
@@ -116,13 +117,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace):
     from ..bench import cost_config, main_config
-    for m in [*args.score_model, *args.train_models]:
-        if m not in MODELS:
-            raise DataPruneError(f"unknown model {m!r}; expected one of {sorted(MODELS)}")
+    for m in [*args.score_model, *args.train_models, *([args.proxy_model] if args.study == "cost" else [])]:
+        check_model_name(m)
+    image_size = args.image_size
+    if args.dataset == "imagefolder":
+        if args.ood_dataset:
+            raise DataPruneError("--ood-dataset works with IDX datasets only; drop it for --dataset imagefolder")
+        image_size = image_size or model_image_size(args.score_model[0]) or DEFAULT_IMAGE_SIZE
     overrides: dict[str, dict[str, Any]] = {}
     for method, key, value in args.method_param:
         overrides.setdefault(method, {})[key] = value
-    common = dict(dataset=args.dataset, data_dir=args.data_dir, limit=args.limit,
+    common = dict(dataset=args.dataset, data_dir=args.data_dir, limit=args.limit, image_size=image_size,
+                  workers=args.workers,
                   train_models=args.train_models, seeds=args.seeds, train_epochs=args.train_epochs,
                   batch_size=args.batch_size, lr=args.lr, budget=args.budget, label_noise=args.label_noise,
                   noise_seed=args.noise_seed, ood_dataset=args.ood_dataset, class_balanced=args.class_balanced,

@@ -28,13 +28,19 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     names = sorted(DATASETS) + ["idx", "imagefolder"]
     p.add_argument("--dataset", default="fashion-mnist", metavar="NAME",
                    help=f"one of {', '.join(names)} (idx: any IDX folder given by --data-dir; "
-                        "imagefolder: --data-dir ROOT with train/<class>/<image> and val/<class>/<image>, "
-                        "needs torchvision); default fashion-mnist")
+                        "imagefolder: --data-dir ROOT with train/<class>/<image> and optionally val/ or test/, "
+                        "streamed from disk, needs torchvision); default fashion-mnist")
     p.add_argument("--data-dir", help="folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
                                       "t10k-... (default: the dataset's usual place), or the image folder ROOT")
     p.add_argument("--image-size", type=int, metavar="S",
-                   help="imagefolder: resize (shorter side) and centre-crop images to S x S (default 32)")
-    p.add_argument("--limit", type=int, metavar="N", help="use only the first N training samples")
+                   help="imagefolder: train and score on S x S crops (default: the model's own size, "
+                        "e.g. 224 for torchvision:resnet18; 32 for mlp/small-cnn)")
+    p.add_argument("--workers", type=int, default=0, metavar="W",
+                   help="imagefolder: DataLoader processes decoding images (default 0: the main process); "
+                        "results do not depend on it")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="use only N training samples: the first N of IDX files, a seeded class-stratified "
+                        "sample of an image folder")
 
 
 def add_train_args(p: argparse.ArgumentParser, epochs: int) -> None:
@@ -55,7 +61,8 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 
 def data_spec(args: argparse.Namespace) -> DataSpec:
-    return DataSpec(args.dataset, args.data_dir, args.limit, getattr(args, "image_size", None))
+    return DataSpec(args.dataset, args.data_dir, args.limit, getattr(args, "image_size", None),
+                    workers=getattr(args, "workers", 0))
 
 
 def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainConfig:

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     refuse_overwrite(out / "results.json", args.force)
     log = logger(args)
-    spec = data_spec(args)
+    spec = data_spec(args).for_model(args.model)
     data = spec.load()
     n = len(data.train_y)
     say = log or (lambda msg: None)

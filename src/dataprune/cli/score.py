@@ -20,7 +20,8 @@ DEFAULT_EPOCHS = 30
 #: Options that do not change what a scoring run computes; every other option is a run
 #: setting: with --resume it comes from RUN/config.json, and giving it with another value
 #: than the run's is refused.
-NOT_RUN_SETTINGS = frozenset({"help", "out", "resume", "threads", "force", "quiet", "verbose"})
+NOT_RUN_SETTINGS = frozenset({"help", "out", "resume", "threads", "force", "quiet", "verbose",
+                              "workers"})  # --workers: the same store with any count)
 #: Run settings that config.json records under another name than the option's dest
 #: (others: config[dest], or config["train"][dest] for the training hyper-parameters).
 CONFIG_NAMES = {"nproc": "world_size"}
@@ -124,7 +125,8 @@ def resume(args: argparse.Namespace) -> int:
         raise DataPruneError(f"--resume takes the run's settings from {run_dir / 'config.json'}; drop "
                              f"{', '.join(conflicts)}, or start a new run with --out")
     set_threads(args.threads if args.threads is not None else config.get("threads"))
-    result = resume_score_run(run_dir, log=logger(args), progress=not args.quiet)
+    result = resume_score_run(run_dir, log=logger(args), progress=not args.quiet,
+                              workers=args.workers or None)
     epochs = result.history[-1]["epoch"] + 1 if result.history else 0
     print(f"scoring run written to {result.run_dir} (resumed after epoch {result.resumed_from} of {epochs}; "
           f"{result.seconds:.0f} s of training in all)")

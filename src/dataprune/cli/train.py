@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_out:
         refuse_overwrite(args.metrics_out, args.force)
         check_writable(args.metrics_out)  # fail now, not after training
-    spec = data_spec(args)
+    spec = data_spec(args).for_model(args.model)
     data = spec.load()
     subset = (read_keep(args.subset, len(data.train_y), dataset=data.name, labels=data.train_y.numpy(),
                         data_dir=data.data_dir) if args.subset else None)
@@ -38,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     metrics["subset"] = args.subset
     if args.metrics_out:
         atomic_write_json(args.metrics_out, metrics)
-    print(f"test accuracy {100 * metrics['test_accuracy']:.2f} % (top-1) after {metrics['epochs']} epochs on "
+    print(f"{metrics['eval_split']} accuracy {100 * metrics['test_accuracy']:.2f} % (top-1) after {metrics['epochs']} epochs on "
           f"{metrics['train_samples']} samples ({metrics['seconds']:.0f} s)")
     return 0

@@ -130,3 +130,24 @@ def observed_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     var = np.where(obs, (x - mean) ** 2, 0.0).sum(0) / np.maximum(cnt, 1)
     return cnt, mean, var
 
+
+def check_window(window: int, epochs: int, *, last_window: bool = False, span: str = "") -> None:
+    """Raise unless 2 <= window < epochs (Eq. 3 needs at least one window, ddof=1 needs 2);
+    with ``last_window`` (T-J+1 windows, as DUAL) window == epochs is allowed too.
+    ``span`` describes ``epochs`` in the message (default: recorded epochs)."""
+    method, least, need = ("dual", 2, "T-J+1") if last_window else ("dyn-unc", 3, "K-J")
+    check_int("window", window, 2, epochs if last_window else epochs - 1,
+              f" ({need} windows must be at least one)", context=f" with {span or f'{epochs} recorded epochs'}",
+              need=need_epochs(method, least, epochs))
+
+
+def column_sums(v: np.ndarray) -> np.ndarray:
+    """(c,) float64 sums over axis 0 of (rows, c) ``v``, strictly in row order, so each column's
+    result does not depend on the chunk's width or the column's place in it (``v.sum(0)``
+    picks pairwise or row-wise order from the array's shape; a 1-column chunk sums pairwise):
+    chunk size and sample order never change a score, not even in the last bit
+    (tests/test_properties.py, tests/test_trust_select.py)."""
+    total = np.zeros(v.shape[1:], dtype=np.float64)
+    for row in v:
+        total += row
+    return total

@@ -18,24 +18,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataPruneError
-from ._common import check_int, check_nan_scores, leading, need_epochs
+from ._common import check_int, check_nan_scores, check_window, column_sums, leading
 from ._registry import register
+from .dyn_unc_official import dyn_unc_official
 
 #: elements (K x columns) read from the store per block, converted to float32 at once.
 _READ_ELEMENTS = 1 << 21
 #: elements (K x columns) per work chunk: the float64 working set (~3 arrays of
 #: 2 x this x 8 bytes) stays in L2/L3 cache while the chunk is processed.
 _WORK_ELEMENTS = 1 << 18
-
-
-def check_window(window: int, epochs: int, *, last_window: bool = False, span: str = "") -> None:
-    """Raise unless 2 <= window < epochs (Eq. 3 needs at least one window, ddof=1 needs 2);
-    with ``last_window`` (T-J+1 windows, as DUAL) window == epochs is allowed too.
-    ``span`` describes ``epochs`` in the message (default: recorded epochs)."""
-    method, least, need = ("dual", 2, "T-J+1") if last_window else ("dyn-unc", 3, "K-J")
-    check_int("window", window, 2, epochs if last_window else epochs - 1,
-              f" ({need} windows must be at least one)", context=f" with {span or f'{epochs} recorded epochs'}",
-              need=need_epochs(method, least, epochs))
 
 
 #: ``semantics`` of :func:`dyn_unc`: how unobserved epochs count.
@@ -89,7 +80,6 @@ def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | N
             return prob.dyn_unc(window)
         prob = prob["prob"]
     if semantics == "official":
-        from .dyn_unc_official import dyn_unc_official
         if getattr(prob, "ndim", None) != 2:
             raise DataPruneError(f"prob has shape {getattr(prob, 'shape', None)}; expected (K, N)")
         return dyn_unc_official(leading(prob, epochs)[0], window)
@@ -239,7 +229,7 @@ class _Kernel:
             np.sqrt(r, out=r)   # a negative (rounding; never seen) or NaN input gives NaN: the
         if weight is not None:  # sample then takes the exact masked path below
             r *= weight
-        u = _column_sums(r)
+        u = column_sums(r)
         u *= self.scale
         bad = np.isnan(u)
         if bad.any():           # samples with unobserved epochs: exact NaN-aware path
@@ -289,19 +279,7 @@ def _mean_window_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
             std = np.where(usable, std * (1.0 - (s1 / n + offset)), 0.0)
     windows = usable.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(windows > 0, _column_sums(std) / windows, np.nan)
-
-
-def _column_sums(v: np.ndarray) -> np.ndarray:
-    """(c,) float64 sums over axis 0 of (rows, c) ``v``, strictly in row order, so each column's
-    result does not depend on the chunk's width or the column's place in it (``v.sum(0)``
-    picks pairwise or row-wise order from the array's shape; a 1-column chunk sums pairwise):
-    chunk size and sample order never change a score, not even in the last bit
-    (tests/test_properties.py, tests/test_trust_select.py)."""
-    total = np.zeros(v.shape[1:], dtype=np.float64)
-    for row in v:
-        total += row
-    return total
+        return np.where(windows > 0, column_sums(std) / windows, np.nan)
 
 
 def window_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

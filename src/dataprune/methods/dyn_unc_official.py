@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import column_chunks
-from .dyn_unc import _column_sums, check_window
+from ._common import check_window, column_chunks, column_sums
 
 #: the official code multiplies every window's std by 10 (the ranking is unchanged).
 OFFICIAL_SCALE = 10.0
@@ -53,4 +52,4 @@ def _chunk(x: np.ndarray, window: int) -> np.ndarray:
     # the ring after epoch t is seq[count[t] : count[t] + J] (the last J entries so far)
     start = count[window - 1:k_epochs - 1]          # (K-J, c)
     ring = seq[start[:, None, :] + np.arange(window)[None, :, None], np.arange(c)[None, None, :]]
-    return _column_sums(ring.std(axis=1, ddof=1))   # (K-J, J, c) -> (c,), row order fixed
+    return column_sums(ring.std(axis=1, ddof=1))   # (K-J, J, c) -> (c,), row order fixed

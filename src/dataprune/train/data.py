@@ -10,13 +10,17 @@ import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..errors import DataPruneError
+from .order import epoch_seed
+
+if TYPE_CHECKING:  # imports point one way: imagefolder never imports this module
+    from .imagefolder import FolderData
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _UBYTE = 0x08
@@ -66,6 +70,19 @@ class ImageData:
     data_dir: Path
     mean: float
     std: float
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train_x.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_x.shape[-1])
+
+    @property
+    def train_images(self) -> np.ndarray:
+        """uint8 (N, C, H, W) training images (for figures)."""
+        return self.train_x.numpy()
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -147,18 +164,22 @@ def _pixel_stats(images: np.ndarray) -> tuple[float, float]:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, limit: int | None = None,
-                 image_size: int | None = None) -> ImageData:
-    """Load a named IDX dataset (see ``DATASETS``) or any IDX directory (``name="idx"``).
+                 image_size: int | None = None, workers: int = 0) -> ImageData | FolderData:
+    """Load a named IDX dataset (see ``DATASETS``), any IDX directory (``name="idx"``), or
+    list an image folder (``name="imagefolder"``: a streaming :class:`FolderData`).
 
-    ``data_dir`` overrides the dataset's default directory; ``limit`` keeps the first
-    ``limit`` training samples. Images come back as uint8 (N, 1, H, W), labels as int64 (N,).
+    ``data_dir`` overrides the dataset's default directory. ``limit`` keeps the first
+    ``limit`` training samples of IDX files (MNIST-style files are already shuffled), and a
+    seeded class-stratified sample of an image folder. IDX images come back as uint8
+    (N, 1, H, W), labels as int64 (N,); ``image_size`` and ``workers`` apply to image folders.
     """
-    if name == "imagefolder":  # ROOT/train/<class>/..., ROOT/val/<class>/... (torchvision extra)
+    if name == "imagefolder":  # ROOT/train/<class>/..., optional val/ or test/ (torchvision extra)
         if data_dir is None:
             raise DataPruneError("dataset 'imagefolder' needs --data-dir ROOT (data_dir=) holding "
-                                 "train/<class>/<image> and val/<class>/<image>")
-        from .imagefolder import load_imagefolder
-        return load_imagefolder(data_dir, image_size=image_size or 32, limit=limit)
+                                 "train/<class>/<image> (and optionally val/ or test/)")
+        from .imagefolder import DEFAULT_IMAGE_SIZE, load_imagefolder
+        return load_imagefolder(data_dir, image_size=image_size or DEFAULT_IMAGE_SIZE, limit=limit,
+                                workers=workers)
     if name == "idx":
         info = DatasetInfo(None, _PUT_FILES)
     elif name in DATASETS:
@@ -273,8 +294,7 @@ class InMemoryLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        seed = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)[0] >> 1)
-        generator = torch.Generator(device=self.x.device).manual_seed(seed)
+        generator = torch.Generator(device=self.x.device).manual_seed(epoch_seed(self.seed, self.epoch))
         order = self.indices
         if self.shuffle:
             order = order[torch.randperm(len(order), generator=generator, device=order.device)]
@@ -292,23 +312,33 @@ class InMemoryLoader:
 
 def evaluate(model: nn.Module, x_uint8: Tensor, y: Tensor, mean: float, std: float,
              batch_size: int = 1024) -> float:
-    """Top-1 accuracy of ``model`` on uint8 images (M, C, H, W) with labels (M,), in eval mode.
-
-    Runs under ``torch.no_grad`` on the model's device and restores its train/eval mode.
-    """
+    """Top-1 accuracy of ``model`` on uint8 images (M, C, H, W) with labels (M,), in eval mode."""
     if len(x_uint8) == 0 or len(x_uint8) != len(y):
         raise DataPruneError(f"cannot evaluate {len(x_uint8)} images with {len(y)} labels; "
                              f"expected equal, non-zero counts")
     device = next(model.parameters()).device
+    return accuracy(model, ((normalize(x_uint8[a:a + batch_size].to(device), mean, std), y[a:a + batch_size])
+                            for a in range(0, len(x_uint8), batch_size)))
+
+
+def accuracy(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) -> float:
+    """Top-1 accuracy of ``model`` over batches of (inputs (B, ...), labels (B,)), in eval mode.
+
+    Runs under ``torch.no_grad`` on the model's device and restores its train/eval mode.
+    """
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
     try:
         with torch.no_grad():
-            for start in range(0, len(x_uint8), batch_size):
-                xb = normalize(x_uint8[start:start + batch_size].to(device), mean, std)
-                yb = y[start:start + batch_size].to(device)
-                correct += (model(xb).argmax(1) == yb).sum()
+            for xb, yb in batches:
+                yb = yb.to(device)
+                correct += (model(xb.to(device)).argmax(1) == yb).sum()
+                seen += len(yb)
     finally:
         model.train(was_training)
-    return correct.item() / len(x_uint8)
+    if seen == 0:
+        raise DataPruneError("cannot evaluate on an empty split; expected at least one sample")
+    return correct.item() / seen

@@ -18,12 +18,12 @@ import time
 from datetime import timedelta
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import DataPruneError
 from .data import InMemoryLoader
+from .order import shard_order
 
 #: a rank that waits longer than this for the others fails instead of hanging
 TIMEOUT = timedelta(minutes=30)
@@ -70,14 +70,8 @@ class ShardLoader(InMemoryLoader):
 
     def set_epoch(self, epoch: int) -> None:
         super().set_epoch(epoch)
-        order = self._all
-        if self._shuffle_all:
-            seed = int(np.random.SeedSequence([self.seed, epoch, 7]).generate_state(1, np.uint64)[0] >> 1)
-            g = torch.Generator().manual_seed(seed)
-            order = order[torch.randperm(len(order), generator=g).to(order.device)]
-        total = -(-len(order) // self.world_size) * self.world_size
-        order = torch.cat([order, order[: total - len(order)]])  # pad with duplicates
-        self.indices = order[self.rank::self.world_size]
+        self.indices = shard_order(self._all, seed=self.seed, epoch=epoch, shuffle=self._shuffle_all,
+                                   rank=self.rank, world_size=self.world_size)
 
 
 def broadcast_model(model: nn.Module) -> None:

@@ -24,12 +24,30 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return add
 
 
+def check_model_name(name: str) -> None:
+    """Raise a one-line error unless ``name`` is a built-in model or ``timm:NAME`` /
+    ``torchvision:NAME`` of a model that library has (checked without building it)."""
+    prefix, _, model = name.partition(":")
+    if name in MODELS:
+        return
+    if prefix not in EXTERNAL_PREFIXES or not model:
+        raise DataPruneError(f"unknown model {name!r}; expected one of {sorted(MODELS)} or timm:NAME / torchvision:NAME")
+    from .imagefolder import require
+    if prefix == "timm":
+        known = require("timm", f"model {name!r}").is_model(model)
+    else:
+        known = model in require("torchvision.models", f"model {name!r}").list_models()
+    if not known:
+        raise DataPruneError(f"{prefix} has no model {model!r}; list names with "
+                             f"{'timm.list_models()' if prefix == 'timm' else 'torchvision.models.list_models()'}")
+
+
 def build_model(name: str, num_classes: int, in_channels: int = 1, image_size: int = 28) -> nn.Module:
     """Build model ``name`` for images (B, in_channels, image_size, image_size) and ``num_classes`` classes."""
     if name.partition(":")[0] in EXTERNAL_PREFIXES and ":" in name:
         if num_classes < 2:
             raise DataPruneError(f"num_classes {num_classes} is not valid; expected >= 2")
-        return build_external(name, num_classes, in_channels)
+        return check_input_size(build_external(name, num_classes, in_channels), name, in_channels, image_size)
     if name not in MODELS:
         raise DataPruneError(f"unknown model {name!r}; expected one of {sorted(MODELS)} "
                              "or timm:NAME / torchvision:NAME")
@@ -88,6 +106,44 @@ def small_cnn(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
 
 
 EXTERNAL_PREFIXES = ("timm", "torchvision")
+
+
+def model_image_size(name: str) -> int | None:
+    """The input size ``name`` was designed for, without building or downloading anything:
+    timm's pretrained config ``input_size``, torchvision's default weights' crop size; None for
+    the built-in models (they take any size) and for models that state none."""
+    prefix, _, model = name.partition(":")
+    if prefix not in EXTERNAL_PREFIXES or not model:
+        return None
+    from .imagefolder import require
+    if prefix == "timm":
+        cfg = require("timm.models", f"model {name!r}").get_pretrained_cfg(model)
+        return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else None
+    models = require("torchvision.models", f"model {name!r}")
+    try:
+        weights = models.get_model_weights(model).DEFAULT
+    except (ValueError, KeyError, AttributeError):
+        return None
+    crop = getattr(weights.transforms, "keywords", {}).get("crop_size")
+    return int(crop) if crop else None
+
+
+def check_input_size(model: nn.Module, name: str, in_channels: int, image_size: int) -> nn.Module:
+    """Run ``model`` once on a zero batch (1, in_channels, S, S) in eval mode, so a model that
+    cannot take S x S images fails now, in one line, instead of mid-run; returns ``model``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, image_size, image_size))
+    except (RuntimeError, ValueError, AssertionError, TypeError) as e:
+        native = model_image_size(name)
+        hint = f"use --image-size {native} (its own size)" if native and native != image_size else "use another --image-size"
+        raise DataPruneError(f"model {name!r} does not accept {in_channels}x{image_size}x{image_size} images "
+                             f"({' '.join(str(e).split())[:160]}); {hint} or another model") from None
+    finally:
+        model.train(was_training)
+    return model
 
 
 class _External(nn.Module):

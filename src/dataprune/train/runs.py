@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -24,24 +24,38 @@ from ..fileio import (LOCK_FILE, atomic_write_bytes, atomic_write_json, atomic_w
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
 from ..run_outputs import is_run_dir, save_final_outputs
 from ..store import Dynamics
-from .data import ImageData, InMemoryLoader, evaluate, load_dataset
+from .data import ImageData, InMemoryLoader, accuracy, evaluate, load_dataset
+from .imagefolder import DEFAULT_IMAGE_SIZE, FolderData
 from .loop import TrainConfig, make_optimizer, predict, seed_everything, train
-from .models import build_model
+from .models import build_model, model_image_size
 
 Log = Callable[[str], None]
+Data = ImageData | FolderData
+"""In-memory IDX data or a streamed image folder."""
 
 
 @dataclass
 class DataSpec:
-    """Which dataset to load: a registered name (or ``idx``), an optional directory and limit."""
+    """Which dataset to load: a registered name (or ``idx``), an optional directory and limit;
+    for image folders also the image size (None: the model's, see :meth:`for_model`) and the
+    number of DataLoader worker processes that decode them."""
 
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
     limit: int | None = None
-    image_size: int | None = None  # imagefolder only (default 32); config.json records the size used
+    image_size: int | None = None  # imagefolder only (default: the model's, else 32); config.json records the size used
+    workers: int = 0  # imagefolder only; results do not depend on it
 
-    def load(self) -> ImageData:
-        return load_dataset(self.dataset, self.data_dir, self.limit, image_size=self.image_size)
+    def for_model(self, model: str) -> "DataSpec":
+        """This spec with an image folder's size set from ``model`` when none was given
+        (:func:`~dataprune.train.models.model_image_size`, else 32)."""
+        if self.dataset != "imagefolder" or self.image_size is not None:
+            return self
+        return dataclasses.replace(self, image_size=model_image_size(model) or DEFAULT_IMAGE_SIZE)
+
+    def load(self) -> Data:
+        return load_dataset(self.dataset, self.data_dir, self.limit, image_size=self.image_size,
+                            workers=self.workers)
 
 
 #: Training state checkpointed after every epoch of a scoring run, for ``--resume``.
@@ -60,11 +74,40 @@ class ScoreResult:
     """Epochs already finished when this process took over the run (0 for a fresh run)."""
 
 
-def _loader(data: ImageData, cfg: TrainConfig, model_name: str, indices: np.ndarray | None = None
-            ) -> InMemoryLoader:
-    return InMemoryLoader(data.train_x, data.train_y, mean=data.mean, std=data.std, indices=indices,
-                          batch_size=cfg.batch_size, shuffle=True, augment=model_name != "mlp",
-                          seed=cfg.seed)
+def _loader(data: Data, cfg: TrainConfig, model_name: str, indices: np.ndarray | None = None, *,
+            record_view: str | None = None, rank: int = 0, world: int = 1) -> Any:
+    """The training batches of a run (augmented unless the model is ``mlp``): in memory, or
+    decoded by workers for an image folder (with the clean view when ``record_view="clean"``);
+    this rank's shard when ``world`` > 1."""
+    from . import distributed as ddp
+    augment = model_name != "mlp"
+    if isinstance(data, FolderData):
+        return data.loader(indices, batch_size=cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
+                           with_clean=record_view == "clean", rank=rank, world_size=world)
+    kw = dict(mean=data.mean, std=data.std, indices=indices, batch_size=cfg.batch_size, shuffle=True,
+              augment=augment, seed=cfg.seed)
+    if world > 1:
+        return ddp.ShardLoader(data.train_x, data.train_y, rank=rank, world_size=world, **kw)
+    return InMemoryLoader(data.train_x, data.train_y, **kw)
+
+
+def _clean_batches(data: Data, batch_size: int = 1024) -> Iterator[torch.Tensor]:
+    """Every training sample's un-augmented input (B, C, H, W), in sample-index order."""
+    if isinstance(data, FolderData):
+        loader = data.loader(batch_size=batch_size, shuffle=False, augment=False)
+    else:
+        loader = InMemoryLoader(data.train_x, data.train_y, mean=data.mean, std=data.std,
+                                batch_size=batch_size, shuffle=False)
+    return (x for x, _, _ in loader)
+
+
+def evaluate_data(model: torch.nn.Module, data: Data) -> tuple[float, str]:
+    """``(top-1 accuracy, split name)`` of ``model`` on the evaluation split: the IDX test
+    files ("test"), or an image folder's val/ or test/ folder."""
+    if isinstance(data, FolderData):
+        loader = data.loader(batch_size=256, shuffle=False, augment=False, split="eval")
+        return accuracy(model, ((x, y) for x, y, _ in loader)), str(data.eval_split)
+    return evaluate(model, data.test_x, data.test_y, data.mean, data.std), "test"
 
 
 def _torch_save(path: Path, obj: dict[str, Any]) -> None:
@@ -184,7 +227,7 @@ def _epoch_logger(log_path: Path, log: Log | None, what: str) -> Callable[[int, 
 def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "small-cnn",
               cfg: TrainConfig | None = None, record_view: str = "clean",
               signals: tuple[str, ...] = ALL_SIGNALS + EXTRA_SIGNALS, force: bool = False,
-              log: Log | None = None, data: ImageData | None = None, progress: bool = False,
+              log: Log | None = None, data: Data | None = None, progress: bool = False,
               keep_history: str = "full", window: int = 10) -> ScoreResult:
     """Train ``model`` on the full training set while recording dynamics into ``out``.
 
@@ -239,13 +282,14 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
 
 
 def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, record_view: str,
-               signals: tuple[str, ...], log: Log | None, data: ImageData | None, progress: bool,
+               signals: tuple[str, ...], log: Log | None, data: Data | None, progress: bool,
                keep_history: str, window: int, rank: int, world: int) -> ScoreResult:
-    from . import distributed as ddp
+    data_spec = data_spec.for_model(model)
     data = data if data is not None else data_spec.load()
     n = len(data.train_y)
     config = {"command": "score", "dataset": data.name, "data_dir": str(Path(data.data_dir).resolve()),
-              "limit": data_spec.limit, "image_size": int(data.train_x.shape[-1]), "num_samples": n,
+              "limit": data_spec.limit, "image_size": data.image_size, "workers": data_spec.workers,
+              "num_samples": n,
               "num_classes": data.num_classes, "train_labels_digest": labels_digest(data.train_y),
               "model": model, "record_view": record_view, "signals": list(signals),
               "keep_history": keep_history, "world_size": world,
@@ -253,26 +297,27 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
               "torch": torch.__version__, "python": platform.python_version(), "finished": False}
     if keep_history == "none":
         config["window"] = window
+    seed_everything(cfg.seed)
+    net = build_model(model, data.num_classes, data.in_channels, data.image_size)  # fails before any file
     if rank == 0:
         _start_run_files(out, 0)
         atomic_write_json(out / "config.json", config)
-    seed_everything(cfg.seed)
-    net = build_model(model, data.num_classes, data.train_x.shape[1], data.train_x.shape[-1])
+        if log and isinstance(data, FolderData):
+            log(f"image folder {data.root}: {n} training images in {len(data.classes)} classes at "
+                f"{data.image_size}x{data.image_size}, decoded by {data_spec.workers or 'the main'} "
+                f"{'worker process(es)' if data_spec.workers else 'process'}")
     if world > 1:
+        from . import distributed as ddp
         net = net.to(ddp.device_for(rank))
         ddp.broadcast_model(net)
-        loader = ddp.ShardLoader(data.train_x, data.train_y, mean=data.mean, std=data.std,
-                                 batch_size=cfg.batch_size, shuffle=True, augment=model != "mlp",
-                                 seed=cfg.seed, rank=rank, world_size=world)
-    else:
-        loader = _loader(data, cfg, model)
+    loader = _loader(data, cfg, model, record_view=record_view, rank=rank, world=world)
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
     recorder = _new_recorder(out, config, data, cfg, rank)
     return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
                          start=0, seconds_before=0.0, log=log, progress=progress, rank=rank, world=world)
 
 
-def _new_recorder(out: Path, config: dict[str, Any], data: ImageData, cfg: TrainConfig, rank: int) -> Recorder:
+def _new_recorder(out: Path, config: dict[str, Any], data: Data, cfg: TrainConfig, rank: int) -> Recorder:
     """The run's store ``out/dynamics`` (created by rank 0) and a Recorder writing it."""
     recorder = Recorder(len(data.train_y), out / "dynamics", data.num_classes, signals=config["signals"],
                         epochs=cfg.epochs, view=config["record_view"], labels=data.train_y.numpy(),
@@ -285,8 +330,8 @@ def _new_recorder(out: Path, config: dict[str, Any], data: ImageData, cfg: Train
     return recorder
 
 
-def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: ImageData | None = None,
-                     progress: bool = False) -> ScoreResult:
+def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Data | None = None,
+                     progress: bool = False, workers: int | None = None) -> ScoreResult:
     """Continue the interrupted scoring run ``out`` from its last finished epoch.
 
     Everything (dataset, model, hyper-parameters, seed) comes from ``out/config.json``;
@@ -295,17 +340,19 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Im
     run restarts from epoch 0 with a new store. An epoch the store recorded after that checkpoint (a crash
     between the two writes) is discarded, as are extra ``log.jsonl`` rows, so the finished
     run is identical to an uninterrupted one on the same machine and thread count.
-    Single-process runs only: a run started with several processes is refused.
+    Single-process runs only: a run started with several processes is refused. ``workers``
+    (image folders) overrides the run's decoding processes (the results do not depend on it).
     """
     out = Path(out)
     if not (out / "config.json").is_file():
         raise DataPruneError(f"no scoring run to resume at {out} (config.json missing); "
                              f"start one with `dataprune score --out {out}`")
     with exclusive_lock(out, RUN_USER):
-        return _resume_score_run(out, log=log, data=data, progress=progress)
+        return _resume_score_run(out, log=log, data=data, progress=progress, workers=workers)
 
 
-def _resume_score_run(out: Path, *, log: Log | None, data: ImageData | None, progress: bool) -> ScoreResult:
+def _resume_score_run(out: Path, *, log: Log | None, data: Data | None, progress: bool,
+                      workers: int | None) -> ScoreResult:
     config = read_json(out / "config.json")
     cfg = check_config(out / "config.json", config)
     if _finished(config):
@@ -317,7 +364,8 @@ def _resume_score_run(out: Path, *, log: Log | None, data: ImageData | None, pro
     if config.get("keep_history", "full") != "full" and state_path.exists():
         raise DataPruneError(f"scoring run {out} records keep_history={config['keep_history']!r}; --resume "
                              "supports full-history stores only (restart it with --force)")
-    spec = DataSpec(config["dataset"], config["data_dir"], config["limit"], config.get("image_size"))
+    spec = DataSpec(config["dataset"], config["data_dir"], config["limit"], config.get("image_size"),
+                    workers=config.get("workers", 0) if workers is None else workers)
     data = data if data is not None else spec.load()
     n = len(data.train_y)
     if n != config["num_samples"]:
@@ -328,8 +376,8 @@ def _resume_score_run(out: Path, *, log: Log | None, data: ImageData | None, pro
                              f"differ from those the run {out} was started with; was the dataset replaced?")
     model = config["model"]
     seed_everything(cfg.seed)
-    net = build_model(model, data.num_classes, data.train_x.shape[1], data.train_x.shape[-1])
-    loader = _loader(data, cfg, model)
+    net = build_model(model, data.num_classes, data.in_channels, data.image_size)
+    loader = _loader(data, cfg, model, record_view=config["record_view"])
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
     if not state_path.exists():  # nothing to continue from: a new store, epoch 0
         if (out / "dynamics").exists():
@@ -427,7 +475,7 @@ def _save_state(path: Path, epochs_done: int, net: torch.nn.Module, optimizer: t
         "recorder": recorder.state_dict(), "train_seconds": seconds})
 
 
-def _score_epochs(out: Path, config: dict[str, Any], data: ImageData, net: torch.nn.Module,
+def _score_epochs(out: Path, config: dict[str, Any], data: Data, net: torch.nn.Module,
                   loader: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
                   recorder: Recorder, cfg: TrainConfig, *, start: int, seconds_before: float,
                   log: Log | None, progress: bool, rank: int, world: int) -> ScoreResult:
@@ -450,9 +498,7 @@ def _score_epochs(out: Path, config: dict[str, Any], data: ImageData, net: torch
     seconds = seconds_before + time.perf_counter() - t0
     recorder.close()
     if rank == 0:
-        clean = InMemoryLoader(data.train_x, data.train_y, mean=data.mean, std=data.std,
-                               batch_size=1024, shuffle=False)
-        logits, feats = predict(net, (x for x, _, _ in clean))
+        logits, feats = predict(net, _clean_batches(data))
         save_final_outputs(out, logits, feats, force=True)  # the run's own files (a crash may leave them)
         _save_checkpoint(out / "checkpoint.pt", net, {"model_name": config["model"],
                                                       "num_classes": data.num_classes, "epoch": cfg.epochs})
@@ -465,19 +511,22 @@ def _score_epochs(out: Path, config: dict[str, Any], data: ImageData, net: torch
 
 def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig | None = None,
               subset: np.ndarray | None = None, log: Log | None = None,
-              data: ImageData | None = None, progress: bool = False,
-              evaluate_extra: Callable[[torch.nn.Module, ImageData], dict[str, Any]] | None = None
+              data: Data | None = None, progress: bool = False,
+              evaluate_extra: Callable[[torch.nn.Module, Data], dict[str, Any]] | None = None
               ) -> dict[str, Any]:
     """Train ``model`` on ``subset`` (sample indices; default all) and test it.
 
-    Returns metrics: ``test_accuracy``, ``train_samples``, ``epochs``, ``seconds``,
+    Returns metrics: ``test_accuracy`` (on the split named by ``eval_split``: IDX "test", an
+    image folder's "val" or "test"), ``train_samples``, ``epochs``, ``seconds``,
     ``optimizer_steps`` and more; ``evaluate_extra(trained_model, data)`` may add its own
     (e.g. out-of-distribution detection).
     """
     cfg = cfg or TrainConfig()
-    data = data if data is not None else data_spec.load()
+    data = data if data is not None else data_spec.for_model(model).load()
+    if isinstance(data, FolderData) and data.eval_split is None:  # fail before training, not after
+        data.loader(batch_size=1, shuffle=False, augment=False, split="eval")
     seed_everything(cfg.seed)
-    net = build_model(model, data.num_classes, data.train_x.shape[1], data.train_x.shape[-1])
+    net = build_model(model, data.num_classes, data.in_channels, data.image_size)
     loader = _loader(data, cfg, model, subset)
     t0 = time.perf_counter()
 
@@ -488,9 +537,11 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
 
     history = train(net, loader, cfg, on_epoch_end=on_epoch_end, progress=progress)
     seconds = time.perf_counter() - t0
-    acc = evaluate(net, data.test_x, data.test_y, data.mean, data.std)
+    acc, split = evaluate_data(net, data)
+    if log:
+        log(f"evaluated on the {split} split ({len(data.test_y)} samples): accuracy {acc:.4f}")
     extra = evaluate_extra(net, data) if evaluate_extra is not None else {}
-    return {"test_accuracy": acc, "train_samples": int(len(loader.indices)),
+    return {"test_accuracy": acc, "eval_split": split, "image_size": data.image_size, "train_samples": int(len(loader.indices)),
             "num_samples": int(len(data.train_y)), "epochs": cfg.epochs, "seconds": seconds,
             "optimizer_steps": cfg.epochs * len(loader),
             "dataset": data.name, "model": model, "seed": cfg.seed,
