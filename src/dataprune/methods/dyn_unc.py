@@ -221,7 +221,7 @@ class _Kernel:
             np.sqrt(r, out=r)   # a negative (rounding; never seen) or NaN input gives NaN: the
         if weight is not None:  # sample then takes the exact masked path below
             r *= weight
-        u = r.sum(0, dtype=np.float64)
+        u = _column_sums(r)     # row order: a score never depends on the chunk's width
         u *= self.scale
         bad = np.isnan(u)
         if bad.any():           # samples with unobserved epochs: exact NaN-aware path
@@ -279,7 +279,7 @@ def _column_sums(v: np.ndarray) -> np.ndarray:
     chunk's width or the column's place in it (``v.sum(0)`` picks pairwise or row-wise order
     from the array's shape): chunk size and sample order never change a score, not even in
     the last bit (tests/test_properties.py)."""
-    total = np.zeros(v.shape[1:], dtype=v.dtype)
+    total = np.zeros(v.shape[1:], dtype=np.float64)
     for row in v:
         total += row
     return total
