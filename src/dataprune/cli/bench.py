@@ -111,6 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-only", action="store_true",
                    help="only regenerate results, tables and figures in --out from the finished cells")
     p.add_argument("--force", action="store_true", help="resume into a folder made with other settings")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="print only the final summary and errors")
     p.set_defaults(func=run)
 
@@ -145,7 +146,7 @@ def build_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from ..bench import report_only, run_bench
-    set_threads()
+    set_threads(args.threads)
     log = logger(args)
     if args.report_only:
         results = report_only(args.out, log=log)

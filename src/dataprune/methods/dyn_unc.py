@@ -229,7 +229,7 @@ class _Kernel:
             np.sqrt(r, out=r)   # a negative (rounding; never seen) or NaN input gives NaN: the
         if weight is not None:  # sample then takes the exact masked path below
             r *= weight
-        u = column_sums(r)
+        u = column_sums(r)      # row order: a score never depends on the chunk's width
         u *= self.scale
         bad = np.isnan(u)
         if bad.any():           # samples with unobserved epochs: exact NaN-aware path
