@@ -50,3 +50,15 @@ def tiny_idx_dir(tmp_path: Path) -> Path:
         write_idx(tmp_path / f"{split}-images-idx3-ubyte{gz}", make_images(labels, rng))
         write_idx(tmp_path / f"{split}-labels-idx1-ubyte{gz}", labels)
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """60 train / 20 test 28x28 images of 10 classes."""
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 60), ("t10k", 20)):
+        labels = np.arange(n) % 10
+        write_idx(d / f"{split}-images-idx3-ubyte", make_images(labels, rng))
+        write_idx(d / f"{split}-labels-idx1-ubyte", labels)
+    return d

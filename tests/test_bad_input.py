@@ -23,23 +23,11 @@ from dataprune.train.data import InMemoryLoader, load_dataset
 from dataprune.train.loop import TrainConfig
 from dataprune.train.models import build_model
 
-from conftest import make_images, write_idx
+from conftest import write_idx
 
 
 # ---------------------------------------------------------------------------------------------
 # fixtures: one tiny dataset, store and finished scoring run per module (cheap to copy)
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    """60 train / 20 test 28x28 images of 10 classes."""
-    d = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(1)
-    for split, n in (("train", 60), ("t10k", 20)):
-        labels = np.arange(n) % 10
-        write_idx(d / f"{split}-images-idx3-ubyte", make_images(labels, rng))
-        write_idx(d / f"{split}-labels-idx1-ubyte", labels)
-    return d
-
 
 @pytest.fixture(scope="module")
 def clean_store(tmp_path_factory) -> Path:

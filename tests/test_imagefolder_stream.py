@@ -190,7 +190,7 @@ def test_bad_workers_is_one_line(tmp_path, capsys):
 def test_bench_with_timm_model_on_rgb_folder(tmp_path, capsys, monkeypatch):
     pytest.importorskip("timm")
     import dataprune.cli.bench as cli_bench
-    monkeypatch.setattr(cli_bench, "set_threads", lambda: torch.set_num_threads(1))  # shared CPU: no oversubscription
+    monkeypatch.setattr(cli_bench, "set_threads", lambda threads=None: torch.set_num_threads(1))  # shared CPU: no oversubscription
     root = png_folder(tmp_path / "f", per_class=(8, 2), classes=("ant", "bee", "cat"), size=(36, 36))
     out = tmp_path / "bench"
     assert run_cli("bench", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 32, "--workers", 2,

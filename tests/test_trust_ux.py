@@ -76,7 +76,6 @@ import json  # noqa: E402
 import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from conftest import make_images, write_idx  # noqa: E402
 from dataprune.cli import main  # noqa: E402
 from dataprune.keepfile import read_keep  # noqa: E402
 from dataprune.train import runs  # noqa: E402
@@ -89,18 +88,6 @@ def cli_error(capsys, *args) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("dataprune "), err
     return err
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    """60 train / 20 test 28x28 images of 10 classes."""
-    d = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(1)
-    for split, n in (("train", 60), ("t10k", 20)):
-        labels = np.arange(n) % 10
-        write_idx(d / f"{split}-images-idx3-ubyte", make_images(labels, rng))
-        write_idx(d / f"{split}-labels-idx1-ubyte", labels)
-    return d
 
 
 @pytest.fixture(scope="module")
