@@ -355,7 +355,8 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     """Train ``model`` on ``subset`` (sample indices; default all) and test it.
 
     Returns metrics: ``test_accuracy``, ``train_samples``, ``epochs``, ``seconds``,
-    ``optimizer_steps`` and more; ``evaluate_extra(trained_model, data)`` may add its own
+    ``optimizer_steps``, ``sample_passes`` (samples forwarded and backwarded in all epochs),
+    ``full_equivalent`` (``sample_passes / (epochs * N)``) and more; ``evaluate_extra(trained_model, data)`` may add its own
     (e.g. out-of-distribution detection).
     """
     cfg = cfg or TrainConfig()
@@ -374,8 +375,10 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     seconds = time.perf_counter() - t0
     acc = evaluate(net, data.test_x, data.test_y, data.mean, data.std)
     extra = evaluate_extra(net, data) if evaluate_extra is not None else {}
+    passes = int(sum(row["samples"] for row in history))
     return {"test_accuracy": acc, "train_samples": int(len(loader.indices)),
             "num_samples": int(len(data.train_y)), "epochs": cfg.epochs, "seconds": seconds,
+            "sample_passes": passes, "full_equivalent": passes / (cfg.epochs * len(data.train_y)),
             "optimizer_steps": cfg.epochs * len(loader),
             "dataset": data.name, "model": model, "seed": cfg.seed,
             "final_train_loss": history[-1]["loss"], "train": cfg.to_dict(), **extra}
