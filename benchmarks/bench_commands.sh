@@ -47,5 +47,15 @@ cost|all)
   dataprune bench $COMMON --study cost --score-model small-cnn --proxy-model mlp \
     --cost-windows 5,10,20 --cost-epochs 10,20 --train-models small-cnn --prune-ratios 0.25,0.5 \
     --out $R/fashion-mnist-cost
+  ;;&
+one-run|all)
+  # Pruning inside the one training run (issue 11): full, random from epoch 0, InfoBatch, and
+  # each method scored on the train view of the first T epochs, then E-T epochs on the subset;
+  # small-cnn E=10 (seed 0 of every variant first), then mlp E=15. The methods default to
+  # dual,dyn-unc,el2n,forgetting where registered (--methods all).
+  ONE="--study one-run --dataset fashion-mnist $LIMIT --methods ${ONE_RUN_METHODS:-all} --prune-at 1,2,3,5 \
+    --prune-ratios 0.3,0.5 --record-every 0.5 --seeds 3 --threads ${THREADS:-2} --out $R/fashion-mnist-one-run"
+  dataprune bench $ONE --train-models small-cnn --train-epochs 10
+  dataprune bench $ONE --train-models mlp --train-epochs 15
   ;;
 esac

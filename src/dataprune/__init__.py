@@ -5,8 +5,9 @@ from .record import Recorder, WithIndex
 from .run_outputs import load_features, load_final_logits, save_final_outputs
 from .select import select, select_stratified
 from .store import Dynamics
+from .train.prune_at import PruneAt
 
 __version__ = "0.1.0"
-__all__ = ["DataPruneError", "Dynamics", "MissingSignalError", "Recorder", "StoreError",
+__all__ = ["DataPruneError", "Dynamics", "MissingSignalError", "PruneAt", "Recorder", "StoreError",
            "WithIndex", "dyn_unc", "load_features", "load_final_logits", "methods", "register",
            "save_final_outputs", "score", "score_runs", "select", "select_stratified", "__version__"]
