@@ -89,7 +89,7 @@ class ProgressSchedule:
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
         self.optimizer, self.epochs, self.warmup = optimizer, cfg.epochs, min(cfg.warmup_epochs, cfg.epochs)
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]  # before any scheduler
         self.epoch, self.batch, self.batches = 0, 0, 1
 
     def factor(self) -> float:
