@@ -41,6 +41,14 @@ ablation|all)
   dataprune bench $COMMON --score-model small-cnn --score-runs 3 --methods dyn-unc,cartography \
     --train-models small-cnn --prune-ratios 0.25,0.5 --out $R/fashion-mnist-runs3
   ;;&
+high|all)
+  # High prune ratios (70-90 %): the main bench's scoring run settings (small-cnn, K=30, J=10,
+  # clean view, 10 training epochs, 3 seeds; the full set is in fashion-mnist-main), with DUAL
+  # (top-k and Beta sampling) and CCS over AUM (the CCS paper's hard-cutoff beta per ratio).
+  dataprune bench $COMMON --score-model small-cnn --train-models small-cnn \
+    --methods random,dyn-unc,dual,dual+beta,aum+ccs,tdds,el2n,forgetting --prune-ratios 0.7,0.8,0.9 \
+    --no-full --out $R/fashion-mnist-high
+  ;;&
 cost|all)
   # What scoring can cost: clean vs train view, J=5/10/20, K=10/20 vs 30, mlp proxy scoring;
   # scoring seconds vs small-cnn accuracy of the r=0.25 / 0.5 Dyn-Unc subsets.

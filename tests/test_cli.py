@@ -121,7 +121,7 @@ def test_every_method_selects_from_one_scoring_run(tiny_idx_dir, tmp_path):
     run = tmp_path / "run"
     assert run_cli("score", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--epochs", 4,
                    "--batch-size", 64, "--out", run, "--quiet") == 0
-    small_windows = {"dyn-unc": ["--window", 2], "tdds": ["--window", 3]}
+    small_windows = {"dyn-unc": ["--window", 2], "dual": ["--window", 2], "tdds": ["--window", 3]}
     for method in dp.methods():
         keep = tmp_path / f"{method}.txt"
         assert run_cli("select", run, "--method", method, *small_windows.get(method, []),

@@ -38,10 +38,10 @@ def run(tmp_path_factory):
     return dp.Dynamics.open(root)
 
 
-PARAMS = {"dyn-unc": {"window": 5}, "tdds": {"window": 5}}
+PARAMS = {"dyn-unc": {"window": 5}, "dual": {"window": 5}, "tdds": {"window": 5}}
 
 
-@pytest.mark.parametrize("method", ["forgetting", "el2n", "grand", "dyn-unc", "entropy", "aum",
+@pytest.mark.parametrize("method", ["forgetting", "el2n", "grand", "dyn-unc", "dual", "entropy", "aum",
                                     "cartography", "tdds"])
 def test_always_correct_sample_is_pruned_first(run, method):
     s = dp.score(method, run, **PARAMS.get(method, {}))
@@ -55,7 +55,7 @@ def test_hard_samples_are_kept_by_difficulty_methods(run, method):
     assert np.isin(HARD, kept).all()
 
 
-@pytest.mark.parametrize("method", ["dyn-unc", "cartography", "tdds"])
+@pytest.mark.parametrize("method", ["dyn-unc", "dual", "cartography", "tdds"])
 def test_uncertain_samples_rank_first_for_dynamics_methods(run, method):
     kept = dp.select(dp.score(method, run, **PARAMS.get(method, {})), 0.5)   # keeps 20
     assert set(kept.tolist()) == set(UNCERTAIN.tolist())

@@ -213,6 +213,10 @@ def test_method_defaults_for_early_scoring():
     assert resolve_method_params("el2n", 4) == {"epoch": 3}
     assert resolve_method_params("random", 0, seed=5) == {"seed": 5}
     assert resolve_method_params("forgetting", 2) == {}
+    assert resolve_method_params("dual", 5) == {"window": 4}
+    assert resolve_method_params("dual", 2, params={"window": 2}) == {"window": 2}  # T-J+1 = 1 window
+    with pytest.raises(DataPruneError, match=r"window=3 does not fit: .*expected 2 <= window <= 2"):
+        resolve_method_params("dyn-unc", 3, params={"window": 3})
 
 
 @pytest.mark.parametrize("args, message", [

@@ -43,6 +43,9 @@ class Selector:
     scorer: str
     params: tuple[tuple[str, Any], ...] = ()
     runs: tuple[int, ...] | None = None
+    selection: tuple[tuple[str, Any], ...] = ()
+    """How the subset is drawn from the scores: () = keep the highest; ``(("rule", "beta"), ...)``
+    DUAL's Beta sampling; ``(("rule", "ccs"), ...)`` CCS; see :mod:`dataprune.bench.selection`."""
 
     @property
     def slug(self) -> str:
@@ -102,6 +105,9 @@ class BenchConfig:
         if len(set(labels)) != len(labels):
             raise DataPruneError(f"method labels repeat: {labels}")
         for s in self.selectors:
+            if self.class_balanced and dict(s.selection).get("rule") == "beta":
+                raise DataPruneError(f"method {s.label!r}: Beta sampling is not class-balanced; "
+                                     "drop --class-balanced or the +beta variant")
             if s.scorer not in ids:
                 raise DataPruneError(f"method {s.label!r} uses unknown scorer {s.scorer!r}; expected one of {ids}")
         if not self.prune_ratios:
@@ -143,10 +149,13 @@ class BenchConfig:
                 "batch_size": self.batch_size, "lr": self.lr}
 
     def keep_key(self, sel: Selector, ratio: float) -> dict[str, Any]:
-        return {**self.data_key(), "scorer": asdict(self.scorer(sel.scorer)), "method": sel.method,
-                "params": sel.param_dict(), "runs": list(sel.runs) if sel.runs is not None else None,
-                "prune_ratio": ratio, "class_balanced": self.class_balanced,
-                "batch_size": self.batch_size, "lr": self.lr}
+        key = {**self.data_key(), "scorer": asdict(self.scorer(sel.scorer)), "method": sel.method,
+               "params": sel.param_dict(), "runs": list(sel.runs) if sel.runs is not None else None,
+               "prune_ratio": ratio, "class_balanced": self.class_balanced,
+               "batch_size": self.batch_size, "lr": self.lr}
+        if sel.selection:  # absent for top-k: keys of earlier folders stay valid
+            key["selection"] = dict(sel.selection)
+        return key
 
     def train_cell_key(self, cell: "TrainCell") -> dict[str, Any]:
         key = {**self.data_key(), **self.train_key(), "train_model": cell.train_model, "seed": cell.seed}
@@ -174,7 +183,8 @@ class BenchConfig:
         obj["scorers"] = [Scorer(**s) for s in obj.get("scorers", [])]
         obj["selectors"] = [Selector(label=s["label"], method=s["method"], scorer=s["scorer"],
                                      params=tuple((k, v) for k, v in s.get("params", [])),
-                                     runs=tuple(s["runs"]) if s.get("runs") is not None else None)
+                                     runs=tuple(s["runs"]) if s.get("runs") is not None else None,
+                                     selection=tuple((k, v) for k, v in s.get("selection", [])))
                             for s in obj.get("selectors", [])]
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in obj.items() if k in known})

@@ -31,13 +31,13 @@ from ..errors import DataPruneError
 from ..fileio import atomic_write_json, read_json
 from ..keepfile import manifest_path, read_keep, write_keep
 from ..methods import get, methods, score
-from ..select import select
 from ..store import Dynamics
 from ..train.data import ImageData
 from ..train.loop import TrainConfig
 from ..train.runs import DataSpec, score_run, train_run
 from .noise import noisy_removed_share, symmetric_label_noise
 from .plan import BenchConfig, Scorer, Selector, TrainCell, diff_keys, keep_relpath, slug
+from .selection import draw
 
 Log = Callable[[str], None]
 BASE_SIGNALS = ("prob", "correct")
@@ -238,12 +238,13 @@ class Bench:
             if nan:
                 self.log(f"warning: {sel.label}: {nan} of {n} scores are NaN; they are pruned first")
             for r in todo:
-                kw: dict[str, Any] = {"nan_policy": "prune"}
+                kw: dict[str, Any] = {}
                 if self.config.class_balanced:
                     kw.update(labels=dyns[0].labels, class_balanced=True)
-                keep = select(scores, r, **kw)
+                keep = draw(sel.selection, scores, r, dyns, sel.param_dict(), **kw)
                 manifest = {"key": self.config.keep_key(sel, r), "label": sel.label, "method": sel.method,
-                            "params": sel.param_dict(), "prune_ratio": r, "num_samples": n,
+                            "params": sel.param_dict(), "selection": dict(sel.selection),
+                            "prune_ratio": r, "num_samples": n,
                             "scorer": sel.scorer, "runs": [str(d.path.parent.relative_to(self.out)) for d in dyns],
                             "store_fingerprints": [d.fingerprint for d in dyns], "nan_scores": nan,
                             "selection_seconds": seconds, "dataset": self.config.dataset,

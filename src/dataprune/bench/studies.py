@@ -8,18 +8,22 @@ from typing import Any, Mapping, Sequence
 from ..errors import DataPruneError
 from ..methods import get, methods
 from .plan import BenchConfig, Scorer, Selector
+from .selection import parse_spec
 
 STUDIES = ("main", "cost")
+#: methods whose window is the benchmark's ``--window`` (Dyn-Unc's J)
+WINDOWED = ("dyn-unc", "dual")
 
 
 def resolve_methods(names: Sequence[str] | str) -> list[str]:
-    """``"all"`` (every registered method, random first, dyn-unc last) or a list of names."""
+    """``"all"`` (every registered method, random first, dyn-unc last) or a list of names,
+    each a method or ``METHOD+VARIANT`` (:mod:`dataprune.bench.selection`)."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     if list(names) == ["all"]:
         names = sorted(methods(), key=lambda m: (m != "random", m == "dyn-unc", m))
     for n in names:
-        get(n)
+        get(parse_spec(n)[0])
     if len(set(names)) != len(names):
         raise DataPruneError(f"methods {list(names)} repeat; expected each once")
     return list(names)
@@ -27,9 +31,9 @@ def resolve_methods(names: Sequence[str] | str) -> list[str]:
 
 def method_params(method: str, window: int, overrides: Mapping[str, Mapping[str, Any]] | None = None
                   ) -> tuple[tuple[str, Any], ...]:
-    """Parameters of ``method`` in a benchmark: ``window`` for dyn-unc, the method's own
+    """Parameters of ``method`` in a benchmark: ``window`` for dyn-unc and dual, the method's own
     defaults otherwise, then ``overrides[method]`` (checked against its signature)."""
-    params: dict[str, Any] = {"window": window} if method == "dyn-unc" else {}
+    params: dict[str, Any] = {"window": window} if method in WINDOWED else {}
     given = dict((overrides or {}).get(method, {}))
     accepted = {p.name for p in inspect.signature(get(method).fn).parameters.values()
                 if p.kind is p.KEYWORD_ONLY}
@@ -52,7 +56,9 @@ def main_config(*, score_models: Sequence[str], methods_: Sequence[str] | str = 
     selectors = []
     for sc in scorers:
         for m in names:
-            selectors.append(Selector(m, m, sc.id, method_params(m, window, method_overrides)))
+            method, selection = parse_spec(m)
+            selectors.append(Selector(m, method, sc.id, method_params(method, window, method_overrides),
+                                      selection=selection))
         if score_runs > 1 and "dyn-unc" in names:
             selectors.append(Selector("dyn-unc (1 run)", "dyn-unc", sc.id,
                                       method_params("dyn-unc", window, method_overrides), runs=(0,)))

@@ -73,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-models", type=_names, default=["small-cnn"], metavar="NAMES",
                    help="models trained on every subset, comma-separated (default small-cnn)")
     p.add_argument("--methods", default="all", metavar="NAMES",
-                   help="comma-separated methods or 'all' (every registered method; default)")
+                   help="comma-separated methods or 'all' (every registered method; default); "
+                        "METHOD+beta: DUAL's Beta sampling, METHOD+ccs: CCS (e.g. aum+ccs)")
     p.add_argument("--prune-ratios", type=_floats, metavar="R,R,...",
                    help="fractions removed (default 0.25,0.3,0.4,0.5; cost study 0.25,0.5)")
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], metavar="N|S,S",

@@ -14,9 +14,15 @@ from ..fileio import check_writable, refuse_overwrite
 from ..keepfile import check_suffix, manifest_path, write_keep
 from ..methods import get, methods, score
 from ..methods._registry import _REGISTRY
+from ..methods.dual import mean_prob
 from ..select import NAN_POLICIES, num_kept, select, select_stratified
+from ..select_beta import select_beta
 from ..store import Dynamics
 from .common import command_parser
+
+
+#: help of method parameters whose meaning is the same for every method that takes them.
+PARAM_HELP = {"epochs": "use only the first T recorded epochs (early scoring; default 0 = all recorded epochs)"}
 
 
 def method_params() -> dict[str, inspect.Parameter]:
@@ -56,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --stratified: first drop this fraction of highest-scoring (hardest) samples")
     p.add_argument("--strata", type=int, default=50, help="with --stratified: number of strata (default 50)")
     p.add_argument("--stratified-seed", type=int, default=0, help="with --stratified: sampling seed")
+    p.add_argument("--beta-sampling", action="store_true",
+                   help="DUAL's Beta sampling (for high ratios): draw the kept samples with probability "
+                        "~ BetaPDF(mean prob over the scoring epochs) * score; scores must be >= 0 (dual, dyn-unc)")
+    p.add_argument("--beta-c", type=float, default=4.0, metavar="C",
+                   help="with --beta-sampling: c_D, how fast the Beta moves to easy samples as R grows (default 4)")
+    p.add_argument("--beta-seed", type=int, default=0, help="with --beta-sampling: sampling seed (default 0)")
     p.add_argument("--file-list", nargs="?", const="", default=None, metavar="PATH",
                    help="also write the kept samples as 'relative/path label' lines (the official "
                         "code's file_list.txt format) to PATH (default: <out>.file_list.txt); needs a "
@@ -68,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         users = [m for m in methods() if name in inspect.signature(get(m).fn).parameters]
         group.add_argument(f"--{name.replace('_', '-')}", dest=f"param_{name}", type=kind, default=None,
                            metavar=name.upper(),
-                           help=f"{', '.join(users)} (default {default})")
+                           help=f"{', '.join(users)}: {PARAM_HELP[name]}" if name in PARAM_HELP
+                           else f"{', '.join(users)} (default {default})")
     p.set_defaults(func=run)
 
 
@@ -85,6 +98,10 @@ def chosen_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     get(args.method)  # unknown method: clear error before opening anything
+    if args.beta_sampling and (args.stratified or args.class_balanced or args.beta):
+        raise DataPruneError("--beta-sampling cannot be combined with --stratified, --beta or --class-balanced")
+    if not args.beta_sampling and (args.beta_c != 4.0 or args.beta_seed):
+        raise DataPruneError("--beta-c and --beta-seed need --beta-sampling")
     params = chosen_params(args, args.method)
     dyn = Dynamics.open(args.run)
     num_kept(dyn.num_samples, args.prune_ratio)  # validates the ratio before scoring
@@ -96,7 +113,13 @@ def run(args: argparse.Namespace) -> int:
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None
     selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
-    if args.stratified:
+    if args.beta_sampling:
+        mu = mean_prob(dyn["prob"], params.get("epochs", 0))
+        keep = select_beta(scores, mu, args.prune_ratio, seed=args.beta_seed, c=args.beta_c,
+                           nan_policy=args.nan_policy)
+        selection.update(beta_sampling=True, beta_c=args.beta_c, beta_seed=args.beta_seed,
+                         mean_prob_epochs=params.get("epochs", 0))
+    elif args.stratified:
         keep = select_stratified(scores, args.prune_ratio, beta=args.beta, strata=args.strata,
                                  seed=args.stratified_seed, labels=labels,
                                  class_balanced=args.class_balanced, nan_policy=args.nan_policy)

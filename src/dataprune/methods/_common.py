@@ -31,12 +31,13 @@ def signal(dynamics: Any, name: str) -> np.ndarray:
     return arr
 
 
-def resolve_epoch(epoch: int, k_epochs: int) -> int:
-    """``epoch`` in 0..K-1, or -1 = early default round(0.1*K) clipped to 0..K-1."""
+def resolve_epoch(epoch: int, k_epochs: int, span: str = "") -> int:
+    """``epoch`` in 0..K-1, or -1 = early default round(0.1*K) clipped to 0..K-1;
+    ``span`` describes the K epochs in the message (default: recorded)."""
     if epoch == -1 and not isinstance(epoch, bool):
         return min(max(int(np.floor(0.1 * k_epochs + 0.5)), 0), k_epochs - 1)
     return check_int("epoch", epoch, 0, k_epochs - 1,
-                     f" (0-based, {k_epochs} epochs recorded; -1 = round(0.1*K))")
+                     f" (0-based, {span or f'{k_epochs} epochs recorded'}; -1 = round(0.1*K))")
 
 
 def resolve_span(epochs: int, k_epochs: int, minimum: int = 1) -> int:
@@ -47,6 +48,14 @@ def resolve_span(epochs: int, k_epochs: int, minimum: int = 1) -> int:
         raise DataPruneError(f"epochs={epochs} with {k_epochs} recorded epochs; expected "
                              f"{minimum} <= epochs <= {k_epochs} (0 = all)")
     return e
+
+
+def leading(arr: np.ndarray, epochs: int, minimum: int = 1) -> tuple[np.ndarray, str]:
+    """The first ``epochs`` rows of a (K, N) array (0 = all; a view, nothing is read) and a
+    phrase naming them for error messages ("" when all are used)."""
+    k = arr.shape[0]
+    span = resolve_span(epochs, k, minimum)
+    return (arr, "") if span == k else (arr[:span], f"epochs={span} used of {k} recorded")
 
 
 def column_chunks(n: int, rows: int) -> Iterator[slice]:
@@ -68,6 +77,18 @@ def reduce_columns(arr: np.ndarray, rows: int, fn: Any) -> np.ndarray:
     for sl in column_chunks(n, rows):
         out[sl] = fn(as_float(arr[:rows, sl]))
     return out
+
+
+def observed_mean(arr: np.ndarray, epochs: int = 0) -> np.ndarray:
+    """(N,) mean of the observed (non-NaN) values of a (K, N) array over its first ``epochs``
+    rows (0 = all); NaN where none is observed."""
+    span = resolve_span(epochs, arr.shape[0], minimum=1)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        cnt, m, _ = observed_moments(x)
+        return np.where(cnt > 0, m, np.nan)
+
+    return reduce_columns(arr, span, mean)
 
 
 def observed_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

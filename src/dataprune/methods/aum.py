@@ -15,19 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ._common import observed_moments, reduce_columns, resolve_span, signal
+from ._common import observed_mean, signal
 from ._registry import register
 
 
 def area_under_margin(margin: np.ndarray, epochs: int = 0) -> np.ndarray:
     """(N,) AUM: mean of the observed margins of a (K, N) array over its first ``epochs`` rows."""
-    span = resolve_span(epochs, margin.shape[0], minimum=1)
-
-    def mean(x: np.ndarray) -> np.ndarray:
-        cnt, m, _ = observed_moments(x)
-        return np.where(cnt > 0, m, np.nan)
-
-    return reduce_columns(margin, span, mean)
+    return observed_mean(margin, epochs)
 
 
 @register("aum", summary="area under the margin: -mean(labelled logit - largest other logit) "

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataPruneError
+from ._common import check_int, leading
 from ._registry import register
 
 #: elements (K x columns) read from the store per block, converted to float32 at once.
@@ -27,16 +28,20 @@ _READ_ELEMENTS = 1 << 21
 _WORK_ELEMENTS = 1 << 18
 
 
-def check_window(window: int, epochs: int) -> None:
-    """Raise unless 2 <= window < epochs (Eq. 3 needs at least one window, ddof=1 needs 2)."""
+def check_window(window: int, epochs: int, *, last_window: bool = False, span: str = "") -> None:
+    """Raise unless 2 <= window < epochs (Eq. 3 needs at least one window, ddof=1 needs 2);
+    with ``last_window`` (T-J+1 windows, as DUAL) window == epochs is allowed too.
+    ``span`` describes ``epochs`` in the message (default: recorded epochs)."""
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
         raise DataPruneError(f"window={window!r}; expected an integer")
-    if not 2 <= window < epochs:
-        raise DataPruneError(f"window={window} with {epochs} recorded epochs; expected "
-                             f"2 <= window < {epochs} (K-J windows must be at least one)")
+    high, rule = (epochs + 1, f"2 <= window <= {epochs}") if last_window else (epochs, f"2 <= window < {epochs}")
+    if not 2 <= window < high:
+        what = span or f"{epochs} recorded epochs"
+        need = "T-J+1" if last_window else "K-J"
+        raise DataPruneError(f"window={window} with {what}; expected {rule} ({need} windows must be at least one)")
 
 
-def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np.ndarray:
+def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | None = None) -> np.ndarray:
     """Dynamic uncertainty of every sample.
 
     Parameters
@@ -45,7 +50,8 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
         memory-mapped array: it is read in blocks of samples, never whole, so memory does not
         grow with K or N. Also accepts a :class:`~dataprune.Dynamics` (including a store
         recorded with ``keep_history="none"``, which must have been recorded with this window).
-    window : J, the sliding-window length, 2 <= J < K.
+    window : J, the sliding-window length, 2 <= J < T.
+    epochs : T, use only the first T recorded epochs (0 = all K; early scoring).
     chunk_size : samples per work chunk (default: about 2**18 / K).
 
     Returns
@@ -65,19 +71,35 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
     """
     if hasattr(prob, "signals") and not hasattr(prob, "ndim"):  # a Dynamics store
         if getattr(prob, "keep_history", "full") == "none":
+            if check_int("epochs", epochs, 0) not in (0, prob.epochs):
+                raise DataPruneError(f"epochs={epochs}: the store at {prob.path} keeps no prob history "
+                                     "(keep_history='none'), so only all recorded epochs (0) can be used")
             return prob.dyn_unc(window)
         prob = prob["prob"]
+    return windowed_std(prob, window, epochs=epochs, weighted=False, chunk_size=chunk_size)
+
+
+def windowed_std(prob: Any, window: int, *, epochs: int = 0, weighted: bool = False,
+                 chunk_size: int | None = None) -> np.ndarray:
+    """Mean over sliding windows of J epochs of the window's std (ddof=1) of a (K, N) array.
+
+    ``weighted=False``: Dyn-Unc, K-J windows (k = 0..K-J-1). ``weighted=True``: DUAL, each
+    window's std times (1 - the window's mean), T-J+1 windows (the last one included). Only
+    the first ``epochs`` rows are used (0 = all). Returns (N,) float64 (NaN: no usable window);
+    see :func:`dyn_unc` for the NaN rules and the float16 arithmetic.
+    """
     if getattr(prob, "ndim", None) != 2:
         raise DataPruneError(f"prob has shape {getattr(prob, 'shape', None)}; expected (K, N)")
+    prob, span = leading(prob, epochs)
     k_epochs, n = prob.shape
-    check_window(window, k_epochs)
+    check_window(window, k_epochs, last_window=weighted, span=span)
     if chunk_size is None:
         chunk_size = max(1, _WORK_ELEMENTS // k_epochs)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise DataPruneError(f"chunk_size={chunk_size!r}; expected an integer >= 1")
     half16 = np.dtype(getattr(prob, "dtype", np.float64)) == np.float16
     read_cols = max(1, _READ_ELEMENTS // (k_epochs * chunk_size)) * chunk_size
-    kernel = _Kernel(k_epochs, window, min(chunk_size, n), sqrt32=half16)
+    kernel = _Kernel(k_epochs, window, min(chunk_size, n), sqrt32=half16, weighted=weighted)
     out = np.empty(n, dtype=np.float64)
     reader = _FileRows.of(prob)
     for a in range(0, n, read_cols):
@@ -85,13 +107,14 @@ def dyn_unc(prob: Any, window: int = 10, *, chunk_size: int | None = None) -> np
             block = _to_float32(reader.read(a, min(n, a + read_cols)))
         else:
             block = _block_float(prob, a, a + read_cols, half16)
+        first = np.nan_to_num(block[0]).astype(np.float64)
         if half16:  # centre on the first epoch (0 where unobserved) in cheap float32:
             # exact for float16 values in [0, 1] (differences are multiples of 2**-24 below 1)
             block = block if block.flags.writeable else block.copy()
             block -= np.nan_to_num(block[0])
         for b in range(0, block.shape[1], chunk_size):
             chunk = block[:, b:b + chunk_size]
-            out[a + b:a + b + chunk.shape[1]] = kernel(chunk)
+            out[a + b:a + b + chunk.shape[1]] = kernel(chunk, first[b:b + chunk.shape[1]])
     return out
 
 
@@ -164,27 +187,31 @@ class _FileRows:
 
 
 class _Kernel:
-    """Dyn-Unc of (K, c) chunks with preallocated float64 work buffers (reused per chunk)."""
+    """Windowed std of (K, c) chunks with preallocated float64 work buffers (reused per chunk);
+    ``weighted``: each window's std times (1 - window mean), T-J+1 windows (DUAL)."""
 
-    def __init__(self, k_epochs: int, window: int, columns: int, *, sqrt32: bool):
-        self.k, self.j, self.w = k_epochs, window, k_epochs - window
-        self.sqrt32 = sqrt32
+    def __init__(self, k_epochs: int, window: int, columns: int, *, sqrt32: bool, weighted: bool = False):
+        self.k, self.j = k_epochs, window
+        self.w = k_epochs - window + 1 if weighted else k_epochs - window
+        self.sqrt32, self.weighted = sqrt32, weighted
         self.v = np.empty((k_epochs, 2 * columns))      # [d | d*d]
         self.s = np.empty((self.w, 2 * columns))        # window sums [S1 | S2]
         self.r = np.empty((self.w, columns), np.float32 if sqrt32 else np.float64)
         self.scale = 1.0 / (self.w * np.sqrt(window * (window - 1.0)))
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """x: (K, c) chunk, centred on ``first`` ((c,) float64, 0 where unobserved) when float16."""
         c = x.shape[1]
         j, w = self.j, self.w
         v, s = self.v[:, :2 * c], self.s[:, :2 * c]
         d, q = v[:, :c], v[:, c:]
         np.copyto(d, x)
         if not self.sqrt32:     # float64 input: centre here (float16 blocks come centred)
-            d -= np.nan_to_num(d[0])
+            d -= first
         np.multiply(d, d, out=q)
         _sliding_sums(v, j, w, s)
         s1, s2 = s[:, :c], s[:, c:]
+        weight = 1.0 - (s1 / j + first) if self.weighted else None  # 1 - window mean
         s2 *= j
         s1 *= s1
         s2 -= s1                # J*S2 - S1^2 = J*(J-1)*var
@@ -192,11 +219,14 @@ class _Kernel:
         np.copyto(r, s2, casting="unsafe")
         with np.errstate(invalid="ignore"):
             np.sqrt(r, out=r)   # a negative (rounding; never seen) or NaN input gives NaN: the
-        u = r.sum(0, dtype=np.float64)  # sample then takes the exact masked path below
+        if weight is not None:  # sample then takes the exact masked path below
+            r *= weight
+        u = r.sum(0, dtype=np.float64)
         u *= self.scale
         bad = np.isnan(u)
         if bad.any():           # samples with unobserved epochs: exact NaN-aware path
-            u[bad] = _dyn_unc_masked(np.asarray(x[:, bad], np.float64), j)
+            u[bad] = _windowed_masked(np.asarray(x[:, bad], np.float64) + (first[bad] if self.sqrt32 else 0.0),
+                                      j, w, self.weighted)
         return u
 
 
@@ -214,10 +244,10 @@ def _sliding_sums(v: np.ndarray, window: int, windows: int, out: np.ndarray) -> 
     return out
 
 
-def _dyn_unc_masked(x: np.ndarray, window: int) -> np.ndarray:
-    """Eq. 2-3 on a (K, c) float64 chunk with NaN = unobserved (windows with < 2 skipped)."""
+def _windowed_masked(x: np.ndarray, window: int, windows: int, weighted: bool) -> np.ndarray:
+    """Eq. 2-3 on a (K, c) float64 chunk with NaN = unobserved (windows with < 2 skipped) over
+    the first ``windows`` windows; ``weighted``: std times (1 - mean of the window's observed)."""
     k_epochs, c = x.shape
-    w = k_epochs - window
     observed = ~np.isnan(x)
     first = np.where(observed.any(0), x[observed.argmax(0), np.arange(c)], 0.0)
     v = np.empty((k_epochs, 3 * c))
@@ -225,16 +255,20 @@ def _dyn_unc_masked(x: np.ndarray, window: int) -> np.ndarray:
     np.subtract(x, first, out=v[:, c:2 * c])
     v[:, c:2 * c][~observed] = 0.0
     np.multiply(v[:, c:2 * c], v[:, c:2 * c], out=v[:, 2 * c:])
-    s = _sliding_sums(v, window, w, np.empty((w, 3 * c)))
-    return _mean_window_std(s[:, :c], s[:, c:2 * c], s[:, 2 * c:])
+    s = _sliding_sums(v, window, windows, np.empty((windows, 3 * c)))
+    return _mean_window_std(s[:, :c], s[:, c:2 * c], s[:, 2 * c:], offset=first if weighted else None)
 
 
-def _mean_window_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
-    """Mean over rows (windows) of the ddof=1 std from counts n and sums s1, s2 (rows = windows)."""
+def _mean_window_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
+                     offset: np.ndarray | None = None) -> np.ndarray:
+    """Mean over rows (windows) of the ddof=1 std from counts n and sums s1, s2 (rows = windows);
+    with ``offset`` (the value the sums were centred on), each std times (1 - window mean)."""
     usable = n >= 2
     with np.errstate(invalid="ignore", divide="ignore"):
         var = (n * s2 - s1 * s1) / (n * (n - 1))
-    std = np.sqrt(np.clip(np.where(usable, var, 0.0), 0.0, None))
+        std = np.sqrt(np.clip(np.where(usable, var, 0.0), 0.0, None))
+        if offset is not None:
+            std = np.where(usable, std * (1.0 - (s1 / n + offset)), 0.0)
     windows = usable.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(windows > 0, _column_sums(std) / windows, np.nan)
@@ -273,6 +307,7 @@ def window_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @register("dyn-unc", summary="dynamic uncertainty: mean over sliding windows of the std of "
                              "the labelled-class probability (keeps uncertain samples)",
           needs=("prob",))
-def dyn_unc_scores(dynamics: Any, *, window: int = 10) -> np.ndarray:
-    """Dyn-Unc scores of a :class:`~dataprune.Dynamics` (uses ``dynamics.prob``)."""
-    return dyn_unc(dynamics, window=window)
+def dyn_unc_scores(dynamics: Any, *, window: int = 10, epochs: int = 0) -> np.ndarray:
+    """Dyn-Unc scores of a :class:`~dataprune.Dynamics` (uses ``dynamics.prob``) over its
+    first ``epochs`` epochs (0 = all)."""
+    return dyn_unc(dynamics, window=window, epochs=epochs)

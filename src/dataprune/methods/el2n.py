@@ -8,6 +8,8 @@ of 300). Paul et al. average over 10 independent runs: pass a list of stores,
 ``dataprune.score("el2n", [dyn1, dyn2, ...])`` (mean of the runs' scores, see
 :func:`~dataprune.methods.score_runs`).
 
+``epochs=T`` (early scoring, as every dynamics method) uses only the first T recorded
+epochs: the default epoch is then round(0.1*T), and an explicit ``epoch`` must be < T.
 Samples unobserved at the chosen epoch get NaN.
 """
 from __future__ import annotations
@@ -16,20 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from ._common import resolve_epoch, signal
+from ._common import leading, resolve_epoch, signal
 from ._registry import register
 
 
-def at_epoch(arr: np.ndarray, epoch: int = -1) -> np.ndarray:
-    """Row ``epoch`` of a (K, N) signal as float64 (-1 = round(0.1*K))."""
-    k = resolve_epoch(epoch, arr.shape[0])
+def at_epoch(arr: np.ndarray, epoch: int = -1, epochs: int = 0) -> np.ndarray:
+    """Row ``epoch`` of the first ``epochs`` rows (0 = all; K below = that count) of a (K, N)
+    signal as float64 (-1 = round(0.1*K))."""
+    arr, span = leading(arr, epochs)
+    k = resolve_epoch(epoch, arr.shape[0], span)
     return np.asarray(arr[k], dtype=np.float64)
 
 
 @register("el2n", summary="EL2N: ||softmax - onehot|| at an early --epoch, mean over runs (Paul "
                           "et al. 2021); keeps hard samples",
           needs=("el2n",))
-def el2n_scores(dynamics: Any, *, epoch: int = -1) -> np.ndarray:
-    """EL2N at ``epoch`` (0-based; -1 = round(0.1*K)); uses the ``el2n`` signal."""
-    return at_epoch(signal(dynamics, "el2n"), epoch)
+def el2n_scores(dynamics: Any, *, epoch: int = -1, epochs: int = 0) -> np.ndarray:
+    """EL2N at ``epoch`` (0-based; -1 = round(0.1*K)) of the first ``epochs`` epochs (0 = all,
+    K = that count); uses the ``el2n`` signal."""
+    return at_epoch(signal(dynamics, "el2n"), epoch, epochs)
 

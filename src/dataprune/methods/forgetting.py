@@ -6,6 +6,7 @@ score_i = number of forgetting events: transitions correct -> wrong between cons
 A sample never classified correctly in any observed epoch ("never learned") is the most
 forgettable: it gets K (the number of recorded epochs), more than any real count
 (at most floor(K/2) events fit in K epochs). A sample never observed gets NaN.
+``epochs=T`` (early scoring) counts over the first T recorded epochs only (K = T above).
 Keep high (most forgotten first). Counts are integers: many samples tie (e.g. at 0), and
 :func:`~dataprune.select` breaks ties in favour of the lower sample index.
 """
@@ -15,17 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from ._common import signal
+from ._common import leading, signal
 from ._registry import register
 
 
-def forgetting_counts(correct: np.ndarray) -> np.ndarray:
-    """Forgetting score of every sample from a (K, N) ``correct`` array (1, 0, -1 = unseen).
+def forgetting_counts(correct: np.ndarray, epochs: int = 0) -> np.ndarray:
+    """Forgetting score of every sample from a (K, N) ``correct`` array (1, 0, -1 = unseen),
+    over its first ``epochs`` rows (0 = all; K below = that count).
 
     Returns (N,) float64: the number of 1 -> 0 transitions between consecutive observed
     epochs; K for samples never correct; NaN for samples never observed. Streams one
     epoch row at a time (O(N) memory).
     """
+    correct, _ = leading(correct, epochs)
     k_epochs, n = correct.shape
     prev = np.full(n, -1, dtype=np.int8)
     count = np.zeros(n, dtype=np.int64)
@@ -47,6 +50,7 @@ def forgetting_counts(correct: np.ndarray) -> np.ndarray:
 @register("forgetting", summary="correct->wrong transitions over epochs, never-learned = most (Toneva "
                                 "et al. 2019); keeps forgettable samples",
           needs=("correct",))
-def forgetting_scores(dynamics: Any) -> np.ndarray:
-    """Forgetting scores of a :class:`~dataprune.Dynamics` (uses ``correct``); see module doc."""
-    return forgetting_counts(signal(dynamics, "correct"))
+def forgetting_scores(dynamics: Any, *, epochs: int = 0) -> np.ndarray:
+    """Forgetting scores of a :class:`~dataprune.Dynamics` (uses ``correct``) over its first
+    ``epochs`` epochs (0 = all; never learned then scores ``epochs``); see module doc."""
+    return forgetting_counts(signal(dynamics, "correct"), epochs)

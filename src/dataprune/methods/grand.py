@@ -25,6 +25,7 @@ from .el2n import at_epoch
 @register("grand", summary="GraNd, last-layer approximation: last-linear-layer gradient norm at an "
                            "early --epoch (Paul et al. 2021); keeps hard samples",
           needs=("grand",))
-def grand_scores(dynamics: Any, *, epoch: int = -1) -> np.ndarray:
-    """Last-layer GraNd at ``epoch`` (0-based; -1 = round(0.1*K)); uses the ``grand`` signal."""
-    return at_epoch(signal(dynamics, "grand"), epoch)
+def grand_scores(dynamics: Any, *, epoch: int = -1, epochs: int = 0) -> np.ndarray:
+    """Last-layer GraNd at ``epoch`` (0-based; -1 = round(0.1*K)) of the first ``epochs``
+    epochs (0 = all), as EL2N; uses the ``grand`` signal."""
+    return at_epoch(signal(dynamics, "grand"), epoch, epochs)

@@ -18,6 +18,8 @@ from ..select import check_ratio, select
 
 #: Recordings a method needs at least, beyond the window rule (transitions need two).
 MIN_RECORDINGS = {"forgetting": 2}
+#: Largest window = recordings - this (Dyn-Unc: K-J windows, so J < K; DUAL: T-J+1, so J <= T).
+WINDOW_SLACK = {"dual": 0}
 DEFAULT_WINDOW = 10
 
 
@@ -30,7 +32,7 @@ def resolve_method_params(method: str, prune_at: int, recordings_per_epoch: int 
     """Parameters of ``method`` scoring from the first ``prune_at`` (T) epochs recorded
     ``recordings_per_epoch`` (m) times each, i.e. K = T*m recordings.
 
-    Defaults filled in: ``window`` J = min(10, K - 1); ``epoch`` (EL2N) = the last recording
+    Defaults filled in: ``window`` J = min(10, K - 1) (an explicit J may reach K for dual); ``epoch`` (EL2N) = the last recording
     K - 1; ``seed`` (random) = the training seed. Raises a one-line error when the method
     cannot score from K recordings (a window needs 2 <= J < K; forgetting needs K >= 2),
     reads run files (features, final logits) that a run pruned early does not have, or
@@ -54,11 +56,13 @@ def resolve_method_params(method: str, prune_at: int, recordings_per_epoch: int 
                              "expected --prune-at >= 1 (0 is for methods that read no signal, e.g. random)")
     if "window" in accepted:
         j = params.setdefault("window", min(DEFAULT_WINDOW, k - 1))
-        if k < 3:
-            raise DataPruneError(f"{what}, too few for method {method!r}: its window needs 2 <= window < "
-                                 f"recordings; raise --prune-at or use --record-every 0.5")
-        if not isinstance(j, int) or not 2 <= j < k:
-            raise DataPruneError(f"window={j!r} does not fit: {what}; expected 2 <= window < {k}")
+        top = k - WINDOW_SLACK.get(method, 1)
+        if top < 2:
+            raise DataPruneError(f"{what}, too few for method {method!r}: its window needs 2 <= window <= "
+                                 f"{'recordings' if top == k else 'recordings - 1'}; raise --prune-at or use "
+                                 "--record-every 0.5")
+        if isinstance(j, bool) or not isinstance(j, int) or not 2 <= j <= top:
+            raise DataPruneError(f"window={j!r} does not fit: {what}; expected 2 <= window <= {top}")
     if k < MIN_RECORDINGS.get(method, 0 if not m.needs else 1):
         raise DataPruneError(f"{what}, too few for method {method!r}; expected at least "
                              f"{MIN_RECORDINGS.get(method, 1)} recordings")
