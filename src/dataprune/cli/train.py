@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_out:
         atomic_write_json(args.metrics_out, metrics)
     pruned = f", keep file {metrics['keep_file']}" if metrics.get("keep_file") else ""
-    print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs, "
-          f"{metrics['full_equivalent']:.3f} of full training's sample passes ({metrics['seconds']:.0f} s){pruned}")
+    print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs on "
+          f"{metrics['train_samples']} samples (last epoch), {metrics['full_equivalent']:.3f} of full training's "
+          f"sample passes ({metrics['seconds']:.0f} s){pruned}")
     return 0
