@@ -69,9 +69,9 @@ def variants(methods: Sequence[str], prune_ats: Sequence[int], ratios: Sequence[
     out += [Variant(f"random r={r:g}", "random", 0, r) for r in ratios]
     out.append(Variant("infobatch", dynamic="infobatch"))
     fine = []
-    for method in methods:
+    for r in ratios:  # ratio-major, then T, so each ratio's early rows come first
         for t in prune_ats:
-            for r in ratios:
+            for method in methods:
                 for f in (1.0, *record_every):
                     v = Variant(f"{method} T={t} r={r:g}" + (f" F={f:g}" if f != 1 else ""), method, t, r, f)
                     try:
@@ -235,6 +235,10 @@ class OneRunBench:
         return out
 
     def report(self) -> dict[str, Any]:
+        """Write results, table and figure for every cell ``bench.json`` lists (re-read, so
+        another process adding an arm to the folder is reported too)."""
+        if (self.out / "bench.json").exists():
+            self.config = OneRunConfig.from_json(read_json(self.out / "bench.json")["config"])
         rows = self.rows()
         summ = self.summary(rows)
         planned = sum(1 for _ in self.config.cells())
