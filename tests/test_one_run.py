@@ -297,3 +297,33 @@ def test_readme_prune_at_example_runs(tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert len(scope["keep"]) == 700 and sorted(scope["sampler"]) == scope["keep"].tolist()
+
+
+# --- the bench study ------------------------------------------------------------------------------
+def test_pareto_front():
+    from dataprune.bench.one_run import pareto
+    assert pareto([(1, 90), (0.5, 91), (0.7, 89)]) == [1]
+    pts = [(1.0, 0.9), (0.8, 0.89), (0.8, 0.88), (0.5, 0.85), (0.9, 0.87)]
+    slow = [i for i, (c, a) in enumerate(pts)
+            if not any((c2 <= c and a2 > a) or (c2 < c and a2 == a) for c2, a2 in pts)]
+    assert sorted(pareto(pts)) == slow == [0, 1, 3]
+
+
+def test_bench_one_run_study_resumes_and_reports(tmp_path, tiny_idx_dir, capsys):
+    out = tmp_path / "bench"
+    argv = ["bench", "--study", "one-run", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--train-models",
+            "mlp", "--train-epochs", "3", "--methods", "forgetting,dyn-unc", "--prune-at", "1,2", "--prune-ratios",
+            "0.5", "--seeds", "1", "--batch-size", "64", "--out", str(out), "--quiet", "--threads", "1"]
+    assert main([*argv, "--max-cells", "2"]) == 0
+    assert "2 of 4 training runs finished" in capsys.readouterr().out  # dyn-unc: T <= 2; forgetting: T = 1
+    assert main(argv) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["full", "random r=0.5", "infobatch", "forgetting T=2 r=0.5"]
+    by = {r["variant"]: r for r in rows}
+    assert by["random r=0.5"]["full_equivalent"] == 0.5 and by["full"]["wall_vs_full"] == 1.0
+    assert by["forgetting T=2 r=0.5"]["sample_passes"] == 2 * N + 150
+    table = (out / "table.md").read_text()
+    assert "| forgetting T=2 r=0.5 |" in table and "Target" in table and (out / "accuracy_vs_cost.png").exists()
+    (out / "table.md").unlink()
+    assert main(["bench", "--report-only", "--out", str(out), "--quiet"]) == 0
+    assert (out / "table.md").read_text().split("\n", 3)[3] == table.split("\n", 3)[3]
