@@ -112,7 +112,7 @@ def start_run(out: str | Path, spec: DataSpec, *, model: str = "small-cnn", cfg:
     data = data if data is not None else spec.load()
     if out.exists() and force:
         shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     config = {"command": "train", "dataset": data.name, "data_dir": str(Path(data.data_dir).resolve()),
               "limit": spec.limit, "image_size": spec.image_size, "num_samples": len(data.train_y),
               "train_labels_digest": labels_digest(data.train_y), "model": model, "train": cfg.to_dict(),
