@@ -231,7 +231,8 @@ class OneRunBench:
                             "prune_at": v.prune_at, "prune_ratio": v.prune_ratio, "record_every": v.record_every,
                             "acc_mean": acc[0], "acc_std": acc[1], "n": acc[2], "cost": cost[0],
                             "wall": wall[0], "wall_n": wall[2],
-                            "params": rs[0]["params"]})
+                            "params": json.dumps({k: v for k, v in json.loads(rs[0]["params"]).items()
+                                                  if k != "seed"}, sort_keys=True)})  # seed: per run
         return out
 
     def report(self) -> dict[str, Any]:
