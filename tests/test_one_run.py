@@ -81,7 +81,7 @@ def test_random_at_zero_prunes_before_training(tmp_path, tiny_idx_dir, seen):
 def test_full_run_metrics(tmp_path, tiny_idx_dir, seen):
     m = _run(tmp_path, tiny_idx_dir, PrunePlan())
     assert m["sample_passes"] == 5 * N and m["full_equivalent"] == 1.0 and m["keep_file"] is None
-    assert m["seconds"] > 0
+    assert m["seconds"] > 0 and m["cpu_seconds"] > 0
 
 
 @pytest.mark.parametrize("kill_after", [1, 3])  # in the recording phase / on the subset

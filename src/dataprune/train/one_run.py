@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -183,6 +184,7 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
     ib = InfoBatch(n, cfg.epochs, ratio=plan.infobatch_ratio, delta=plan.infobatch_delta,
                    seed=cfg.seed) if plan.dynamic == "infobatch" else None
     start, passes, steps, seconds_before, select_seconds, per_epoch = 0, 0, 0, 0.0, 0.0, []
+    cpu_before = 0.0
     if state is not None:
         try:
             net.load_state_dict(state["model"])
@@ -196,6 +198,7 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
         start, passes, steps = int(state["epoch"]), int(state["sample_passes"]), int(state["optimizer_steps"])
         seconds_before, select_seconds = float(state["seconds"]), float(state["selection_seconds"])
         per_epoch = json.loads(state["samples_per_epoch"])
+        cpu_before = float(state.get("cpu_seconds", math.nan))
     _truncate_lines(out / "log.jsonl", start)
     t_scoring = plan.prune_at or 0
     recorder, keep = None, None
@@ -210,7 +213,7 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
             recorder = Recorder.resume(out / "dynamics", epochs=int(state["store_epochs"]),
                                        fingerprint=str(state["store_fingerprint"]))
             recorder.load_state_dict(state.get("recorder", {}))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if plan.prune_at == 0 and keep is None:
         keep, select_seconds = _prune(out, plan, data, log)
     for epoch in range(start, cfg.epochs):
@@ -242,14 +245,16 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
             "torch_rng": torch.get_rng_state(), "infobatch": ib.state_dict() if ib is not None else {},
             "sample_passes": passes, "optimizer_steps": steps, "seconds": seconds,
             "selection_seconds": select_seconds, "samples_per_epoch": json.dumps(per_epoch),
+            "cpu_seconds": cpu_before + time.process_time() - c0,
             "store_epochs": store_epochs, "store_fingerprint": fingerprint, "recorder": rec_state})
         if log:
             log(f"train epoch {epoch + 1}/{cfg.epochs}: {row['samples']} samples, loss {row['loss']:.4f}  "
                 f"train acc {row['train_accuracy']:.4f}  {row['seconds']:.1f}s")
     seconds = seconds_before + time.perf_counter() - t0
+    cpu = cpu_before + time.process_time() - c0
     acc = evaluate(net, data.test_x, data.test_y, data.mean, data.std)
     metrics = {"test_accuracy": acc, "train_samples": int(per_epoch[-1]), "num_samples": n,
-               "epochs": cfg.epochs, "seconds": seconds, "sample_passes": int(passes),
+               "epochs": cfg.epochs, "seconds": seconds, "cpu_seconds": cpu, "sample_passes": int(passes),
                "full_equivalent": passes / (cfg.epochs * n), "optimizer_steps": int(steps),
                "samples_per_epoch": per_epoch, "selection_seconds": select_seconds,
                "keep_file": str(out / KEEP_FILE) if plan.prune_at is not None else None,
