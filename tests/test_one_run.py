@@ -262,6 +262,16 @@ def test_cli_prune_at_writes_metrics_and_run_folder(tmp_path, tiny_idx_dir, caps
     assert json.loads((tmp_path / "r.json").read_text())["sample_passes"] == got["sample_passes"]
 
 
+def test_cli_prune_at_without_value_uses_the_defaults(tmp_path, tiny_idx_dir):
+    from dataprune.cli.train import default_prune_at
+    assert [default_prune_at(e) for e in (2, 10, 15, 20)] == [1, 2, 3, 4]
+    m = tmp_path / "m.json"
+    assert main(["train", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--model", "mlp", "--epochs", "5",
+                 "--batch-size", "64", "--prune-at", "--metrics-out", str(m), "--quiet", "--threads", "1"]) == 0
+    plan = json.loads(m.read_text())["plan"]
+    assert (plan["prune_at"], plan["method"], plan["prune_ratio"]) == (1, "el2n", 0.3)
+
+
 # --- the sampler for users' own loops ---------------------------------------------------------------
 def test_prune_at_sampler_phases_and_ddp_shards():
     s = dp.PruneAt(10, prune_at=2, seed=7)

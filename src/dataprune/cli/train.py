@@ -14,10 +14,25 @@ from .common import (add_data_args, add_output_args, add_train_args, command_par
                      logger, set_threads, train_config)
 
 DEFAULT_EPOCHS = 20
-#: ``--prune-at`` without a value, and its method and ratio: see docs/one-run.md for the numbers.
-DEFAULT_PRUNE_AT = 3
+#: ``--prune-at`` without a value (T = this fraction of --epochs, at least 1), its method and
+#: ratio: what the one-run study supports (docs/one-run.md).
+DEFAULT_PRUNE_AT_FRACTION = 0.2
 DEFAULT_METHOD = "el2n"
 DEFAULT_PRUNE_RATIO = 0.3
+
+
+def _prune_at(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--prune-at {text!r}: expected an epoch count T or 'auto'") from None
+
+
+def default_prune_at(epochs: int) -> int:
+    """T for ``--prune-at`` without a value: round(0.2 * E), at least 1 (2 of 10, 4 of 20)."""
+    return max(1, round(DEFAULT_PRUNE_AT_FRACTION * epochs))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,10 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics-out", metavar="JSON",
                    help="write test_accuracy, train_samples, epochs, seconds, sample_passes, full_equivalent "
                         "(and keep_file for pruned runs) here")
-    p.add_argument("--prune-at", type=int, nargs="?", const=DEFAULT_PRUNE_AT, metavar="T",
+    p.add_argument("--prune-at", type=_prune_at, nargs="?", const="auto", metavar="T",
                    help=f"train T epochs on the full set while recording (train view), score, keep the "
-                        f"best 1-R and train the remaining epochs on them, in this run (default T "
-                        f"{DEFAULT_PRUNE_AT}; 0 = prune before training, for methods that read no signal)")
+                        f"best 1-R and train the remaining epochs on them, in this run (no value or auto: "
+                        f"T = round({DEFAULT_PRUNE_AT_FRACTION} x --epochs); 0 = prune before training, for "
+                        f"methods that read no signal)")
     p.add_argument("--method", default=DEFAULT_METHOD,
                    help=f"scoring method of --prune-at (default {DEFAULT_METHOD}; `dataprune methods`)")
     p.add_argument("--prune-ratio", type=float, default=DEFAULT_PRUNE_RATIO, metavar="R",
@@ -73,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         refuse_overwrite(args.metrics_out, args.force)
         check_writable(args.metrics_out)  # fail now, not after training
     one_run = args.prune_at is not None or args.dynamic is not None or args.resume
+    if args.prune_at == "auto":
+        args.prune_at = default_prune_at(args.epochs)
     if one_run and args.subset:
         raise DataPruneError("--subset excludes --prune-at/--dynamic/--resume; expected one of them")
     if args.resume:
