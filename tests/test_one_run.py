@@ -332,6 +332,8 @@ def test_bench_one_run_study_resumes_and_reports(tmp_path, tiny_idx_dir, capsys)
     by = {r["variant"]: r for r in rows}
     assert by["random r=0.5"]["full_equivalent"] == 0.5 and by["full"]["wall_vs_full"] == 1.0
     assert by["forgetting T=2 r=0.5"]["sample_passes"] == 2 * N + 150
+    f = by["forgetting T=2 r=0.5"]
+    assert by["full"]["delta_vs_full"] == 0 and f["delta_vs_full"] == f["test_accuracy"] - by["full"]["test_accuracy"]
     table = (out / "table.md").read_text()
     assert "| forgetting T=2 r=0.5 |" in table and "Target" in table and (out / "accuracy_vs_cost.png").exists()
     (out / "table.md").unlink()

@@ -215,7 +215,9 @@ class OneRunBench:
         full_secs: dict[tuple[str, int, int], float] = {
             (r["model"], r["epochs"], r["seed"]): r["seconds"] for r in rows if r["family"] == "full"}
         full_cpu = {(r["model"], r["epochs"], r["seed"]): r["cpu_seconds"] for r in rows if r["family"] == "full"}
+        full_acc = {(r["model"], r["epochs"], r["seed"]): r["test_accuracy"] for r in rows if r["family"] == "full"}
         for r in rows:
+            r["delta_vs_full"] = r["test_accuracy"] - full_acc.get((r["model"], r["epochs"], r["seed"]), math.nan)
             f = full_secs.get((r["model"], r["epochs"], r["seed"]))
             r["wall_vs_full"] = r["seconds"] / f if f else math.nan
             c = full_cpu.get((r["model"], r["epochs"], r["seed"]), math.nan)
@@ -230,12 +232,13 @@ class OneRunBench:
                 rs = [r for r in rows if r["model"] == model and r["epochs"] == epochs and r["variant"] == v.label]
                 if not rs:
                     continue
-                acc, cost, wall, cpu = (mean_std(r[k] for r in rs) for k in
-                                        ("test_accuracy", "full_equivalent", "wall_vs_full", "cpu_vs_full"))
+                acc, cost, wall, cpu, delta = (mean_std(r[k] for r in rs) for k in (
+                    "test_accuracy", "full_equivalent", "wall_vs_full", "cpu_vs_full", "delta_vs_full"))
                 out.append({"model": model, "epochs": epochs, "variant": v.label, "family": v.family,
                             "prune_at": v.prune_at, "prune_ratio": v.prune_ratio, "record_every": v.record_every,
                             "acc_mean": acc[0], "acc_std": acc[1], "n": acc[2], "cost": cost[0],
                             "wall": wall[0], "wall_n": wall[2], "cpu": cpu[0], "cpu_n": cpu[2],
+                            "delta": delta[0], "delta_n": delta[2],
                             "params": json.dumps({k: v for k, v in json.loads(rs[0]["params"]).items()
                                                   if k != "seed"}, sort_keys=True)})  # seed: per run
         return out
@@ -306,7 +309,8 @@ def table_md(summ: list[dict[str, Any]], config: OneRunConfig, finished: int, pl
              "of the full run with the same seed (2-core CPU shared with other jobs: wall ratios are noisy), and "
              "the process's CPU seconds / the full run's (one thread; robust to the sharing; – where not "
              "measured, (n=) where fewer seeds have it). "
-             "Test top-1 in %, mean ± std over seeds; Δ = difference to the full run's mean in points. "
+             "Test top-1 in %, mean ± std over seeds; Δ = mean over seeds of (run − full run of the same seed), "
+             "in points. "
              "Static pruning scores the train view of the first T epochs (F = recordings per epoch⁻¹).", ""]
     for model, epochs in config.arms:
         arm = sorted((s for s in summ if (s["model"], s["epochs"]) == (model, epochs)), key=lambda s: s["cost"])
@@ -318,10 +322,9 @@ def table_md(summ: list[dict[str, Any]], config: OneRunConfig, finished: int, pl
                   "| variant | params | cost | wall vs full | CPU vs full | test top-1 | Δ | Pareto |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: | :---: |"]
         for s in arm:
-            delta = 100 * (s["acc_mean"] - full["acc_mean"]) if full else math.nan
             lines.append(f"| {s['variant']} | {s['params'] if s['params'] != '{}' else ''} | {_f(s['cost'], 3)} | "
                          f"{_f(s['wall'])} | {_f(s['cpu'])}{_n(s['cpu_n'], s['n'])} | {fmt_mean_std(s['acc_mean'], s['acc_std'], s['n'], len(config.seeds))} | "
-                         f"{_f(delta)} | {'●' if id(s) in front else ''} |")
+                         f"{_f(100 * s['delta'])}{_n(s['delta_n'], s['n'])} | {'●' if id(s) in front else ''} |")
         lines.append("")
         if full:
             lines += target_lines(arm, full)
@@ -337,17 +340,17 @@ def target_lines(arm: list[dict[str, Any]], full: dict[str, Any]) -> list[str]:
     for s in arm:
         if s["family"] in ("full", "random", "infobatch") or not s["cost"] <= 0.80:
             continue
-        ok_acc = s["acc_mean"] >= full["acc_mean"] - 0.002
+        ok_acc = s["delta"] >= -0.002
         clock = s["cpu"] if s["cpu_n"] else s["wall"]
         ok_wall = not clock > s["cost"] + 0.05
         rnd, ib = matched(arm, s, "random"), matched(arm, s, "infobatch")
-        beats = all(o is None or s["acc_mean"] > o["acc_mean"] for o in (rnd, ib))
+        beats = all(o is None or s["delta"] > o["delta"] for o in (rnd, ib))
         if ok_acc and beats:
             hits.append(f"- **{s['variant']}**: cost {s['cost']:.3f}, wall {_f(s['wall'])}, CPU {_f(s['cpu'])}"
-                        f"{'' if ok_wall else ' (time above cost + 0.05)'}, Δ {100 * (s['acc_mean'] - full['acc_mean']):+.2f}"
+                        f"{'' if ok_wall else ' (time above cost + 0.05)'}, Δ {100 * s['delta']:+.2f}"
                         f" (n={s['n']}); random at cost {_f(rnd['cost'] if rnd else None, 3)}: "
-                        f"{_f(100 * rnd['acc_mean'] if rnd else None)}, InfoBatch at {_f(ib['cost'] if ib else None, 3)}: "
-                        f"{_f(100 * ib['acc_mean'] if ib else None)}")
+                        f"Δ {_f(100 * rnd['delta'] if rnd else None)}, InfoBatch at {_f(ib['cost'] if ib else None, 3)}: "
+                        f"Δ {_f(100 * ib['delta'] if ib else None)}")
     out += hits or ["- no configuration meets it in the finished runs"]
     return out + [""]
 
