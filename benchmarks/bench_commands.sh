@@ -56,5 +56,25 @@ cost|all)
   dataprune bench $COMMON --study cost --score-model small-cnn --proxy-model mlp \
     --cost-windows 5,10,20 --cost-epochs 10,20 --train-models small-cnn --prune-ratios 0.25,0.5 \
     --out $R/fashion-mnist-cost
+  ;;&
+one-run|one-run-small-cnn|all)
+  # Pruning inside the one training run (issue 11): full, random from epoch 0, InfoBatch, and
+  # each method (dual, dyn-unc, el2n, forgetting where registered: --methods all) scored on the
+  # train view of the first T epochs, then E-T epochs on the subset. First pass: R=0.3, T<=3,
+  # 3 seeds (seed 0 of every variant first); then the whole grid (T=5, R=0.5, F=0.5 recordings).
+  # small-cnn E=10 here, mlp E=15 below; the two arms may run in parallel (one-run-small-cnn,
+  # one-run-mlp), each on one thread. The committed run used LIMIT="--limit 20000".
+  ONE="--study one-run --dataset fashion-mnist $LIMIT --methods all --seeds 3 --threads ${THREADS:-1} \
+    --out $R/fashion-mnist-one-run"
+  dataprune bench $ONE --prune-at 1,2,3 --prune-ratios 0.3 --train-models small-cnn --train-epochs 10
+  dataprune bench $ONE --prune-at 1,2,3,5 --prune-ratios 0.3,0.5 --record-every 0.5 \
+    --train-models small-cnn --train-epochs 10
+  ;;&
+one-run|one-run-mlp|all)
+  ONE="--study one-run --dataset fashion-mnist $LIMIT --methods all --seeds 3 --threads ${THREADS:-1} \
+    --out $R/fashion-mnist-one-run"
+  dataprune bench $ONE --prune-at 1,2,3 --prune-ratios 0.3 --train-models mlp --train-epochs 15
+  dataprune bench $ONE --prune-at 1,2,3,5 --prune-ratios 0.3,0.5 --record-every 0.5 \
+    --train-models mlp --train-epochs 15
   ;;
 esac

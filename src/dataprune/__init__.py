@@ -8,9 +8,10 @@ from .scores_export import scores_table, write_scores
 from .select import select, select_stratified
 from .select_beta import select_beta
 from .store import Dynamics
+from .train.prune_at import PruneAt
 
 __version__ = "0.1.0"
-__all__ = ["DataPruneError", "Dynamics", "MissingSignalError", "Recorder", "StoreError",
+__all__ = ["DataPruneError", "Dynamics", "MissingSignalError", "PruneAt", "Recorder", "StoreError",
            "WithIndex", "difficulty", "dual", "dyn_unc", "load_features", "load_final_logits", "methods",
            "read_keep", "register", "save_final_outputs", "score", "score_runs", "scores_table", "select",
            "select_beta", "select_stratified", "write_keep", "write_scores", "__version__"]

@@ -64,9 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        EXAMPLE)
     add_data_args(p)
     p.add_argument("--out", required=True, metavar="BENCH", help="benchmark folder (created, or resumed)")
-    p.add_argument("--study", choices=("main", "cost"), default="main",
+    p.add_argument("--study", choices=("main", "cost", "one-run"), default="main",
                    help="main (default): every method; cost: Dyn-Unc from cheaper scoring runs "
-                        "(train view, J, fewer epochs K, a proxy model) vs accuracy")
+                        "(train view, J, fewer epochs K, a proxy model) vs accuracy; one-run: pruning "
+                        "inside one training run (--prune-at T) vs full, random and InfoBatch")
     p.add_argument("--score-model", type=_names, default=["small-cnn"], metavar="NAMES",
                    help=f"model(s) of the scoring run, comma-separated ({', '.join(sorted(MODELS))}, or "
                         "timm:NAME / torchvision:NAME); several give the cross-architecture table")
@@ -102,6 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cost-epochs", type=_ints, default=[10, 20], metavar="K,K",
                    help="cost study: shorter scoring runs (default 10,20)")
     p.add_argument("--proxy-model", default="mlp", help="cost study: cheaper scoring model (default mlp)")
+    p.add_argument("--prune-at", type=_ints, default=[1, 2, 3, 5], metavar="T,T",
+                   help="one-run study: scoring epochs T (default 1,2,3,5; where the method allows)")
+    p.add_argument("--record-every", type=_floats, default=[], metavar="F,F",
+                   help="one-run study: also windowed methods recorded every F of an epoch (e.g. 0.5)")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
                    help=f"batch size of every run (default {TrainConfig.batch_size})")
     p.add_argument("--lr", type=float, default=TrainConfig.lr,
@@ -144,10 +149,34 @@ def build_config(args: argparse.Namespace):
                        **common)
 
 
+ONE_RUN_METHODS = ("dual", "dyn-unc", "el2n", "forgetting")
+
+
+def one_run_config(args: argparse.Namespace):
+    from ..bench.one_run import OneRunConfig, variants
+    from ..methods import methods
+    for m in args.train_models:
+        if m not in MODELS:
+            raise DataPruneError(f"unknown model {m!r}; expected one of {sorted(MODELS)}")
+    names = ([m for m in ONE_RUN_METHODS if m in methods()] if args.methods == "all" else _names(args.methods))
+    return OneRunConfig(dataset=args.dataset, data_dir=args.data_dir, limit=args.limit, batch_size=args.batch_size,
+                        lr=args.lr, arms=[(m, args.train_epochs) for m in args.train_models], seeds=args.seeds,
+                        variants=variants(names, args.prune_at, args.prune_ratios or [0.3, 0.5],
+                                          record_every=args.record_every, epochs=args.train_epochs))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..bench import report_only, run_bench
+    from ..bench.one_run import is_one_run, report_one_run, run_one_run
     set_threads(args.threads)
     log = logger(args)
+    if args.study == "one-run" or (args.report_only and is_one_run(args.out)):
+        results = (report_one_run(args.out, log=log) if args.report_only else
+                   run_one_run(args.out, one_run_config(args), force=args.force, log=log,
+                               progress=not args.quiet, max_cells=args.max_cells))
+        print(f"{results['cells_finished']} of {results['cells_planned']} training runs finished; "
+              f"table: {args.out}/table.md, results: {args.out}/results.csv")
+        return 0
     if args.report_only:
         results = report_only(args.out, log=log)
     else:

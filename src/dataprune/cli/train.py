@@ -1,43 +1,122 @@
-"""``dataprune train``: train on a keep file's subset (or everything) and test."""
+"""``dataprune train``: train on a keep file's subset (or everything) and test; or prune
+inside the run (``--prune-at T``, ``--dynamic infobatch``), resumable with ``--resume``."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ..errors import DataPruneError
 from ..fileio import atomic_write_json, check_writable, refuse_overwrite
 from ..keepfile import read_keep
+from ..train.one_run import DYNAMICS, PrunePlan, resume_run, start_run
 from ..train.runs import train_run
 from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
                      logger, set_threads, train_config)
 
 DEFAULT_EPOCHS = 20
+#: ``--prune-at`` without a value (T = this fraction of --epochs, at least 1), its method and
+#: ratio: what the one-run study supports (docs/one-run.md).
+DEFAULT_PRUNE_AT_FRACTION = 0.2
+DEFAULT_METHOD = "el2n"
+DEFAULT_PRUNE_RATIO = 0.3
+
+
+def _prune_at(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--prune-at {text!r}: expected an epoch count T or 'auto'") from None
+
+
+def default_prune_at(epochs: int) -> int:
+    """T for ``--prune-at`` without a value: round(0.2 * E), at least 1 (2 of 10, 4 of 20)."""
+    return max(1, round(DEFAULT_PRUNE_AT_FRACTION * epochs))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = command_parser(sub, "train", "train a model on a subset (or the full set) and report test accuracy",
-                       "dataprune train --dataset fashion-mnist --model small-cnn --epochs 20 "
-                       "--subset keep.txt --seed 1 --metrics-out m.json")
+    p = command_parser(sub, "train", "train a model on a subset (or the full set) and report test accuracy; "
+                                     "or prune inside this one run (--prune-at, --dynamic infobatch)",
+                       "dataprune train --dataset fashion-mnist --model small-cnn --epochs 10 --prune-at 3 "
+                       "--method el2n --prune-ratio 0.3 --seed 0 --metrics-out m.json")
     add_data_args(p)
     add_train_args(p, DEFAULT_EPOCHS)
     p.add_argument("--subset", metavar="KEEP", help="keep file (.txt or .npy) of sample indices to train on")
-    p.add_argument("--metrics-out", metavar="JSON", help="write test_accuracy, train_samples, epochs, seconds here")
+    p.add_argument("--metrics-out", metavar="JSON",
+                   help="write test_accuracy, train_samples, epochs, seconds, sample_passes, full_equivalent "
+                        "(and keep_file for pruned runs) here")
+    p.add_argument("--prune-at", type=_prune_at, nargs="?", const="auto", metavar="T",
+                   help=f"train T epochs on the full set while recording (train view), score, keep the "
+                        f"best 1-R and train the remaining epochs on them, in this run (no value or auto: "
+                        f"T = round({DEFAULT_PRUNE_AT_FRACTION} x --epochs); 0 = prune before training, for "
+                        f"methods that read no signal)")
+    p.add_argument("--method", default=DEFAULT_METHOD,
+                   help=f"scoring method of --prune-at (default {DEFAULT_METHOD}; `dataprune methods`)")
+    p.add_argument("--prune-ratio", type=float, default=DEFAULT_PRUNE_RATIO, metavar="R",
+                   help=f"fraction removed at --prune-at (default {DEFAULT_PRUNE_RATIO})")
+    p.add_argument("--window", type=int, metavar="J",
+                   help="the method's window (default min(10, recordings - 1)); must fit the T epochs")
+    p.add_argument("--record-every", type=float, default=1.0, metavar="F",
+                   help="end a recording every F of an epoch (1, 0.5, 0.25...; default 1): more, finer "
+                        "recordings of the T epochs (in the train view each sample is still seen once an epoch)")
+    p.add_argument("--dynamic", choices=DYNAMICS, help="dynamic pruning instead: infobatch (Qin et al. 2024)")
+    p.add_argument("--infobatch-ratio", type=float, default=0.5, metavar="P",
+                   help="infobatch: drop probability of below-mean-loss samples (default 0.5)")
+    p.add_argument("--infobatch-delta", type=float, default=0.875, metavar="D",
+                   help="infobatch: prune in the first floor(D*E) epochs, full set after (default 0.875)")
+    p.add_argument("--out", metavar="DIR",
+                   help="run folder of --prune-at / --dynamic (keep file, dynamics, checkpoints); default "
+                        "the --metrics-out path without .json, plus .run")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted --prune-at/--dynamic run in DIR")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
     add_output_args(p)
     p.set_defaults(func=run)
 
 
+def _run_dir(args: argparse.Namespace) -> Path:
+    if args.out:
+        return Path(args.out)
+    if not args.metrics_out:
+        raise DataPruneError("--prune-at/--dynamic need a run folder; pass --out DIR or --metrics-out JSON")
+    m = Path(args.metrics_out)
+    return m.with_name((m.stem if m.suffix == ".json" else m.name) + ".run")
+
+
 def run(args: argparse.Namespace) -> int:
-    set_threads()
+    set_threads(args.threads)
     if args.metrics_out:
         refuse_overwrite(args.metrics_out, args.force)
         check_writable(args.metrics_out)  # fail now, not after training
-    spec = data_spec(args).for_model(args.model)
-    data = spec.load()
-    subset = (read_keep(args.subset, len(data.train_y), dataset=data.name, labels=data.train_y.numpy(),
-                        data_dir=data.data_dir) if args.subset else None)
-    metrics = train_run(spec, model=args.model, cfg=train_config(args), subset=subset,
-                        log=logger(args), data=data, progress=not args.quiet)
-    metrics["subset"] = args.subset
+    one_run = args.prune_at is not None or args.dynamic is not None or args.resume
+    if args.prune_at == "auto":
+        args.prune_at = default_prune_at(args.epochs)
+    if one_run and args.subset:
+        raise DataPruneError("--subset excludes --prune-at/--dynamic/--resume; expected one of them")
+    if args.resume:
+        metrics = resume_run(args.resume, log=logger(args), progress=not args.quiet)
+    elif one_run:
+        plan = PrunePlan(prune_at=args.prune_at, method=args.method if args.prune_at is not None else None,
+                         prune_ratio=args.prune_ratio, record_every=args.record_every,
+                         params={} if args.window is None else {"window": args.window}, dynamic=args.dynamic,
+                         infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta)
+        cfg = train_config(args)
+        plan.resolved(cfg.epochs, cfg.seed)  # bad input fails before the data loads
+        metrics = start_run(_run_dir(args), data_spec(args).for_model(args.model), model=args.model, cfg=cfg, plan=plan,
+                            force=args.force, log=logger(args), progress=not args.quiet)
+    else:
+        spec = data_spec(args).for_model(args.model)
+        data = spec.load()
+        subset = (read_keep(args.subset, len(data.train_y), dataset=data.name, labels=data.train_y.numpy(),
+                            data_dir=data.data_dir) if args.subset else None)
+        metrics = train_run(spec, model=args.model, cfg=train_config(args), subset=subset,
+                            log=logger(args), data=data, progress=not args.quiet)
+        metrics["subset"] = args.subset
     if args.metrics_out:
         atomic_write_json(args.metrics_out, metrics)
-    print(f"{metrics['eval_split']} accuracy {100 * metrics['test_accuracy']:.2f} % (top-1) after {metrics['epochs']} epochs on "
-          f"{metrics['train_samples']} samples ({metrics['seconds']:.0f} s)")
+    pruned = f", keep file {metrics['keep_file']}" if metrics.get("keep_file") else ""
+    print(f"{metrics.get('eval_split', 'test')} accuracy {100 * metrics['test_accuracy']:.2f} % (top-1) after "
+          f"{metrics['epochs']} epochs on "
+          f"{metrics['train_samples']} samples (last epoch), {metrics['full_equivalent']:.3f} of full training's "
+          f"sample passes ({metrics['seconds']:.0f} s){pruned}")
     return 0

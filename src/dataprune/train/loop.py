@@ -5,6 +5,7 @@ Read top to bottom: build the optimizer and schedule, then per epoch iterate bat
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Protocol
@@ -78,14 +79,79 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class ProgressSchedule:
+    """The warm-up/cosine schedule of :func:`make_optimizer` as a function of epoch progress
+    ``p = epoch + batch / batches_in_epoch`` in [0, E), so that epochs of different sizes
+    (a pruned subset after epoch T, InfoBatch's per-epoch subsets) follow the LR curve of the
+    full run epoch for epoch. With equal epochs it gives exactly the per-step schedule.
+
+    Call :meth:`start_epoch` before each epoch and :meth:`step` after each optimizer step.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+        self.optimizer, self.epochs, self.warmup = optimizer, cfg.epochs, min(cfg.warmup_epochs, cfg.epochs)
+        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]  # before any scheduler
+        self.epoch, self.batch, self.batches = 0, 0, 1
+
+    def factor(self) -> float:
+        p, d = self.epoch + self.batch / self.batches, 1.0 / self.batches
+        if p < self.warmup:
+            return (p + d) / (self.warmup + d)
+        return 0.5 * (1 + math.cos(math.pi * (p - self.warmup) / max(d, self.epochs - self.warmup)))
+
+    def _apply(self) -> None:
+        f = self.factor()
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * f
+
+    def start_epoch(self, epoch: int, batches: int) -> None:
+        self.epoch, self.batch, self.batches = epoch, 0, max(1, batches)
+        self._apply()
+
+    def step(self) -> None:
+        self.batch += 1
+        if self.batch < self.batches:
+            self._apply()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batch": self.batch, "batches": self.batches, "base_lrs": self.base_lrs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.batch, self.batches = int(state["epoch"]), int(state["batch"]), int(state["batches"])
+        self.base_lrs = [float(x) for x in state["base_lrs"]]
+
+
+SampleLoss = Callable[[Tensor, Tensor, Tensor], Tensor]
+"""``(logits (B, C), targets (B,), sample indices (B,)) -> scalar loss``."""
+
+
+def record_points(batches: int, record_every: float) -> set[int]:
+    """Batch counts after which a recording ends within an epoch of ``batches`` batches:
+    ``record_every`` = 1/m splits the epoch into m near-equal parts (e.g. 0.5 -> 2)."""
+    m = round(1 / record_every)
+    return {math.ceil(i * batches / m) for i in range(1, m + 1)}
+
+
+def check_record_every(record_every: float) -> int:
+    """Recordings per epoch for ``record_every`` (1, 0.5, 0.25, ... = 1/m); raises otherwise."""
+    ok = isinstance(record_every, (int, float)) and 0 < record_every <= 1
+    m = round(1 / record_every) if ok else 0
+    if not ok or abs(m * record_every - 1) > 1e-6:
+        raise DataPruneError(f"record_every={record_every!r}; expected 1/m of an epoch for an integer "
+                             f"m >= 1 (1, 0.5, 0.25, ...)")
+    return m
+
+
 def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
           recorder: Recorder | None = None, record_view: str = "clean",
           optimizer: torch.optim.Optimizer | None = None,
-          scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-          start_epoch: int = 0, progress: bool = False,
+          scheduler: torch.optim.lr_scheduler.LRScheduler | ProgressSchedule | None = None,
+          start_epoch: int = 0, stop_epoch: int | None = None, progress: bool = False,
           on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-          grad_sync: Callable[[nn.Module], None] | None = None) -> list[dict[str, float]]:
-    """Train ``model`` for epochs ``start_epoch..cfg.epochs-1``; returns one log row per epoch.
+          grad_sync: Callable[[nn.Module], None] | None = None,
+          sample_loss: SampleLoss | None = None, record_every: float = 1.0) -> list[dict[str, float]]:
+    """Train ``model`` for epochs ``start_epoch..stop_epoch-1`` (default ``cfg.epochs``);
+    returns one log row per epoch (``samples``: samples forwarded and backwarded in it).
 
     With a ``recorder``, every batch is recorded: ``record_view="train"`` records the
     training forward's logits (free); ``"clean"`` runs an extra no-grad forward of the
@@ -93,6 +159,9 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
     ``on_epoch_end(epoch, row)`` runs after the recorder has written the epoch.
     ``progress`` shows a per-epoch progress bar when stderr is a terminal.
     ``grad_sync(model)`` runs between backward and step (data-parallel gradient averaging).
+    ``sample_loss`` replaces the mean cross-entropy (e.g. InfoBatch's re-weighted loss).
+    ``record_every`` = 1/m ends m recordings per epoch (each holds the samples of its part
+    of the epoch; unseen samples are NaN there).
     """
     if record_view not in VIEWS:
         raise DataPruneError(f"record_view={record_view!r}; expected one of {VIEWS}")
@@ -100,21 +169,23 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
         optimizer, scheduler = make_optimizer(model, cfg, len(loader))
     device = next(model.parameters()).device
     with_features = recorder is not None and "grand" in recorder.signals
+    check_record_every(record_every)
     history = []
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start_epoch, cfg.epochs if stop_epoch is None else stop_epoch):
         loader.set_epoch(epoch)
         model.train()
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
+        seen, batch = 0, 0
+        ends = record_points(len(loader), record_every) if recorder is not None else set()
         for x, y, idx in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                               disable=None if progress else True):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if recorder is not None and record_view == "clean":
                 record_clean(model, loader, recorder, idx, y)
             logits, h = forward(model, x, with_features)
-            loss = nn.functional.cross_entropy(logits, y)
+            loss = nn.functional.cross_entropy(logits, y) if sample_loss is None else sample_loss(logits, y, idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_sync is not None:
@@ -125,10 +196,12 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
                 recorder.update(idx, logits, y, features=h)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
+            seen, batch = seen + len(y), batch + 1
+            if batch in ends and batch < len(loader):
+                recorder.end_epoch()
         if recorder is not None:
             recorder.end_epoch()
-        row = {"epoch": epoch, "loss": loss_sum.item() / max(seen, 1),
+        row = {"epoch": epoch, "loss": loss_sum.item() / max(seen, 1), "samples": seen,
                "train_accuracy": correct.item() / max(seen, 1),
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         history.append(row)

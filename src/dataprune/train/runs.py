@@ -518,7 +518,8 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
 
     Returns metrics: ``test_accuracy`` (on the split named by ``eval_split``: IDX "test", an
     image folder's "val" or "test"), ``train_samples``, ``epochs``, ``seconds``,
-    ``optimizer_steps`` and more; ``evaluate_extra(trained_model, data)`` may add its own
+    ``optimizer_steps``, ``sample_passes`` (samples forwarded and backwarded in all epochs),
+    ``full_equivalent`` (``sample_passes / (epochs * N)``) and more; ``evaluate_extra(trained_model, data)`` may add its own
     (e.g. out-of-distribution detection).
     """
     cfg = cfg or TrainConfig()
@@ -541,8 +542,11 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     if log:
         log(f"evaluated on the {split} split ({len(data.test_y)} samples): accuracy {acc:.4f}")
     extra = evaluate_extra(net, data) if evaluate_extra is not None else {}
-    return {"test_accuracy": acc, "eval_split": split, "image_size": data.image_size, "train_samples": int(len(loader.indices)),
+    passes = int(sum(row["samples"] for row in history))
+    return {"test_accuracy": acc, "eval_split": split, "image_size": data.image_size,
+            "train_samples": int(len(loader.indices)),
             "num_samples": int(len(data.train_y)), "epochs": cfg.epochs, "seconds": seconds,
+            "sample_passes": passes, "full_equivalent": passes / (cfg.epochs * len(data.train_y)),
             "optimizer_steps": cfg.epochs * len(loader),
             "dataset": data.name, "model": model, "seed": cfg.seed,
             "final_train_loss": history[-1]["loss"], "train": cfg.to_dict(), **extra}
