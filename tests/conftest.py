@@ -62,3 +62,23 @@ def data_dir(tmp_path_factory) -> Path:
         write_idx(d / f"{split}-images-idx3-ubyte", make_images(labels, rng))
         write_idx(d / f"{split}-labels-idx1-ubyte", labels)
     return d
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_dir) -> Path:
+    """A finished `dataprune score` run (mlp, 2 epochs, 60 samples, prob + correct)."""
+    from dataprune.train import runs
+    from dataprune.train.loop import TrainConfig
+    out = tmp_path_factory.mktemp("runs") / "run"
+    runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp",
+                   cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob", "correct"))
+    return out
+
+
+def cli_error(capsys, *args) -> str:
+    """Run the CLI; expect exit code 2 and exactly one line on stderr (returned)."""
+    from dataprune.cli import main
+    assert main([str(a) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("dataprune "), err
+    return err

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import dataprune as dp
-from dataprune.cli import main
 from dataprune.errors import DataPruneError, StoreError
 from dataprune.fileio import check_writable
 from dataprune.keepfile import read_keep, write_keep
@@ -24,6 +23,7 @@ from dataprune.train.loop import TrainConfig
 from dataprune.train.models import build_model
 
 from conftest import write_idx
+from conftest import cli_error
 
 
 # ---------------------------------------------------------------------------------------------
@@ -39,15 +39,6 @@ def clean_store(tmp_path_factory) -> Path:
         rec.update(torch.arange(8), torch.randn(8, 3, generator=g), torch.arange(8) % 3)
         rec.end_epoch()
     return path
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, data_dir) -> Path:
-    """A finished `dataprune score` run (mlp, 2 epochs, 60 samples)."""
-    out = tmp_path_factory.mktemp("runs") / "run"
-    runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp",
-                   cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob", "correct"))
-    return out
 
 
 def copy(src: Path, tmp_path: Path) -> Path:
@@ -354,14 +345,6 @@ def test_unwritable_output(where, message, tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # (5) the CLI: one line, exit code 2, checked before any training
-
-def cli_error(capsys, *args) -> str:
-    assert main([str(a) for a in args]) == 2
-    captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("dataprune "), err
-    return err
-
 
 @pytest.fixture
 def no_training(monkeypatch):

@@ -19,6 +19,7 @@ from dataprune.errors import StoreError
 from dataprune.integrity import fingerprint_of
 from dataprune.train import runs
 from dataprune.train.loop import TrainConfig
+from conftest import cli_error
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +47,6 @@ def cli(capsys, *args) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out = capsys.readouterr()
     return code, out.out.strip(), out.err.strip()
-
-
-def cli_error(capsys, *args) -> str:
-    code, _, err = cli(capsys, *args)
-    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("dataprune "), err
-    return err
 
 
 def edit_meta(store: Path, **changes) -> None:

@@ -9,6 +9,7 @@ from hypothesis import settings
 import dataprune as dp
 from dataprune.cli import main
 from helpers_methods import write_store
+from conftest import cli_error
 
 
 # ------------------------------------------------------------------ 1: chunk invariance, CI
@@ -207,13 +208,6 @@ def official_run(root, prob, file_list=None):
     if file_list is not None:
         (root / "file_list.txt").write_text("".join(f"/n{y:02d}/img{i}.JPEG {y}\n" for i, y in enumerate(file_list)))
     return root
-
-
-def cli_error(capsys, *args):
-    assert main([str(a) for a in args]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err
-    return err
 
 
 def test_import_official_infers_c_or_refuses_before_writing(tmp_path, capsys):

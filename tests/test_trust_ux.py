@@ -79,23 +79,7 @@ from pathlib import Path  # noqa: E402
 from dataprune.cli import main  # noqa: E402
 from dataprune.keepfile import read_keep  # noqa: E402
 from dataprune.train import runs  # noqa: E402
-from dataprune.train.loop import TrainConfig  # noqa: E402
-
-
-def cli_error(capsys, *args) -> str:
-    """Run the CLI, expect exit code 2 and exactly one line on stderr; returns it."""
-    assert main([str(a) for a in args]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("dataprune "), err
-    return err
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, data_dir) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "run"
-    runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp",
-                   cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob", "correct"))
-    return out
+from conftest import cli_error  # noqa: E402
 
 
 def unfinished(finished_run: Path, tmp_path: Path, **config_changes) -> Path:
