@@ -138,6 +138,16 @@ def test_force_never_deletes_a_users_folder(tmp_path, tiny_idx_dir, capsys):
     assert (tmp_path / "v" / "precious.txt").read_text() == "x"
 
 
+def test_second_process_on_the_same_run_folder_is_refused(tmp_path, tiny_idx_dir, capsys):
+    from dataprune.fileio import exclusive_lock
+    argv = ["train", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--model", "mlp", "--epochs", "2",
+            "--prune-at", "1", "--method", "el2n", "--prune-ratio", "0.3", "--out", str(tmp_path / "r"), "--quiet"]
+    with exclusive_lock(tmp_path / "r", "test"):  # another open file on the lock: flock conflicts
+        assert main(argv) == 2
+        assert "is in use by another" in capsys.readouterr().err
+    assert main(argv) == 0  # released
+
+
 # --- schedule ------------------------------------------------------------------------------------
 def test_progress_schedule_equals_per_step_schedule_on_equal_epochs():
     cfg = TrainConfig(epochs=4, warmup_epochs=1.0)

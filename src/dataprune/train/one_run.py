@@ -31,7 +31,7 @@ import torch
 
 from .. import __version__
 from ..errors import DataPruneError
-from ..fileio import atomic_write_json, clear_for_force, read_json
+from ..fileio import LOCK_FILE, atomic_write_json, clear_for_force, exclusive_lock, read_json
 from ..keepfile import read_keep, write_keep
 from ..methods import get
 from ..record import Recorder
@@ -98,6 +98,10 @@ def _signals(method: str) -> list[str]:
     return list(dict.fromkeys(("prob", "correct", *get(method).needs)))
 
 
+#: who holds a run folder's lock, in the error a second process gets
+TRAIN_USER = "`dataprune train` process"
+
+
 def is_train_run_dir(path: Path) -> bool:
     """Whether ``path`` is a run folder of ``dataprune train`` (its ``config.json`` says so)."""
     try:
@@ -120,9 +124,14 @@ def start_run(out: str | Path, spec: DataSpec, *, model: str = "small-cnn", cfg:
                 if not read_json(out / "config.json").get("finished") else "; pass --force to overwrite it")
         raise DataPruneError(f"{out} already holds a training run{hint}")
     data = data if data is not None else spec.load()
-    if force:  # only a folder this command made (or an empty one): never a user's own files
-        clear_for_force(out, is_train_run_dir, "`dataprune train` run folder")
-    out.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out, TRAIN_USER):  # one process per run folder
+        if force:  # only a folder this command made (or an empty one): never a user's own files
+            clear_for_force(out, is_train_run_dir, "`dataprune train` run folder", keep=(LOCK_FILE,))
+        return _start(out, spec, data, model=model, cfg=cfg, plan=plan, log=log, progress=progress)
+
+
+def _start(out: Path, spec: DataSpec, data: ImageData, *, model: str, cfg: TrainConfig, plan: PrunePlan,
+           log: Log | None, progress: bool) -> dict[str, Any]:
     config = {"command": "train", "dataset": data.name, "data_dir": str(Path(data.data_dir).resolve()),
               "limit": spec.limit, "image_size": spec.image_size, "num_samples": len(data.train_y),
               "train_labels_digest": labels_digest(data.train_y), "model": model, "train": cfg.to_dict(),
@@ -153,7 +162,8 @@ def resume_run(out: str | Path, *, data: ImageData | None = None, log: Log | Non
         raise DataPruneError(f"{out / 'state.pt'} is not a dataprune training state")
     if log:
         log(f"resuming training run {out} after epoch {state['epoch'] if state else 0}")
-    return _run(out, config, data, state=state, log=log, progress=progress)
+    with exclusive_lock(out, TRAIN_USER):
+        return _run(out, config, data, state=state, log=log, progress=progress)
 
 
 def _prune(out: Path, plan: PrunePlan, data: ImageData, log: Log | None) -> tuple[np.ndarray, float]:
