@@ -42,8 +42,8 @@ from .infobatch import InfoBatch
 from .loop import ProgressSchedule, TrainConfig, check_record_every, make_optimizer, seed_everything, train
 from .models import build_model
 from .prune_at import prune_scores, resolve_method_params
-from .runs import (DataSpec, _loader, _start_run_files, _torch_save, evaluate_data, labels_digest,
-                   load_checkpoint)
+from .runs import (DataSpec, atomic_torch_save, evaluate_data, labels_digest, load_checkpoint, run_loader,
+                   start_run_files)
 
 Log = Callable[[str], None]
 STATE_FORMAT = "dataprune-train-state"
@@ -196,7 +196,7 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
     m = check_record_every(plan.record_every)
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.in_channels, data.image_size)
-    loader = _loader(data, cfg, model)
+    loader = run_loader(data, cfg, model)
     full = loader.indices
     optimizer, _ = make_optimizer(net, cfg, len(loader))
     schedule = ProgressSchedule(optimizer, cfg)
@@ -218,7 +218,7 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
         seconds_before, select_seconds = float(state["seconds"]), float(state["selection_seconds"])
         per_epoch = json.loads(state["samples_per_epoch"])
         cpu_before = float(state.get("cpu_seconds", math.nan))
-    _start_run_files(out, start)  # crash leftovers removed, log cut to the resumed epoch
+    start_run_files(out, start)  # crash leftovers removed, log cut to the resumed epoch
     t_scoring = plan.prune_at or 0
     recorder, keep = None, None
     if plan.prune_at is not None and start >= t_scoring:
@@ -258,7 +258,7 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
         seconds = seconds_before + time.perf_counter() - t0
         with open(out / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        _torch_save(out / "state.pt", {
+        atomic_torch_save(out / "state.pt", {
             "format": STATE_FORMAT, "version": 1, "epoch": epoch + 1, "model": net.state_dict(),
             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
             "torch_rng": torch.get_rng_state(), "infobatch": ib.state_dict() if ib is not None else {},

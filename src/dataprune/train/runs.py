@@ -74,7 +74,7 @@ class ScoreResult:
     """Epochs already finished when this process took over the run (0 for a fresh run)."""
 
 
-def _loader(data: Data, cfg: TrainConfig, model_name: str, indices: np.ndarray | None = None, *,
+def run_loader(data: Data, cfg: TrainConfig, model_name: str, indices: np.ndarray | None = None, *,
             record_view: str | None = None, rank: int = 0, world: int = 1) -> Any:
     """The training batches of a run (augmented unless the model is ``mlp``): in memory, or
     decoded by workers for an image folder (with the clean view when ``record_view="clean"``);
@@ -110,14 +110,15 @@ def evaluate_data(model: torch.nn.Module, data: Data) -> tuple[float, str]:
     return evaluate(model, data.test_x, data.test_y, data.mean, data.std), "test"
 
 
-def _torch_save(path: Path, obj: dict[str, Any]) -> None:
+def atomic_torch_save(path: Path, obj: dict[str, Any]) -> None:
+    """``torch.save(obj)`` to ``path`` through a temp file and a rename (crash-safe)."""
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
 def _save_checkpoint(path: Path, model: torch.nn.Module, extra: dict[str, Any]) -> None:
-    _torch_save(path, {"model": model.state_dict(), **extra})
+    atomic_torch_save(path, {"model": model.state_dict(), **extra})
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -300,7 +301,7 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.in_channels, data.image_size)  # fails before any file
     if rank == 0:
-        _start_run_files(out, 0)
+        start_run_files(out, 0)
         atomic_write_json(out / "config.json", config)
         if log and isinstance(data, FolderData):
             log(f"image folder {data.root}: {n} training images in {len(data.classes)} classes at "
@@ -310,7 +311,7 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
         from . import distributed as ddp
         net = net.to(ddp.device_for(rank))
         ddp.broadcast_model(net)
-    loader = _loader(data, cfg, model, record_view=record_view, rank=rank, world=world)
+    loader = run_loader(data, cfg, model, record_view=record_view, rank=rank, world=world)
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
     recorder = _new_recorder(out, config, data, cfg, rank)
     return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
@@ -377,13 +378,13 @@ def _resume_score_run(out: Path, *, log: Log | None, data: Data | None, progress
     model = config["model"]
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.in_channels, data.image_size)
-    loader = _loader(data, cfg, model, record_view=config["record_view"])
+    loader = run_loader(data, cfg, model, record_view=config["record_view"])
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
     if not state_path.exists():  # nothing to continue from: a new store, epoch 0
         if (out / "dynamics").exists():
             shutil.rmtree(out / "dynamics")
         recorder = _new_recorder(out, config, data, cfg, 0)
-        _start_run_files(out, 0)
+        start_run_files(out, 0)
         if log:
             log(f"resuming scoring run {out}: no epoch finished yet, starting from epoch 0")
         return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
@@ -415,7 +416,7 @@ def _resume_score_run(out: Path, *, log: Log | None, data: Data | None, progress
     del store
     recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
     recorder.load_state_dict(state.get("recorder", {}))
-    _start_run_files(out, start)  # refuses a symlinked log before reading it
+    start_run_files(out, start)  # refuses a symlinked log before reading it
     read_log(out / "log.jsonl", start)  # the rows kept must be readable before any training
     if log:
         note = (f"; discarded {recorded - store_epochs} epoch(s) the store recorded after that checkpoint"
@@ -448,7 +449,7 @@ ATOMIC_FILES = {"": ("config.json", STATE_FILE, "checkpoint.pt", "log.jsonl", "f
                      "final_logits.npy"), "dynamics": ("meta.json", "file_list.txt")}
 
 
-def _start_run_files(out: Path, log_rows: int) -> None:
+def start_run_files(out: Path, log_rows: int) -> None:
     """Remove temp files a crash left, and cut ``log.jsonl`` to its first ``log_rows`` rows
     (0: a fresh run starts its own log). A symbolic link there is refused, never followed."""
     for sub, names in ATOMIC_FILES.items():
@@ -466,7 +467,7 @@ def _start_run_files(out: Path, log_rows: int) -> None:
 def _save_state(path: Path, epochs_done: int, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 scheduler: Any, recorder: Recorder, seconds: float) -> None:
     """Checkpoint everything the next epoch depends on (tensors and primitives only)."""
-    _torch_save(path, {
+    atomic_torch_save(path, {
         "format": STATE_FORMAT, "version": 1, "epoch": epochs_done, "model": net.state_dict(),
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -528,7 +529,7 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
         data.loader(batch_size=1, shuffle=False, augment=False, split="eval")
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.in_channels, data.image_size)
-    loader = _loader(data, cfg, model, subset)
+    loader = run_loader(data, cfg, model, subset)
     t0 = time.perf_counter()
 
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
