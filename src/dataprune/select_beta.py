@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .errors import DataPruneError
-from .select import NAN_POLICIES, _check_scores, num_kept
+from .select import NAN_POLICIES, _check_scores, check_seed, num_kept
 
 #: mu is clipped into [MU_EPS, 1 - MU_EPS] so the pdf stays finite at mu = 0 or 1 (float16
 #: probabilities round to exactly 1.0 for easy samples).
@@ -80,8 +80,7 @@ def select_beta(scores: np.ndarray, mean_prob: np.ndarray, prune_ratio: float, *
     mu = np.asarray(mean_prob, dtype=np.float64)
     if mu.shape != (n,):
         raise DataPruneError(f"mean_prob has shape {mu.shape}; expected ({n},), one per score")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DataPruneError(f"seed={seed!r}; expected an integer >= 0")
+    check_seed(seed)
     for name, v in (("c", c), ("concentration", concentration)):
         if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v <= 0:
             raise DataPruneError(f"{name}={v!r}; expected a positive number")
