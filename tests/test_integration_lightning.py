@@ -16,29 +16,9 @@ import dataprune as dp  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 import _lightning_app as app  # noqa: E402
 from helpers_docs import doc_block  # noqa: E402
+from helpers_record import assert_same_store, replay  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def replay(out: Path, ranks: int, epochs: int, **kwargs) -> Path:
-    """A plain Recorder fed every rank's recorded batches, in rank order (last wins)."""
-    seen = [torch.load(out / f"batches_rank{r}.pt") for r in range(ranks)]
-    rec = dp.Recorder(app.N, out / "ref", app.C, epochs=epochs, **kwargs)
-    for epoch in range(epochs):
-        for batches in seen:
-            for e, idx, logits, y in batches:
-                if e == epoch:
-                    rec.update(idx, logits, y)
-        rec.end_epoch()
-    return out / "ref"
-
-
-def assert_same_store(a: Path, b: Path) -> None:
-    files = sorted(f.name for f in a.glob("*.npy"))
-    assert files == sorted(f.name for f in b.glob("*.npy"))
-    for f in files:
-        assert np.load(a / f).tobytes() == np.load(b / f).tobytes(), f
-    assert dp.Dynamics.open(a).fingerprint == dp.Dynamics.open(b).fingerprint
 
 
 def test_single_process_store_equals_recorder(tmp_path):
@@ -46,7 +26,8 @@ def test_single_process_store_equals_recorder(tmp_path):
     dyn = dp.Dynamics.open(tmp_path / "dynamics")
     assert dyn.epochs == 2 and dyn.prob.shape == (2, app.N) and dyn.meta["view"] == "clean"
     assert not np.isnan(np.asarray(dyn.prob, float)).any()
-    assert_same_store(tmp_path / "dynamics", replay(tmp_path, 1, 2, signals=["prob", "correct", "margin"]))
+    ref = replay(tmp_path, 1, app.N, app.C, 2, signals=["prob", "correct", "margin"])
+    assert_same_store(tmp_path / "dynamics", ref)
 
 
 def test_existing_store_refused_unless_force(tmp_path):
@@ -65,7 +46,7 @@ def test_ddp_two_processes_equals_recorder(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     dyn = dp.Dynamics.open(tmp_path / "dynamics")
     assert dyn.epochs == 2 and not np.isnan(np.asarray(dyn.prob, float)).any()
-    assert_same_store(tmp_path / "dynamics", replay(tmp_path, 2, 2))
+    assert_same_store(tmp_path / "dynamics", replay(tmp_path, 2, app.N, app.C, 2))
 
 
 def test_resume_from_end_of_epoch_checkpoint(tmp_path):

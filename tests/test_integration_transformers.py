@@ -1,7 +1,11 @@
 """dataprune.integrations.transformers with a real Hugging Face Trainer on a tiny BERT built
 from a config (nothing downloaded): 2 epochs, N samples, the index column survives
-remove_unused_columns, and the store equals a plain Recorder fed the same batches."""
+remove_unused_columns, and the store equals a plain Recorder fed the same batches,
+single-process and under DDP (torchrun, gloo, 2 CPU processes)."""
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -11,61 +15,45 @@ import torch  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 import dataprune as dp  # noqa: E402
-from dataprune.integrations.transformers import (INDEX_KEY, RecordDynamicsTrainer,  # noqa: E402
-                                                 with_index)
+from dataprune.integrations.transformers import INDEX_KEY, with_index  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _transformers_app import C, N, SIGNALS, make_trainer, tiny_dataset, tiny_model, train  # noqa: E402
 from helpers_docs import doc_block  # noqa: E402
+from helpers_record import assert_same_store, replay  # noqa: E402
 
-N, C, L = 10, 3, 8
-
-
-def tiny_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1,
-                                  num_attention_heads=2, intermediate_size=32, num_labels=C,
-                                  max_position_embeddings=L)
-    return transformers.BertForSequenceClassification(cfg)
+pytestmark = pytest.mark.timeout(300)
+APP = Path(__file__).with_name("_transformers_app.py")
 
 
-def tiny_dataset() -> list[dict]:
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, 32, (N, L), generator=g)
-    # "text" is not a forward argument: remove_unused_columns drops it, not the index
-    return [{"input_ids": ids[i], "attention_mask": torch.ones(L, dtype=torch.long),
-             "labels": i % C, "text": f"sample {i}"} for i in range(N)]
-
-
-def make_trainer(tmp_path, **kwargs) -> RecordDynamicsTrainer:
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "hf"), num_train_epochs=2, per_device_train_batch_size=4,
-        learning_rate=1e-3, report_to=[], save_strategy="no", logging_strategy="no",
-        use_cpu=True, disable_tqdm=True, seed=0)
-    return RecordDynamicsTrainer(model=tiny_model(), args=args, train_dataset=with_index(tiny_dataset()),
-                                 dynamics_out=tmp_path / "dynamics", **kwargs)
-
-
-def test_trainer_records_two_epochs_like_a_recorder(tmp_path, monkeypatch):
-    seen = []
-    update = dp.Recorder.update
-
-    def spy(self, indices, logits, targets, **kw):
-        seen.append((self.epoch, indices.clone(), logits.detach().clone(), targets.clone()))
-        return update(self, indices, logits, targets, **kw)
-
-    monkeypatch.setattr(dp.Recorder, "update", spy)
-    make_trainer(tmp_path, signals=["prob", "correct", "el2n"]).train()
+def test_trainer_records_two_epochs_like_a_recorder(tmp_path):
+    train(tmp_path, signals=SIGNALS)
     dyn = dp.Dynamics.open(tmp_path / "dynamics")
     assert dyn.epochs == 2 and dyn.prob.shape == (2, N) and dyn.num_classes == C
     assert not np.isnan(np.asarray(dyn.prob, float)).any()
     assert dyn.labels.tolist() == [i % C for i in range(N)]
-    monkeypatch.setattr(dp.Recorder, "update", update)
-    ref = dp.Recorder(N, tmp_path / "ref", C, signals=["prob", "correct", "el2n"], epochs=2)
-    for epoch in range(2):
-        for e, idx, logits, y in seen:
-            if e == epoch:
-                ref.update(idx, logits, y)
-        ref.end_epoch()
-    for f in ("prob.npy", "correct.npy", "el2n.npy", "labels.npy"):
-        assert np.load(tmp_path / "dynamics" / f).tobytes() == np.load(tmp_path / "ref" / f).tobytes()
+    assert_same_store(tmp_path / "dynamics", replay(tmp_path, 1, N, C, 2, signals=SIGNALS))
+
+
+def test_ddp_torchrun_two_processes_equals_recorder(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", str(APP), str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    dyn = dp.Dynamics.open(tmp_path / "dynamics")
+    assert dyn.epochs == 2 and not np.isnan(np.asarray(dyn.prob, float)).any()
+    assert dyn.labels.tolist() == [i % C for i in range(N)]
+    seen = [torch.load(tmp_path / f"batches_rank{r}.pt") for r in range(2)]
+    for epoch in range(2):  # the ranks shared the epoch: each saw a part, together all N
+        idx = [torch.cat([b[1] for b in batches if b[0] == epoch]) for batches in seen]
+        assert all(len(set(i.tolist())) < N for i in idx)
+        assert set(torch.cat(idx).tolist()) == set(range(N))
+    for batches in seen:  # every recorded row is its own sample's (the label of i is i % C)
+        assert all(torch.equal(y, idx % C) for _, idx, _, y in batches)
+    assert_same_store(tmp_path / "dynamics", replay(tmp_path, 2, N, C, 2, signals=SIGNALS))
 
 
 def test_missing_index_column_refused(tmp_path):
