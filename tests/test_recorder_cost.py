@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import dataprune as dp
-from dataprune.record import _last_occurrence_dest
+from dataprune.record import Batch, _correct, _last_occurrence_dest, _prob
 
 
 def reference_dest(safe: list[int], spare: int) -> list[int]:
@@ -90,3 +90,33 @@ def test_update_never_syncs_with_the_host_on_cuda(tmp_path):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     rec.end_epoch()
+
+
+def test_correct_hand_case_both_paths():
+    # logits [1, 3, 3]: the max 3 is tied (total = e^-2 + 1 + 1 = 2.14 >= 2), argmax = 1:
+    # y=1 -> correct 1, y=2 -> 0; [0, 5, 1] with y=1 -> 1 (no tie, total = 1.02), y=2 -> 0
+    logits = torch.tensor([[1.0, 3, 3], [1, 3, 3], [0, 5, 1], [0, 5, 1]])
+    batch = Batch(logits, torch.tensor([1, 2, 1, 2]))
+    for search_all in (False, True):
+        assert _correct(batch, search_all=search_all).tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batch_pieces_match_softmax_and_argmax(seed):
+    # The softmax from (max, exp, total) and both `correct` paths against torch's own on
+    # rows with many ties (small integers) and with spreads of up to ~200 units (beyond the
+    # exp floor at -87, where the floor's 1.6e-38 stands in for a smaller probability).
+    g = torch.Generator().manual_seed(seed)
+    b, c = 64, int(torch.randint(2, 300, (1,), generator=g))
+    ties = torch.randint(-2, 3, (b // 2, c), generator=g).float()
+    scale = torch.rand(b // 2, 1, generator=g) * 40
+    logits = torch.cat([ties, torch.randn(b // 2, c, generator=g) * scale])
+    y = torch.where(torch.rand(b, generator=g) < 0.5, logits.argmax(1), torch.randint(0, c, (b,), generator=g))
+    batch = Batch(logits, y)
+    # float32 rounds logits - max (|.| <= 87) by up to 87 * 2**-24 = 5.2e-6, relative in exp
+    want = torch.softmax(logits.double(), 1)
+    torch.testing.assert_close(batch.p.double(), want, rtol=1e-5, atol=2e-38)
+    torch.testing.assert_close(_prob(batch).double(), want[torch.arange(b), y], rtol=1e-5, atol=2e-38)
+    expect = [float(int(torch.argmax(row)) == int(t)) for row, t in zip(logits, y)]  # row by row
+    for search_all in (False, True):
+        assert _correct(batch, search_all=search_all).tolist() == expect

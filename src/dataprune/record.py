@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -33,8 +33,10 @@ def _last_occurrence_dest(safe: torch.Tensor, spare: int) -> torch.Tensor:
 
     E.g. safe = [4, 1, 4, spare], spare = 9 -> [9, 1, 4, 9]."""
     ordered, order = torch.sort(safe, stable=True)  # equal indices keep batch order
-    last_in_run = torch.diff(ordered, append=ordered[-1:] + 1) != 0
-    return safe.scatter(0, order, torch.where(last_in_run, ordered, spare))
+    # each sorted entry but the last: spare if the next one repeats it (the last entry of
+    # the sort is always the last of its run, so safe already holds it)
+    head = ordered[:-1]
+    return safe.scatter(0, order[:-1], torch.where(head == ordered[1:], spare, head))
 
 
 class WithIndex(torch.utils.data.Dataset):
@@ -51,21 +53,62 @@ class WithIndex(torch.utils.data.Dataset):
         return (*item, i) if isinstance(item, tuple) else (item, i)
 
 
-class Batch(NamedTuple):
-    """What the signals of one batch are computed from: ``p`` softmax (B, C), ``logits``
-    (B, C) float32, ``y`` targets (B,) int64, ``top`` argmax of each row (B,) int64."""
-    p: torch.Tensor
-    logits: torch.Tensor
-    y: torch.Tensor
-    top: torch.Tensor
+#: exp(x) of float32 is subnormal below x = -87.3, and subnormals slow CPU arithmetic tenfold
+#: or more; logits further than this below their row's max give probability exp(-87) = 1.6e-38
+_EXP_FLOOR = -87.0
+
+
+class Batch:
+    """What the signals of one batch are computed from: ``logits`` (B, C) float32, ``y``
+    targets (B,) int64, ``max`` of each row (B,), ``exp`` = exp(max(logits - max, -87))
+    (B, C) and ``total`` its row sums (B,); the softmax ``p`` (B, C) = exp / total is formed
+    only when a signal needs all of it.
+
+    Softmax from its pieces rather than ``torch.softmax``: ``prob`` needs one entry per row,
+    and on CPU (B=256, C=1000, one thread) max + exp + sum cost 0.8x ``torch.softmax`` for
+    logits with a spread of a few units, and 1/13 of it when the spread passes 87, where
+    ``torch.softmax`` computes subnormals (``benchmarks/recorder_update_scale.py``).
+    """
+
+    def __init__(self, logits: torch.Tensor, y: torch.Tensor):
+        self.logits, self.y = logits, y
+        self.max = logits.amax(1)  # NaN propagates
+        self.exp = (logits - self.max[:, None]).clamp_min_(_EXP_FLOOR).exp_()
+        self.total = self.exp.sum(1)
+        self._p: torch.Tensor | None = None
+
+    @property
+    def p(self) -> torch.Tensor:
+        """Softmax (B, C)."""
+        if self._p is None:
+            self._p = self.exp / self.total[:, None]
+        return self._p
 
 
 def _prob(b: Batch) -> torch.Tensor:
-    return b.p.gather(1, b.y[:, None])[:, 0]
+    """Labelled-class softmax probability exp[y] / total (bit for bit ``p[y]``)."""
+    return b.exp.gather(1, b.y[:, None])[:, 0] / b.total
 
 
-def _correct(b: Batch) -> torch.Tensor:
-    return (b.top == b.y).to(torch.float32)
+def _correct(b: Batch, *, search_all: bool | None = None) -> torch.Tensor:
+    """1.0 where the labelled class is the row's first maximum (as ``argmax``), else 0.0.
+
+    On CPU, max(1) with indices costs ~6x amax(1) and host checks are free: a row is correct
+    iff its labelled logit equals the max, unless the max is tied in an earlier column; a
+    tie puts two entries exp(0) = 1 in the row, so only rows with total >= 2 (less rounding)
+    can have one, and those rows alone get an index search. ``search_all`` (default: on
+    devices other than the CPU) searches every row instead, with no host sync.
+    """
+    if search_all is None:
+        search_all = b.logits.device.type != "cpu"
+    if search_all:
+        return (b.logits.max(1).indices == b.y).to(torch.float32)
+    correct = b.logits.gather(1, b.y[:, None])[:, 0] == b.max
+    maybe_tied = correct & (b.total >= 2.0 - b.logits.shape[1] * 2.0**-22)
+    if maybe_tied.any():
+        rows = maybe_tied.nonzero()[:, 0]
+        correct[rows] = b.logits[rows].max(1).indices == b.y[rows]
+    return correct.to(torch.float32)
 
 
 def _margin(b: Batch) -> torch.Tensor:
@@ -287,6 +330,9 @@ class Recorder:
         self._buffers = {s: torch.full((n,), float("nan"), device=device) for s in self.signals}
         self._buffers["labels"] = torch.full((n,), -1, dtype=torch.int64, device=device)
         self._bad = torch.zeros(3, dtype=torch.bool, device=device)
+        # (2, 1) each: the smallest and largest valid sample index and target (update's clamp)
+        self._range = (torch.zeros((2, 1), dtype=torch.int64, device=device),
+                       torch.tensor([[self.num_samples - 1], [self.num_classes - 1]], device=device))
         if "tdds_d" in self.signals:  # previous epoch's log-softmax per sample + its epoch
             self._prev_logp = torch.zeros((n, self.num_classes), dtype=torch.float16, device=device)
             self._prev_epoch = torch.full((n,), -2, dtype=torch.int32, device=device)
@@ -335,24 +381,24 @@ class Recorder:
         logits = logits.to(buf["labels"].device, torch.float32)
 
         n = self.num_samples
-        idx_ok = (indices >= 0) & (indices < n)
-        y_ok = (targets >= 0) & (targets < self.num_classes)
-        # A row is finite iff its max and min are (NaN propagates through both, and through
-        # maximum; NaN < inf is False): at B*C = 256k on CPU, max(1) + amin(1) take ~1/4 of
-        # the time of argmax(1) + isfinite(logits).all(1).
-        mx, top = logits.max(1)  # top: the first maximum, as argmax(1)
-        finite = torch.maximum(mx.abs(), logits.amin(1).abs()) < float("inf")
-        ok = torch.stack([idx_ok, y_ok, finite])
+        pair = torch.stack([indices, targets])  # (2, B)
+        clamped = pair.clamp(*self._range)
+        in_range = clamped == pair  # (2, B): index in 0..N-1, target in 0..C-1
+        y = clamped[1]  # an out-of-range target's row goes to the spare slot N
+        batch = Batch(logits, y)
+        # A row is finite iff total + min is: NaN in a row makes max and total NaN, +inf
+        # makes total NaN (inf - inf), -inf makes min -inf; else total <= C and the sum cannot
+        # overflow. At B*C = 256k on CPU, amin(1) takes ~1/20 of isfinite(logits).all(1).
+        finite = (batch.total + logits.amin(1)).isfinite()
+        ok = torch.cat([in_range, finite[None]])
         keep = ok.all(0)
         if device.type != "cpu":
             self._bad |= ~ok.all(1)  # checked once per epoch, in end_epoch: no host sync here
         elif not keep.all():
             self._raise_if_bad(~ok.all(1), indices, targets)
-        y = torch.where(y_ok, targets, 0)
         dest = _last_occurrence_dest(torch.where(keep, indices, n), n)
 
         # rows are independent: a non-finite row spoils only its own values, sent to slot N
-        batch = Batch(torch.softmax(logits, 1), logits, y, top)
         for s in self.signals:
             if s == "grand":  # exact last-layer gradient norm (weight and bias) of the CE loss
                 h = features.to(logits.device, torch.float32)
