@@ -64,7 +64,7 @@ class OldRecorder(record.Recorder):
                "correct": lambda: (logits.argmax(1) == y).to(torch.float32)}
         for s in self.signals:
             buf[s][dest] = old[s]()
-        buf["labels"][dest] = y
+        buf["labels"][dest] = y.to(buf["labels"].dtype)
 
 
 def timed(fn) -> tuple[float, float]:

@@ -325,10 +325,14 @@ class Recorder:
         return str(self._writer.meta["fingerprint"])
 
     def _allocate(self, device: torch.device) -> None:
-        # One extra slot at index N absorbs writes we must discard (see update).
+        # One extra slot at index N absorbs writes we must discard (see update). One (N+1, S+1)
+        # float32 table, a row per sample: its signals, then its label's int32 bits. The S+1
+        # writes of one sample share a cache line: at N = 14.2M a batch costs one cache miss
+        # per sample, not S+1 (benchmarks/recorder_update_scale.py).
         n = self.num_samples + 1
-        self._buffers = {s: torch.full((n,), float("nan"), device=device) for s in self.signals}
-        self._buffers["labels"] = torch.full((n,), -1, dtype=torch.int64, device=device)
+        table = torch.full((n, len(self.signals) + 1), float("nan"), device=device)
+        self._buffers = {s: table[:, j] for j, s in enumerate(self.signals)}
+        self._buffers["labels"] = table[:, -1].view(torch.int32).fill_(-1)
         self._bad = torch.zeros(3, dtype=torch.bool, device=device)
         # (2, 1) each: the smallest and largest valid sample index and target (update's clamp)
         self._range = (torch.zeros((2, 1), dtype=torch.int64, device=device),
@@ -407,7 +411,7 @@ class Recorder:
                 self._record_tdds_d(dest, torch.where(finite[:, None], logits, 0.0), batch.p)
             else:
                 buf[s][dest] = SIGNALS[s](batch)
-        buf["labels"][dest] = y
+        buf["labels"][dest] = y.to(torch.int32)
 
     def _record_tdds_d(self, dest: torch.Tensor, safe_logits: torch.Tensor, p: torch.Tensor) -> None:
         """d_t = sum_c p_t,c |log p_t,c - log p_t-1,c|; the first occurrence in an epoch wins."""
@@ -445,7 +449,7 @@ class Recorder:
             if np.issubdtype(dtype, np.integer):
                 row = np.where(np.isnan(row), missing_value(dtype), row)
             out[s] = row.astype(dtype)
-        out["labels"] = self._buffers["labels"][: self.num_samples].cpu().numpy().copy()
+        out["labels"] = self._buffers["labels"][: self.num_samples].cpu().numpy().astype(np.int64)
         return out
 
     def end_epoch(self) -> int:
@@ -516,9 +520,9 @@ class Recorder:
         dist.all_reduce(labels, op=dist.ReduceOp.MAX)
         values = values.view(torch.float32)
         unseen = owner < 0
-        for i, s in enumerate(plain):
-            buf[s] = torch.where(unseen, float("nan"), values[i])
-        buf["labels"] = labels
+        for i, s in enumerate(plain):  # into the table's columns (see _allocate)
+            buf[s].copy_(torch.where(unseen, float("nan"), values[i]))
+        buf["labels"].copy_(labels)
         if "tdds_d" in self.signals:
             # tdds_d (first occurrence wins) and its state, the previous log-softmax per
             # sample, go to the LOWEST rank that saw the sample this epoch; rows nobody saw
@@ -533,7 +537,7 @@ class Recorder:
             logp = _pick_owner(self._prev_logp.float(), mine[:, None])
             dist.all_reduce(d, op=dist.ReduceOp.MAX)
             dist.all_reduce(logp, op=dist.ReduceOp.MAX)
-            buf["tdds_d"] = torch.where(seen, d.view(torch.float32), float("nan"))
+            buf["tdds_d"].copy_(torch.where(seen, d.view(torch.float32), float("nan")))
             logp = logp.view(torch.float32).to(torch.float16)
             self._prev_logp = torch.where(seen[:, None], logp, self._prev_logp)
             self._prev_epoch = torch.where(seen, self.epoch, self._prev_epoch).to(torch.int32)
