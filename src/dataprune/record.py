@@ -60,9 +60,9 @@ _EXP_FLOOR = -87.0
 
 class Batch:
     """What the signals of one batch are computed from: ``logits`` (B, C) float32, ``y``
-    targets (B,) int64, ``max`` of each row (B,), ``exp`` = exp(max(logits - max, -87))
-    (B, C) and ``total`` its row sums (B,); the softmax ``p`` (B, C) = exp / total is formed
-    only when a signal needs all of it.
+    targets (B,) int64, ``max`` and ``min`` of each row (B,), ``exp`` = exp(max(logits -
+    max, -87)) (B, C) and ``total`` its row sums (B,); the softmax ``p`` (B, C) = exp / total
+    is formed only when a signal needs all of it.
 
     Softmax from its pieces rather than ``torch.softmax``: ``prob`` needs one entry per row,
     and on CPU (B=256, C=1000, one thread) max + exp + sum cost 0.8x ``torch.softmax`` for
@@ -72,7 +72,7 @@ class Batch:
 
     def __init__(self, logits: torch.Tensor, y: torch.Tensor):
         self.logits, self.y = logits, y
-        self.max = logits.amax(1)  # NaN propagates
+        self.max, self.min = logits.amax(1), logits.amin(1)  # NaN propagates; one read of logits
         self.exp = (logits - self.max[:, None]).clamp_min_(_EXP_FLOOR).exp_()
         self.total = self.exp.sum(1)
         self._p: torch.Tensor | None = None
@@ -94,17 +94,19 @@ def _correct(b: Batch, *, search_all: bool | None = None) -> torch.Tensor:
     """1.0 where the labelled class is the row's first maximum (as ``argmax``), else 0.0.
 
     On CPU, max(1) with indices costs ~6x amax(1) and host checks are free: a row is correct
-    iff its labelled logit equals the max, unless the max is tied in an earlier column; a
-    tie puts two entries exp(0) = 1 in the row, so only rows with total >= 2 (less rounding)
-    can have one, and those rows alone get an index search. ``search_all`` (default: on
-    devices other than the CPU) searches every row instead, with no host sync.
+    iff its labelled logit equals the max, unless the max is tied in an earlier column. A
+    tie puts two entries exp(0) = 1 in the row, so only rows with total >= 2 (less rounding),
+    i.e. labelled-class probability <= 1/2, can have one; those rows alone get an index
+    search. ``search_all`` (default: on devices other than the CPU) searches every row
+    instead, with no host sync.
     """
     if search_all is None:
         search_all = b.logits.device.type != "cpu"
     if search_all:
         return (b.logits.max(1).indices == b.y).to(torch.float32)
     correct = b.logits.gather(1, b.y[:, None])[:, 0] == b.max
-    maybe_tied = correct & (b.total >= 2.0 - b.logits.shape[1] * 2.0**-22)
+    two = 2.0 - b.logits.shape[1] * 2.0**-22  # 2 less a bound on the sums' rounding error
+    maybe_tied = correct & (b.total >= two)
     if maybe_tied.any():
         rows = maybe_tied.nonzero()[:, 0]
         correct[rows] = b.logits[rows].max(1).indices == b.y[rows]
@@ -393,7 +395,7 @@ class Recorder:
         # A row is finite iff total + min is: NaN in a row makes max and total NaN, +inf
         # makes total NaN (inf - inf), -inf makes min -inf; else total <= C and the sum cannot
         # overflow. At B*C = 256k on CPU, amin(1) takes ~1/20 of isfinite(logits).all(1).
-        finite = (batch.total + logits.amin(1)).isfinite()
+        finite = (batch.total + batch.min).isfinite()
         ok = torch.cat([in_range, finite[None]])
         keep = ok.all(0)
         if device.type != "cpu":
