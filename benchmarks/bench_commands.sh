@@ -50,6 +50,15 @@ high|all)
     --train-models small-cnn --methods random,dyn-unc,dual,dual+beta,aum+ccs,tdds,el2n,forgetting \
     --prune-ratios 0.7,0.8,0.9 --out $R/fashion-mnist-high
   ;;&
+high-iters|all)
+  # The same high ratios under the CCS and DUAL papers' protocol: every subset trains for as
+  # many optimizer steps as the full set gets (--budget iterations), so a 10 % subset sees
+  # each of its samples ~100 times instead of 10. First 20000 samples (HIGH_LIMIT), 1 thread.
+  dataprune bench $COMMON ${HIGH_LIMIT---limit 20000} --threads 1 --budget iterations \
+    --score-model small-cnn --train-models small-cnn \
+    --methods random,dyn-unc,dual,dual+beta,aum+ccs,tdds,el2n,forgetting \
+    --prune-ratios 0.7,0.8,0.9 --out $R/fashion-mnist-high-iters
+  ;;&
 cost|all)
   # What scoring can cost: clean vs train view, J=5/10/20, K=10/20 vs 30, mlp proxy scoring;
   # scoring seconds vs small-cnn accuracy of the r=0.25 / 0.5 Dyn-Unc subsets.
