@@ -213,9 +213,10 @@ class Recorder:
     ranks' batches in rank order (last wins; for ``tdds_d``, whose first occurrence wins, the
     lowest rank); samples no rank saw stay unobserved.
 
-    Values for one epoch stay on the logits' device (no host sync per step) in (N+1,)
-    buffers allocated once and are written to disk once per epoch by :meth:`end_epoch`;
-    :meth:`update` costs O(B log B) per batch of B, independent of N.
+    Values for one epoch stay on the logits' device (no host sync per step) in one (N+1, S+1)
+    table allocated once (S signals and the label per sample, 4 bytes each) and are written
+    to disk once per epoch by :meth:`end_epoch`; :meth:`update` costs O(B log B) per batch
+    of B, independent of N.
     """
 
     def __init__(self, num_samples: int, out: str | os.PathLike, num_classes: int, *,
