@@ -79,6 +79,13 @@ one-run|one-run-small-cnn|all)
   dataprune bench $ONE --prune-at 1,2,3,5 --prune-ratios 0.3,0.5 --record-every 0.5 \
     --train-models small-cnn --train-epochs 10
   ;;&
+one-run-60k|all)
+  # The target configurations of the one-run study on all 60000 samples, one thread: full,
+  # random r=0.3, InfoBatch, el2n T=2/3, dual T=3 (small-cnn E=10, 3 seeds); ~35 min.
+  dataprune bench --study one-run --dataset fashion-mnist --methods el2n,dual --prune-at 2,3 \
+    --prune-ratios 0.3 --seeds 3 --threads 1 --train-models small-cnn --train-epochs 10 \
+    --out $R/fashion-mnist-one-run-60k
+  ;;&
 one-run|one-run-mlp|all)
   ONE="--study one-run --dataset fashion-mnist $LIMIT --methods all --seeds 3 --threads ${THREADS:-1} \
     --out $R/fashion-mnist-one-run"
