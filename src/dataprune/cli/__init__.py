@@ -12,7 +12,7 @@ from . import bench, check, demo, import_official, methods, score, scores, selec
 COMMANDS = (score, select, scores, train, methods, demo, bench, import_official, check)
 
 EXAMPLES = """examples:
-  dataprune demo                                   # Fashion-MNIST, end to end, ~10 min on 2 cores
+  dataprune demo                                   # Fashion-MNIST, end to end, ~6 min on 2 cores
   dataprune score --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm
   dataprune select runs/fm --method dyn-unc --window 10 --prune-ratio 0.25 --out keep.txt
   dataprune scores runs/fm --methods dyn-unc,el2n --window 10 --out scores.csv
