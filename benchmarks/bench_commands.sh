@@ -41,23 +41,25 @@ ablation|all)
   dataprune bench $COMMON --score-model small-cnn --score-runs 3 --methods dyn-unc,cartography \
     --train-models small-cnn --prune-ratios 0.25,0.5 --out $R/fashion-mnist-runs3
   ;;&
-high|all)
+high|high-60k|high-iters|all)
   # High prune ratios (70-90 %): the main bench's scoring settings (small-cnn, K=30, J=10,
   # clean view, 10 training epochs, 3 seeds) with DUAL (top-k and Beta sampling) and CCS over
-  # AUM (the CCS paper's hard-cutoff beta per ratio). The committed run used HIGH_LIMIT's
-  # default, the first 20000 training samples (the machine was shared by 8 jobs), and 1 thread.
-  dataprune bench $COMMON ${HIGH_LIMIT---limit 20000} --threads 1 --score-model small-cnn \
-    --train-models small-cnn --methods random,dyn-unc,dual,dual+beta,aum+ccs,tdds,el2n,forgetting \
-    --prune-ratios 0.7,0.8,0.9 --out $R/fashion-mnist-high
+  # AUM (the CCS paper's hard-cutoff beta per ratio), one thread each.
+  HIGH="$COMMON --threads 1 --score-model small-cnn --train-models small-cnn \
+    --methods random,dyn-unc,dual,dual+beta,aum+ccs,tdds,el2n,forgetting --prune-ratios 0.7,0.8,0.9"
+  ;;&
+high|all)
+  # the first 20000 training samples (HIGH_LIMIT; the machine was shared by 8 jobs)
+  dataprune bench $HIGH ${HIGH_LIMIT---limit 20000} --out $R/fashion-mnist-high
+  ;;&
+high-60k|all)
+  # all 60000 training samples (~45 min)
+  dataprune bench $HIGH --out $R/fashion-mnist-high-60k
   ;;&
 high-iters|all)
-  # The same high ratios under the CCS and DUAL papers' protocol: every subset trains for as
-  # many optimizer steps as the full set gets (--budget iterations), so a 10 % subset sees
-  # each of its samples ~100 times instead of 10. First 20000 samples (HIGH_LIMIT), 1 thread.
-  dataprune bench $COMMON ${HIGH_LIMIT---limit 20000} --threads 1 --budget iterations \
-    --score-model small-cnn --train-models small-cnn \
-    --methods random,dyn-unc,dual,dual+beta,aum+ccs,tdds,el2n,forgetting \
-    --prune-ratios 0.7,0.8,0.9 --out $R/fashion-mnist-high-iters
+  # The CCS and DUAL papers' protocol: every subset trains for as many optimizer steps as the
+  # full set gets (--budget iterations), so a 10 % subset runs 99 epochs; first 20000 samples.
+  dataprune bench $HIGH ${HIGH_LIMIT---limit 20000} --budget iterations --out $R/fashion-mnist-high-iters
   ;;&
 cost|all)
   # What scoring can cost: clean vs train view, J=5/10/20, K=10/20 vs 30, mlp proxy scoring;
