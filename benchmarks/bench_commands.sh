@@ -56,6 +56,13 @@ high-60k|all)
   # all 60000 training samples (~45 min)
   dataprune bench $HIGH --out $R/fashion-mnist-high-60k
   ;;&
+high-60k-balanced|all)
+  # class-balanced selection (Beta sampling is not class-balanced: no dual+beta); the full-set
+  # cells are those of high-60k (--no-full)
+  dataprune bench $COMMON --threads 2 --score-model small-cnn --train-models small-cnn \
+    --methods random,dyn-unc,dual,aum+ccs,el2n,forgetting --prune-ratios 0.7,0.8,0.9 \
+    --class-balanced --no-full --out $R/fashion-mnist-high-60k-balanced
+  ;;&
 high-iters|all)
   # The CCS and DUAL papers' protocol: every subset trains for as many optimizer steps as the
   # full set gets (--budget iterations), so a 10 % subset runs 99 epochs; first 20000 samples.
