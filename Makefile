@@ -9,7 +9,13 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup demo test bench-recorder clean
 
+# The cached venv is shared by every checkout that uses it: the package is (re)installed
+# editable whenever the venv's `dataprune` is not this checkout's src/ (else one checkout
+# would silently run another's code).
 setup: $(VENV)/.dataprune-$(REQ_HASH) data
+	@$(PY) -c "import importlib.util as u, os, sys; o = u.find_spec('dataprune').origin; \
+	  sys.exit(not os.path.realpath(o).startswith(os.path.realpath('src') + os.sep))" 2>/dev/null \
+	  || $(PY) -m pip install -q --no-deps --no-build-isolation -e .
 
 $(VENV)/.dataprune-$(REQ_HASH): requirements-dev.txt pyproject.toml
 	@if [ ! -x "$(VENV_CACHE)/bin/python" ] || [ ! -f "$(VENV_CACHE)/.complete" ]; then \
