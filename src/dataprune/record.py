@@ -90,6 +90,10 @@ def _prob(b: Batch) -> torch.Tensor:
     return b.exp.gather(1, b.y[:, None])[:, 0] / b.total
 
 
+#: B*C up to which ``_correct`` searches every row on CPU too (see there)
+_SEARCH_ALL_SIZE = 2**17
+
+
 def _correct(b: Batch, *, search_all: bool | None = None) -> torch.Tensor:
     """1.0 where the labelled class is the row's first maximum (as ``argmax``), else 0.0.
 
@@ -97,11 +101,13 @@ def _correct(b: Batch, *, search_all: bool | None = None) -> torch.Tensor:
     iff its labelled logit equals the max, unless the max is tied in an earlier column. A
     tie puts two entries exp(0) = 1 in the row, so only rows with total >= 2 (less rounding),
     i.e. labelled-class probability <= 1/2, can have one; those rows alone get an index
-    search. ``search_all`` (default: on devices other than the CPU) searches every row
-    instead, with no host sync.
+    search. ``search_all`` searches every row instead: the default on devices other than the
+    CPU (no host sync) and for small batches (B*C <= 2^17), where one search costs less than
+    the ops that avoid it (one thread, B = 256: 0.11 vs 0.15 ms per update at C = 10, 0.15 vs
+    0.16 at C = 100, 0.54 vs 0.46 at C = 1000).
     """
     if search_all is None:
-        search_all = b.logits.device.type != "cpu"
+        search_all = b.logits.device.type != "cpu" or b.logits.numel() <= _SEARCH_ALL_SIZE
     if search_all:
         return (b.logits.max(1).indices == b.y).to(torch.float32)
     correct = b.logits.gather(1, b.y[:, None])[:, 0] == b.max
