@@ -9,7 +9,9 @@ Two kinds of logits: ``random`` (standard normal, random labels: the model is al
 wrong) and ``trained`` (normal with standard deviation 2, the labelled class raised by 10 in
 80 % of rows: 75 % of rows right, median labelled-class probability 0.63, a spread of ~16
 units; a fifth of the rows are right with probability < 1/2, the rows where Recorder's
-``correct`` needs its index search). Target: new update / (softmax + gather) <= 3 at every N. Times are medians over steps of the
+``correct`` needs its index search).
+
+Target: new update / (softmax + gather) <= 3 at every N. Times are medians over steps of the
 thread's CPU time (``time.thread_time``: on a contended CPU, time other jobs hold the core is
 not counted; a ~1 ms update is preempted more often than its ~0.2 ms baseline) and of wall
 time.
@@ -140,8 +142,8 @@ def main() -> None:
                 m = measure(n, args.batch, args.classes, args.steps, Path(tmp), kind)
                 for stat in ("cpu", "wall"):
                     nb, nu, ob, ou = (m[f"{k} {stat}"] for k in ("new base", "new", "old base", "old"))
-                    rows.append(f"| {kind} | {n:,} | {stat} | {nb * 1e3:.3f} | {nu * 1e3:.3f} | **{nu / nb:.2f}** "
-                                f"| {ob * 1e3:.3f} | {ou * 1e3:.3f} | {ou / ob:.2f} |")
+                    rows.append(f"| {kind} | {n:,} | {stat} | {nb * 1e3:.3f} | {nu * 1e3:.3f} "
+                                f"| **{nu / nb:.2f}** | {ob * 1e3:.3f} | {ou * 1e3:.3f} | {ou / ob:.2f} |")
                 print(*rows[-2:], sep="\n", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = "\n".join([
@@ -151,7 +153,8 @@ def main() -> None:
         f"machine: {machine()}; shared with other jobs: load average "
         f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min) at the end of the run",
         f"commit: {commit}, date: {time.strftime('%Y-%m-%d %H:%M')}",
-        f"workload: synthetic logits ({args.logits}; see the script's docstring), B={args.batch}, C={args.classes}, signals prob+correct, "
+        f"workload: synthetic logits ({args.logits}; see the script's docstring), "
+        f"B={args.batch}, C={args.classes}, signals prob+correct, "
         f"median over {args.steps} steps of the thread's CPU time (not counting time other jobs "
         "hold the core) and of wall time; each update interleaved step by step with its baseline "
         "(softmax + gather of the same batch); new then old in one process",
