@@ -72,3 +72,6 @@ def train(out: Path, **kwargs) -> RecordDynamicsTrainer:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     train(Path(sys.argv[1]), signals=SIGNALS)
+    if torch.distributed.is_initialized():  # as tests/_ddp_worker.py: exiting with the gloo
+        torch.distributed.barrier()         # group alive can abort ("terminate called
+        torch.distributed.destroy_process_group()  # without an active exception")
