@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import dataprune as dp
 from dataprune.integrations.lightning import RecordDynamics
+from helpers_record import finish_ddp  # the script's folder is on sys.path
 
 N, D, C = 23, 6, 3  # N odd: DistributedSampler pads one duplicate sample on 2 ranks
 
@@ -60,3 +61,4 @@ def fit(out: Path, devices: int = 1, epochs: int = 2, ckpt_path: str | None = No
 
 if __name__ == "__main__":
     fit(Path(sys.argv[1]), devices=int(sys.argv[2]))
+    finish_ddp()

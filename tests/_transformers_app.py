@@ -18,6 +18,7 @@ import transformers  # noqa: E402
 
 import dataprune as dp  # noqa: E402
 from dataprune.integrations.transformers import RecordDynamicsTrainer, with_index  # noqa: E402
+from helpers_record import finish_ddp  # noqa: E402  (the script's folder is on sys.path)
 
 N, C, L = 10, 3, 8  # N=10, batch 4, 2 ranks: accelerate pads the last batches with repeats
 SIGNALS = ["prob", "correct", "el2n"]
@@ -72,6 +73,4 @@ def train(out: Path, **kwargs) -> RecordDynamicsTrainer:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     train(Path(sys.argv[1]), signals=SIGNALS)
-    if torch.distributed.is_initialized():  # as tests/_ddp_worker.py: exiting with the gloo
-        torch.distributed.barrier()         # group alive can abort ("terminate called
-        torch.distributed.destroy_process_group()  # without an active exception")
+    finish_ddp()

@@ -32,3 +32,12 @@ def assert_same_store(a: Path, b: Path) -> None:
     for f in files:
         assert np.load(a / f).tobytes() == np.load(b / f).tobytes(), f
     assert dp.Dynamics.open(a).fingerprint == dp.Dynamics.open(b).fingerprint
+
+
+def finish_ddp() -> None:
+    """End a test app's torch.distributed group, if any, before the process exits (as
+    tests/_ddp_worker.py does): exiting with a gloo group alive can abort the process
+    ("terminate called without an active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
