@@ -77,7 +77,7 @@ LIBRARY_CASES = {
     "unknown model": (lambda t: build_model("vit-huge", 10), r"unknown model 'vit-huge'; expected one of .*mlp.*small-cnn"),
     "unknown dataset": (lambda t: load_dataset("imagenet"), r"unknown dataset 'imagenet'; expected one of .*fashion-mnist"),
     "unknown method param": (lambda t: dp.score("random", type("D", (), {"num_samples": 3})(), window=3),
-                             r"method 'random'.*unexpected keyword"),
+                             r"method 'random' has no parameter 'window'; it takes seed$"),
     # Recorder: indices, targets, logits, batch sizes
     "index too large": (lambda t: recorder(t).update([0, 4], torch.zeros(2, 3), [0, 1]),
                         r"sample indices out of range \(got 0\.\.4\); expected 0\.\.3"),

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .errors import DataPruneError
+from .logs import get_logger
 from .store import KEEP_HISTORY, SIGNAL_DTYPES, Dynamics, RingStoreWriter, StoreWriter, missing_value
 
 
@@ -52,6 +53,8 @@ class WithIndex(torch.utils.data.Dataset):
         item = self.base[i]
         return (*item, i) if isinstance(item, tuple) else (item, i)
 
+
+_log = get_logger("record")
 
 #: exp(x) of float32 is subnormal below x = -87.3, and subnormals slow CPU arithmetic tenfold
 #: or more; logits further than this below their row's max give probability exp(-87) = 1.6e-38
@@ -135,6 +138,24 @@ def _el2n(b: Batch) -> torch.Tensor:
 def _entropy(b: Batch) -> torch.Tensor:
     """Predictive entropy in nats."""
     return -(b.p * torch.log_softmax(b.logits, 1)).sum(1)
+
+
+#: updates of a Recorder whose logits are probed for probabilities (see
+#: :func:`_looks_like_probabilities`) until one batch of at least 2 rows was probed
+_PROBE_UPDATES = 16
+
+
+def _looks_like_probabilities(b: Batch, eps: float) -> bool:
+    """Whether every row of the batch lies in [0, 1] and sums to 1 within ``1e-3 + eps``
+    (``eps``: the input dtype's machine epsilon; a sum of C values each rounded by eps/2 of
+    itself is off by at most eps/2), and not every row is one-hot: softmax outputs passed
+    as logits. Real logits fall there with negligible probability. One host sync.
+
+    E.g. rows [0.2, 0.8] and [0.5, 0.5] -> True; [0.2, 0.7] (sum 0.9) or [-1, 2] -> False;
+    [0, 1] and [1, 0] (all one-hot) -> False."""
+    sums = b.logits.sum(1)
+    rows = (b.min >= 0) & (b.max <= 1) & ((sums - 1).abs() <= 1e-3 + eps)
+    return bool((rows.all() & (b.max < 1).any()).item())
 
 
 #: signal name -> function of a :class:`Batch` -> (B,) float32
@@ -269,9 +290,19 @@ class Recorder:
                 self._writer = RingStoreWriter(out, window=window, **common)
             else:
                 self._writer = StoreWriter(out, signals=signals, capacity=epochs or 64, **common)
+        self._start_session()
+
+    def _start_session(self) -> None:
+        """Per-process state, empty at construction and on :meth:`resume`: the device table,
+        the carried ``tdds_d`` state, the probability probe and the coverage check."""
         self._buffers: dict[str, torch.Tensor] | None = None
         self._bad: torch.Tensor | None = None
         self._carried_state: dict[str, torch.Tensor] | None = None
+        self._probe_left = _PROBE_UPDATES
+        #: (N,) bool on the host: samples seen by any recording so far (rank 0), None before
+        #: the first end_epoch, after the coverage warning was given ("once")
+        self._coverage: np.ndarray | None = None
+        self._coverage_warned = False
 
     @classmethod
     def resume(cls, out: str | os.PathLike, *, epochs: int | None = None,
@@ -306,9 +337,7 @@ class Recorder:
         self.rank, self.world_size = _dist_rank_world()
         self._out = out
         self._writer = writer
-        self._buffers = None
-        self._bad = None
-        self._carried_state = None
+        self._start_session()
         return self
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -369,8 +398,12 @@ class Recorder:
         indices = torch.as_tensor(indices, device=device)
         targets = torch.as_tensor(targets, device=device)
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
-            raise DataPruneError(f"logits have shape {tuple(logits.shape)}; "
-                                 f"expected (B, {self.num_classes})")
+            wide = (f": the model has {logits.shape[1]} outputs, so num_classes must be "
+                    f"{logits.shape[1]}" if logits.ndim == 2 else "")
+            raise DataPruneError(f"logits have shape {tuple(logits.shape)}; expected (B, {self.num_classes}) "
+                                 f"for num_classes={self.num_classes}{wide}")
+        if not logits.is_floating_point():
+            raise DataPruneError(f"logits have dtype {logits.dtype}; expected floating-point logits")
         if indices.ndim != 1 or targets.ndim != 1 or not (
                 len(indices) == len(targets) == logits.shape[0]):
             raise DataPruneError(f"batch sizes differ: indices {tuple(indices.shape)}, "
@@ -391,6 +424,7 @@ class Recorder:
             self._allocate(device)
         buf = self._buffers
         indices, targets = indices.to(buf["labels"].device, torch.int64), targets.to(buf["labels"].device, torch.int64)
+        eps = torch.finfo(logits.dtype).eps  # bf16/fp16 logits: signals computed in float32
         logits = logits.to(buf["labels"].device, torch.float32)
 
         n = self.num_samples
@@ -403,6 +437,13 @@ class Recorder:
         # makes total NaN (inf - inf), -inf makes min -inf; else total <= C and the sum cannot
         # overflow. At B*C = 256k on CPU, amin(1) takes ~1/20 of isfinite(logits).all(1).
         finite = (batch.total + batch.min).isfinite()
+        if self._probe_left:  # the first batches only: one host sync each
+            self._probe_left = 0 if len(logits) >= 2 else self._probe_left - 1
+            if _looks_like_probabilities(batch, eps):
+                raise DataPruneError(
+                    "logits look like probabilities (every row of the batch lies in [0, 1] and sums "
+                    "to 1), which would record softmax(probabilities), about 1/C for every sample; "
+                    "pass the model's raw outputs (logits, before softmax), or torch.log(probabilities)")
         ok = torch.cat([in_range, finite[None]])
         keep = ok.all(0)
         if device.type != "cpu":
@@ -488,10 +529,42 @@ class Recorder:
         rows = self.epoch_values()
         labels = rows.pop("labels")
         self._refuse_empty_epoch(labels)
+        self._check_coverage(labels >= 0)
         for b in self._buffers.values():
             b.fill_(float("nan") if b.is_floating_point() else -1)
         self.epoch = self._writer.write_epoch(rows, labels)
         return self.epoch
+
+    def _check_coverage(self, seen: np.ndarray) -> None:
+        """Warn once when samples were never seen although a whole epoch has passed.
+
+        ``seen`` (N,): the samples this recording saw (all ranks merged). A sample unseen by
+        every recording so far is reported as soon as a recording adds no new sample to
+        them: with ``record_every`` = 1/m (m recordings per training epoch, each seeing
+        1/m of the data) or DDP shards, that first happens after a full epoch, so partial
+        recordings never trigger it. Samples never seen get NaN scores later.
+        """
+        if self._coverage_warned:
+            return
+        if self._coverage is None:
+            self._coverage = seen.copy()
+            return
+        grew = bool((seen & ~self._coverage).any())
+        self._coverage |= seen
+        if grew or self._coverage.all():
+            return
+        self._coverage_warned = True
+        n, c = self.num_samples, self.num_classes
+        seen_idx = np.flatnonzero(self._coverage)
+        unseen = n - len(seen_idx)
+        hint = (f"; every index seen is < num_classes={c}: the index column looks like the labels, "
+                "not sample indices" if n > c and seen_idx[-1] < c else "")
+        _log.warning(
+            f"Recorder.end_epoch(): {unseen} of {n} samples were never seen in a full epoch (indices "
+            f"seen: {len(seen_idx)}, in {seen_idx[0]}..{seen_idx[-1]}){hint}; they will get NaN scores. "
+            f"Check num_samples={n} (the training set's size), that update() gets sample indices "
+            "0..N-1 (dataprune.WithIndex), and that the sampler visits every sample (drop_last, a subset)")
+        self._coverage = None
 
     def _refuse_empty_epoch(self, labels_seen: np.ndarray | None) -> None:
         """Raise if no sample was recorded this epoch (``labels_seen`` (N,), -1 = unseen)."""

@@ -31,8 +31,9 @@ def check_int(name: str, value: Any, low: int, high: int | None = None, hint: st
 
 def need_epochs(method: str, least: int, recorded: int) -> str:
     """The message for a store too short for ``method``: "tdds needs at least 3 recorded
-    epochs (the store has 2)"."""
-    return f"{method} needs at least {least} recorded epochs (the store has {recorded})"
+    epochs (the store has 2)"; with none recorded it says how epochs get recorded."""
+    how = ("; Recorder.end_epoch() records one, after the epoch's update() calls" if recorded == 0 else "")
+    return f"{method} needs at least {least} recorded epochs (the store has {recorded}{how})"
 
 
 def signal(dynamics: Any, name: str) -> np.ndarray:
@@ -41,7 +42,8 @@ def signal(dynamics: Any, name: str) -> np.ndarray:
     if getattr(arr, "ndim", None) != 2:
         raise DataPruneError(f"signal {name!r} has shape {getattr(arr, 'shape', None)}; expected (K, N)")
     if arr.shape[0] < 1:
-        raise DataPruneError(f"signal {name!r} holds no epochs; record at least one epoch first")
+        raise DataPruneError(f"signal {name!r} holds no epochs; record at least one epoch first "
+                             "(Recorder.end_epoch() records one, after the epoch's update() calls)")
     return arr
 
 

@@ -1,6 +1,8 @@
 """The registry of scoring methods (``score(name, dynamics, **params)``)."""
 from __future__ import annotations
 
+import difflib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -53,6 +55,26 @@ def get(name: str) -> Method:
         raise DataPruneError(f"unknown method {name!r}; expected one of {', '.join(methods())}") from None
 
 
+def parameters(name: str) -> list[str]:
+    """The parameters method ``name`` takes (keyword-only, after ``dynamics``)."""
+    return [p.name for p in inspect.signature(get(name).fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
+def check_params(method: Method, params: dict[str, Any]) -> None:
+    """Refuse a parameter ``method`` does not take, naming the method and its parameters
+    (from its signature) and the closest valid name: ``window`` misspelled ``windw``."""
+    sig = inspect.signature(method.fn).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in sig):
+        return  # the function takes any keyword itself
+    valid = parameters(method.name)
+    unknown = [k for k in params if k not in valid]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise DataPruneError(f"method {method.name!r} has no parameter {unknown[0]!r}{hint}; it takes "
+                             f"{', '.join(valid) if valid else 'no parameters'}")
+
+
 def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
     """Score every sample with method ``name``.
 
@@ -84,12 +106,8 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
                 f"{getattr(dynamics, 'path', '?')} did not record (it has {list(recorded)}); "
                 f"record them in the scoring run: Recorder(signals=[..., {', '.join(map(repr, lacking))}]) "
                 f"or `dataprune score --signals` with {', '.join(lacking)}")
-    try:
-        scores = np.asarray(method.fn(dynamics, **params), dtype=np.float64)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            raise DataPruneError(f"method {name!r}: {e}") from None
-        raise
+    check_params(method, params)
+    scores = np.asarray(method.fn(dynamics, **params), dtype=np.float64)
     for s in method.needs if recorded is not None else ():
         check_nan_scores(scores, dynamics[s], f"signal {s!r}")
     return scores
