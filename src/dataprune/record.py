@@ -220,7 +220,9 @@ class Recorder:
         C; targets must lie in 0..C-1.
     signals : names from :data:`SIGNALS` or :data:`EXTRA_SIGNALS`; ``prob`` (labelled-class
         probability) and ``correct`` by default.
-    epochs : planned number of epochs K (the store's capacity; it grows if exceeded).
+    epochs : planned number of epochs K (the store's capacity; it grows if exceeded). The
+        store counts as finished once it holds K epochs (or after :meth:`finish`); without
+        ``epochs`` only :meth:`finish` (or leaving a ``with`` block) marks it finished.
     view : ``"train"`` or ``"clean"``, recorded in ``meta.json`` for provenance.
     labels : optional (N,) labels known up front; otherwise taken from the targets seen.
     nan_policy : ``"raise"`` (default) rejects NaN/inf logits; ``"omit"`` leaves those
@@ -285,7 +287,7 @@ class Recorder:
         self._writer: StoreWriter | RingStoreWriter | None = None
         if self.rank == 0:  # other ranks never touch the disk
             common = dict(num_samples=self.num_samples, num_classes=self.num_classes, view=view,
-                          labels=labels, extra_meta=meta, force=force)
+                          labels=labels, extra_meta=meta, force=force, planned_epochs=epochs)
             if keep_history == "none":
                 self._writer = RingStoreWriter(out, window=window, **common)
             else:
@@ -391,7 +393,9 @@ class Recorder:
         ``features`` (B, D): the input of the last linear layer, required by the ``grand``
         signal and ignored otherwise. Accepts tensors on any device. If an index appears
         twice in one epoch, the last value wins (for ``tdds_d`` the first); samples never
-        passed in an epoch stay unobserved.
+        passed in an epoch stay unobserved. ``logits`` may be bfloat16/float16 (e.g. under
+        ``torch.autocast``): the signals are computed in float32. The first batches are
+        checked (one host sync each) for probabilities passed instead of logits (refused).
         """
         logits = logits.detach()
         device = logits.device
@@ -512,6 +516,11 @@ class Recorder:
         every row omitted under ``nan_policy="omit"``) is refused with an error and nothing
         is written: calling ``end_epoch`` twice would otherwise add an all-unobserved epoch
         that silently shifts every later Dyn-Unc window.
+
+        Samples that no recording has seen once a whole epoch has passed (see
+        :meth:`_check_coverage`) are reported once, as a warning on the ``dataprune.record``
+        logger: a too large ``num_samples``, labels passed as indices, or a sampler that
+        skips samples would otherwise surface only as NaN scores.
         """
         if self.world_size > 1:
             self._merge_ranks()
@@ -560,7 +569,7 @@ class Recorder:
         hint = (f"; every index seen is < num_classes={c}: the index column looks like the labels, "
                 "not sample indices" if n > c and seen_idx[-1] < c else "")
         _log.warning(
-            f"Recorder.end_epoch(): {unseen} of {n} samples were never seen in a full epoch (indices "
+            f"warning: Recorder.end_epoch(): {unseen} of {n} samples were never seen in a full epoch (indices "
             f"seen: {len(seen_idx)}, in {seen_idx[0]}..{seen_idx[-1]}){hint}; they will get NaN scores. "
             f"Check num_samples={n} (the training set's size), that update() gets sample indices "
             "0..N-1 (dataprune.WithIndex), and that the sampler visits every sample (drop_last, a subset)")
@@ -624,13 +633,26 @@ class Recorder:
             self._prev_logp = torch.where(seen[:, None], logp, self._prev_logp)
             self._prev_epoch = torch.where(seen, self.epoch, self._prev_epoch).to(torch.int32)
 
+    def finish(self) -> None:
+        """Mark the store finished: recording is over. Needed only when stopping before the
+        planned ``epochs`` (early stopping) or when none were planned; a store holding its
+        planned epochs is finished anyway. ``dataprune select``/``scores`` warn about an
+        unfinished store, ``dataprune check`` says so. Every rank may call it (rank 0 writes)."""
+        if self._writer is not None:
+            self._writer.finish()
+
     def close(self) -> None:
-        """Release buffers; the store on disk is already complete after each ``end_epoch``."""
+        """Release buffers; the store on disk is already complete after each ``end_epoch``
+        (``close`` does not :meth:`finish` it: it may be called after a failure)."""
         self._buffers = None
         self._prev_logp = self._prev_epoch = None
 
     def __enter__(self) -> "Recorder":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        """Leaving a ``with`` block normally finishes the store (see :meth:`finish`); an
+        exception leaves it unfinished."""
+        if exc_type is None:
+            self.finish()
         self.close()

@@ -9,7 +9,10 @@ Layout (format version 1)::
     labels.npy     (N,) int64, -1 where no label was seen
     <signal>.npy   (K_capacity, N), one row per epoch; only the first ``epochs`` rows are valid
 
-``meta.json`` is replaced atomically after each finished epoch, so a crash never leaves a
+``planned_epochs`` (the epochs the writer planned, or null) and ``finished`` (true once
+the store holds them, or when the writer said recording is over: ``Recorder.finish()``)
+tell a complete store from one still being written or cut short; see
+:attr:`Dynamics.finished`. ``meta.json`` is replaced atomically after each finished epoch, so a crash never leaves a
 store that claims more epochs than were written. ``digests`` (labels and one hash chain per
 signal, see :mod:`dataprune.integrity`) make up the ``fingerprint``;
 :meth:`Dynamics.verify` checks the content against them. Array files are allocated on
@@ -94,6 +97,39 @@ class Dynamics:
         for name in self.signals:
             full = self._load(name, None, SIGNAL_DTYPES.get(name))
             self._arrays[name] = full[: self.epochs]
+
+    @property
+    def planned_epochs(self) -> int | None:
+        """The number of epochs the writer planned, or None if it did not say.
+
+        Stores written before ``planned_epochs`` existed: their ``capacity``, which was the
+        planned epochs, unless it is the default 64 (possibly doubled): then None."""
+        if "planned_epochs" in self.meta or "finished" in self.meta:
+            planned = self.meta.get("planned_epochs")
+            return None if planned is None else int(planned)
+        capacity = self.meta.get("capacity")
+        if not isinstance(capacity, int) or (capacity >= 64 and capacity & (capacity - 1) == 0):
+            return None
+        return capacity
+
+    @property
+    def finished(self) -> bool | None:
+        """True if the store is complete: it holds its planned epochs, or its writer marked it
+        finished; False if it holds fewer (still being written, or cut short); None if
+        neither is known (no planned epochs and not marked)."""
+        if self.meta.get("finished") is True:
+            return True
+        planned = self.planned_epochs
+        return None if planned is None else self.epochs >= planned
+
+    def unfinished_note(self) -> str | None:
+        """One line saying the store is unfinished (epochs recorded vs planned), else None."""
+        if self.finished is not False:
+            return None
+        how = ("rerun the same `dataprune import-official` to resume it" if self.meta.get("imported_from")
+               else "still being written, or its run was cut short")
+        return (f"store {self.path} is unfinished: {self.epochs} of {self.planned_epochs} planned epochs "
+                f"recorded ({how}); results use the {self.epochs} recorded")
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Dynamics":
@@ -265,6 +301,11 @@ def _validate_meta(path: Path, meta: Any) -> None:
         raise StoreError(f"{path / 'meta.json'} has signals={signals!r}; expected a list of distinct names")
     if not isinstance(meta["fingerprint"], str):
         raise StoreError(f"{path / 'meta.json'} has fingerprint={meta['fingerprint']!r}; expected a string")
+    if "finished" in meta and not isinstance(meta["finished"], bool):
+        raise StoreError(f"{path / 'meta.json'} has finished={meta['finished']!r}; expected true or false")
+    planned = meta.get("planned_epochs")
+    if planned is not None and (isinstance(planned, bool) or not isinstance(planned, int) or planned < 1):
+        raise StoreError(f"{path / 'meta.json'} has planned_epochs={planned!r}; expected an integer >= 1 or null")
     if meta.get("keep_history", "full") not in KEEP_HISTORY:
         raise StoreError(f"{path / 'meta.json'} has keep_history={meta.get('keep_history')!r}; "
                          f"expected one of {KEEP_HISTORY}")
@@ -331,6 +372,20 @@ def _set_digests(meta: dict[str, Any], digests: Mapping[str, str]) -> None:
     meta.setdefault("labels_history", [[0, digests["labels"]]])
 
 
+def _plan(planned_epochs: int | None) -> dict[str, Any]:
+    """The ``meta.json`` fields of a new store planned to hold ``planned_epochs`` epochs."""
+    if planned_epochs is not None and (isinstance(planned_epochs, bool) or int(planned_epochs) < 1):
+        raise StoreError(f"planned_epochs={planned_epochs!r}; expected an integer >= 1 or None")
+    return {"planned_epochs": None if planned_epochs is None else int(planned_epochs), "finished": False}
+
+
+def finish_store(writer: "StoreWriter | RingStoreWriter") -> None:
+    """Record in ``writer``'s ``meta.json`` that the store is finished."""
+    if writer.meta.get("finished") is not True:
+        writer.meta["finished"] = True
+        atomic_write_json(writer.path / "meta.json", writer.meta)
+
+
 def merge_labels(meta: dict[str, Any], labels: np.ndarray, labels_seen: np.ndarray | None) -> None:
     """Fill still-unknown (-1) entries of the (N,) ``labels`` memmap from ``labels_seen``;
     updates ``meta``'s labels digest and its history (keyed by the epoch count after this one)."""
@@ -354,7 +409,7 @@ class StoreWriter:
     def __init__(self, path: str | os.PathLike, *, num_samples: int, num_classes: int,
                  signals: Iterable[str], capacity: int = 64, view: str = "train",
                  labels: np.ndarray | None = None, extra_meta: Mapping[str, Any] | None = None,
-                 force: bool = False):
+                 force: bool = False, planned_epochs: int | None = None):
         self.path = Path(path)
         signals = list(signals)
         unknown = [s for s in signals if s not in SIGNAL_DTYPES]
@@ -372,7 +427,7 @@ class StoreWriter:
             **dict(extra_meta or {}),
             "format": FORMAT, "version": VERSION, "num_samples": self.num_samples,
             "num_classes": int(num_classes), "epochs": 0, "capacity": self.capacity,
-            "signals": signals, "view": view,
+            "signals": signals, "view": view, **_plan(planned_epochs),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         digests = {s: initial_digest(self.num_samples, int(num_classes), s) for s in signals}
@@ -412,12 +467,14 @@ class StoreWriter:
         self.path = path
         self.num_samples = dyn.num_samples
         self.signals = list(dyn.signals)
+        planned = dyn.planned_epochs
         del dyn  # drop the read-only maps before reopening for writing
         self.arrays = {s: np.load(path / f"{s}.npy", mmap_mode="r+") for s in self.signals}
         self.labels = np.load(path / "labels.npy", mmap_mode="r+")
         # After a crash inside _grow, arrays may differ in capacity: use the smallest.
         self.capacity = min(a.shape[0] for a in self.arrays.values())
-        self.meta = {**read_json(path / "meta.json"), "epochs": k, "capacity": self.capacity}
+        self.meta = {**read_json(path / "meta.json"), "epochs": k, "capacity": self.capacity,
+                     "planned_epochs": planned, "finished": False}  # more epochs to come
         # labels learned in a discarded epoch stay: the digest follows the labels now held
         history = [[e, d] for e, d in self.meta.get("labels_history", []) if e <= k]
         now = int64_digest(self.labels)
@@ -425,6 +482,10 @@ class StoreWriter:
         _set_digests(self.meta, {**digests, "labels": now})
         atomic_write_json(path / "meta.json", self.meta)
         return self
+
+    def finish(self) -> None:
+        """Mark the store finished (recording is over, whatever ``planned_epochs`` said)."""
+        finish_store(self)
 
     def _new_array(self, signal: str, capacity: int) -> np.ndarray:
         file = self.path / f"{signal}.npy"
@@ -481,7 +542,8 @@ class RingStoreWriter:
 
     def __init__(self, path: str | os.PathLike, *, num_samples: int, num_classes: int,
                  window: int, view: str = "train", labels: np.ndarray | None = None,
-                 extra_meta: Mapping[str, Any] | None = None, force: bool = False):
+                 extra_meta: Mapping[str, Any] | None = None, force: bool = False,
+                 planned_epochs: int | None = None):
         from .methods._common import check_int  # lazy: store is imported by methods users
         check_int("window", window, 2, None, " (the Dyn-Unc window J kept by keep_history='none')")
         self.path = Path(path)
@@ -507,10 +569,15 @@ class RingStoreWriter:
             "format": FORMAT, "version": VERSION, "num_samples": n,
             "num_classes": int(num_classes), "epochs": 0, "signals": [],
             "keep_history": "none", "window": self.window, "recorded_signals": ["prob"],
-            "sums": "a", "view": view, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "sums": "a", "view": view, **_plan(planned_epochs),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         _set_digests(self.meta, {"labels": int64_digest(self.labels), "state": self._state_digest("a")})
         atomic_write_json(self.path / "meta.json", self.meta)
+
+    def finish(self) -> None:
+        """Mark the store finished (recording is over, whatever ``planned_epochs`` said)."""
+        finish_store(self)
 
     def _state_digest(self, tag: str) -> str:
         return state_digest([self.ring, *self.sums[tag]])

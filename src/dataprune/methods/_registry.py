@@ -9,7 +9,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import DataPruneError, MissingSignalError, StoreError
-from ._common import check_nan_scores
+from ..logs import get_logger
+from ._common import check_nan_scores, need_epochs
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,20 @@ def check_params(method: Method, params: dict[str, Any]) -> None:
                              f"{', '.join(valid) if valid else 'no parameters'}")
 
 
+#: (store path, epochs) already reported unfinished by :func:`_note_unfinished`
+_REPORTED: set[tuple[str, int]] = set()
+
+
+def _note_unfinished(dynamics: Any) -> None:
+    """Warn once per store state (``dataprune`` logger) when scoring an unfinished store."""
+    note = getattr(dynamics, "unfinished_note", None)
+    text = note() if callable(note) else None
+    key = (str(getattr(dynamics, "path", "")), int(getattr(dynamics, "epochs", 0)))
+    if text and key not in _REPORTED:
+        _REPORTED.add(key)
+        get_logger("methods").warning(f"warning: {text}")
+
+
 def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
     """Score every sample with method ``name``.
 
@@ -107,6 +122,9 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
                 f"record them in the scoring run: Recorder(signals=[..., {', '.join(map(repr, lacking))}]) "
                 f"or `dataprune score --signals` with {', '.join(lacking)}")
     check_params(method, params)
+    _note_unfinished(dynamics)
+    if method.needs and getattr(dynamics, "epochs", None) == 0:
+        raise StoreError(f"store {getattr(dynamics, 'path', '?')}: {need_epochs(name, 1, 0)}")
     scores = np.asarray(method.fn(dynamics, **params), dtype=np.float64)
     for s in method.needs if recorded is not None else ():
         check_nan_scores(scores, dynamics[s], f"signal {s!r}")
