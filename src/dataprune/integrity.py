@@ -57,6 +57,31 @@ def state_digest(arrays: list[np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def array_digest(arr: np.ndarray, chunk_bytes: int = 1 << 24) -> str:
+    """Digest of an array's dtype, shape and values in C order, read in row blocks of about
+    ``chunk_bytes`` (a memory map is never loaded whole): the final outputs' digests
+    (``final_outputs.json``, see :mod:`dataprune.run_outputs`)."""
+    arr = np.asarray(arr) if not isinstance(arr, np.ndarray) else arr
+    h = hashlib.blake2b(f"{arr.dtype.str}:{tuple(arr.shape)}".encode(), digest_size=16)
+    if arr.ndim == 0 or arr.size == 0:
+        h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        return h.hexdigest()
+    row_bytes = max(1, arr[0].size * arr.itemsize)
+    step = max(1, chunk_bytes // row_bytes)
+    for a in range(0, arr.shape[0], step):
+        h.update(memoryview(np.ascontiguousarray(arr[a:a + step])).cast("B"))
+    return h.hexdigest()
+
+
+def file_bytes_digest(path: str, chunk_bytes: int = 1 << 24) -> str:
+    """Digest of a file's bytes (the source files of an import, to tell them on a resume)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            h.update(block)
+    return h.hexdigest()
+
+
 def fingerprint_of(digests: Mapping[str, str]) -> str:
     """The store fingerprint: a digest of all content digests (labels, every signal)."""
     return _hash(json.dumps(sorted(digests.items())).encode())

@@ -19,7 +19,11 @@ import numpy as np
 
 from .errors import DataPruneError
 from .fileio import atomic_write_text, refuse_overwrite
+from .integrity import file_bytes_digest
+from .logs import get_logger
 from .store import Dynamics, StoreWriter
+
+_log = get_logger("interop")
 
 FILE_LIST = "file_list.txt"
 _PROB_FILE = re.compile(r"^prob_(\d+)\.txt$")
@@ -166,6 +170,11 @@ def import_official(src: str | os.PathLike, out: str | os.PathLike, *,
     NaN; everything else is stored as float16. Reads one epoch at a time: memory O(N).
     Everything checkable up front (file names, the file list, C, the first file) is checked
     before anything is written; a later file that turns out bad removes the partial store.
+
+    The store plans one epoch per file and is finished when it holds them all (and the file
+    list). An import that was killed leaves an unfinished store: the same import run again
+    (same ``src``, same file names and contents, same labels and C) resumes it after its last
+    written epoch; ``force`` starts over instead.
     """
     files = official_prob_files(src)
     paths, labels = read_file_list(file_list) if file_list is not None else (None, None)
@@ -173,22 +182,60 @@ def import_official(src: str | os.PathLike, out: str | os.PathLike, *,
     first = _read_prob_file(files[0], None if labels is None else len(labels))
     n = len(first)
     out = Path(out)
-    # what was in ``out`` before (None: nothing of it survives the StoreWriter, all is ours)
-    before = set(os.listdir(out)) if out.is_dir() and not force else None
-    writer = StoreWriter(out, num_samples=n, num_classes=num_classes, signals=["prob"],
-                         capacity=len(files), view=view, labels=labels, force=force,
-                         extra_meta={"imported_from": str(Path(src).resolve()),
-                                     "source_format": "official pred_prob_history"})
+    source = {"imported_from": str(Path(src).resolve()), "source_format": "official pred_prob_history",
+              "source_files": [[f.name, file_bytes_digest(str(f))] for f in files]}
+    writer = None if force else _resumable(out, source, n, num_classes, labels)
+    if writer is None:
+        # what was in ``out`` before (None: nothing of it survives the StoreWriter, all is ours)
+        before = set(os.listdir(out)) if out.is_dir() and not force else None
+        # planned: one epoch per file; the file list is written before the last epoch, so a
+        # store holding every epoch has it
+        writer = StoreWriter(out, num_samples=n, num_classes=num_classes, signals=["prob"],
+                             capacity=len(files), view=view, labels=labels, force=force,
+                             planned_epochs=len(files), extra_meta=source)
+    else:
+        before = set(os.listdir(out))  # a resumed import keeps what it had written
+        _log.info(f"resuming the unfinished import in {out} after epoch {writer.meta['epochs']} "
+                  f"of {len(files)}")
     try:
-        for e, f in enumerate(files):
-            values = first if e == 0 else _read_prob_file(f, n)
-            writer.write_epoch({"prob": np.where(values == 0, np.nan, values)})
+        for e in range(int(writer.meta["epochs"]), len(files)):
+            values = first if e == 0 else _read_prob_file(files[e], n)
+            if e + 1 < len(files) or paths is None:
+                writer.write_epoch({"prob": np.where(values == 0, np.nan, values)})
+            else:  # the last epoch: the file list first, then the epoch that finishes the store
+                atomic_write_text(writer.path / FILE_LIST, format_file_list(paths, labels))
+                writer.write_epoch({"prob": np.where(values == 0, np.nan, values)})
     except BaseException:
         _remove_partial(writer.path, before)
         raise
-    if paths is not None:
+    if paths is not None and not (writer.path / FILE_LIST).exists():
         atomic_write_text(writer.path / FILE_LIST, format_file_list(paths, labels))
+    writer.finish()
     return Dynamics.open(writer.path)
+
+
+def _resumable(out: Path, source: dict, n: int, num_classes: int,
+               labels: np.ndarray | None) -> StoreWriter | None:
+    """A writer continuing the unfinished import of the same source in ``out``, or None when
+    ``out`` holds no store (a finished or different store is refused by the StoreWriter,
+    without ``force``); an unfinished import of other data is refused here."""
+    if not (out / "meta.json").exists():
+        return None
+    try:
+        dyn = Dynamics.open(out)
+    except DataPruneError:
+        return None  # not a readable store: the StoreWriter refuses or replaces it
+    if dyn.finished is not False or "imported_from" not in dyn.meta:
+        return None
+    same = (dyn.meta.get("imported_from") == source["imported_from"]
+            and dyn.meta.get("source_files") == source["source_files"]
+            and dyn.num_samples == n and dyn.num_classes == num_classes and dyn.signals == ["prob"]
+            and (labels is None or np.array_equal(np.asarray(dyn.labels), labels)))
+    if not same:
+        raise DataPruneError(f"{out} holds an unfinished import ({dyn.epochs} of {dyn.planned_epochs} "
+                             "epochs) of other files, labels or C; pass --force (force=True) to replace it")
+    del dyn
+    return StoreWriter.open_existing(out)  # verifies the epochs written so far
 
 
 def _resolve_num_classes(num_classes: int | None, labels: np.ndarray | None) -> int:

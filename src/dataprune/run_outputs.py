@@ -5,10 +5,17 @@ Layout inside a run directory ``RUN/`` (the parent of ``RUN/dynamics/``)::
     features.npy       (N, D) float16: penultimate-layer features (the input of the last
                        linear layer) of the final model, clean view, eval mode
     final_logits.npy   (N, C) float32: logits of the final model, same pass
+    final_outputs.json {"format": "dataprune-final-outputs", "version": 1,
+                        "digests": {"final_logits.npy": "...", "features.npy": "..."}}
 
-``dataprune score`` writes both at the end of the scoring run with
+``dataprune score`` writes them at the end of the scoring run with
 :func:`save_final_outputs`; the ``entropy``, ``moderate`` and ``ssp`` methods read them with
-:func:`load_final_logits` / :func:`load_features`.
+:func:`load_final_logits` / :func:`load_features`. Every ``.npy`` file read is checked
+against the digest recorded for it in ``final_outputs.json`` beside it
+(:func:`file_digest`), so a changed row is refused, as in the dynamics store; a file with no
+recorded digest (written by an older dataprune, or any ``FILE.npy`` passed explicitly) is
+read with a one-time warning. ``dataprune select`` records the digests of the files a
+method read in the keep file's manifest.
 """
 from __future__ import annotations
 
@@ -19,10 +26,17 @@ from typing import Any
 import numpy as np
 
 from .errors import DataPruneError
-from .fileio import atomic_save_npy, read_json, refuse_overwrite
+from .fileio import atomic_save_npy, atomic_write_json, read_json, refuse_overwrite
+from .integrity import array_digest
+from .logs import get_logger
 
 FEATURES_FILE = "features.npy"
 LOGITS_FILE = "final_logits.npy"
+OUTPUTS_FILE = "final_outputs.json"
+_FORMAT = "dataprune-final-outputs"
+#: method parameter -> the run-directory file it defaults to
+DEFAULT_FILES = {"features": FEATURES_FILE, "logits": LOGITS_FILE}
+_log = get_logger("run_outputs")
 
 
 def _to_numpy(x: Any, name: str) -> np.ndarray:
@@ -48,7 +62,8 @@ def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *
     force : overwrite existing files.
 
     Returns the two paths written. Each file goes to a temp name first and is renamed into
-    place, so a crash never leaves a half-written file under the final name.
+    place, so a crash never leaves a half-written file under the final name; their digests
+    go to ``final_outputs.json`` (first: files that do not match it are refused when read).
     """
     run_dir = Path(run_dir)
     logits = _to_numpy(logits, "logits").astype(np.float32, copy=False)
@@ -66,9 +81,105 @@ def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *
     for p in paths:
         refuse_overwrite(p, force)
     run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / OUTPUTS_FILE, {"format": _FORMAT, "version": 1, "digests": {
+        LOGITS_FILE: array_digest(logits), FEATURES_FILE: array_digest(f16)}})
     atomic_save_npy(paths[0], logits)
     atomic_save_npy(paths[1], f16)
     return paths
+
+
+def recorded_digests(folder: Path) -> dict[str, str] | None:
+    """The ``digests`` of ``folder/final_outputs.json`` (file name -> digest), or None if
+    there is none; a malformed one is refused."""
+    file = Path(folder) / OUTPUTS_FILE
+    if not file.exists():
+        return None
+    data = read_json(file)
+    digests = data.get("digests") if isinstance(data, dict) and data.get("format") == _FORMAT else None
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        raise DataPruneError(f"{file} is not a dataprune final-outputs record (expected format {_FORMAT!r} "
+                             "with a 'digests' mapping)")
+    return digests
+
+
+#: (path, size, mtime_ns, inode) -> digest of files already hashed in this process
+_HASHED: dict[tuple[str, int, int, int], str] = {}
+_UNVERIFIED_REPORTED: set[str] = set()
+
+
+def file_digest(file: str | os.PathLike, arr: np.ndarray | None = None, *, warn: bool = True) -> str:
+    """The digest (:func:`~dataprune.integrity.array_digest`) of the ``.npy`` ``file``,
+    checked against ``final_outputs.json`` beside it: a mismatch raises
+    :class:`~dataprune.errors.DataPruneError`; a file it does not list is reported once
+    (warning, unless ``warn`` is false: a file the user chose) as unverified. ``arr``: the
+    file already memory-mapped. Hashed once per
+    process while the file is unchanged (size, mtime, inode)."""
+    file = Path(file)
+    st = file.stat()
+    key = (str(file.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASHED:
+        if arr is None:
+            arr = _map(file)
+        _HASHED[key] = array_digest(arr)
+    digest = _HASHED[key]
+    recorded = recorded_digests(file.parent)
+    if recorded is not None and file.name in recorded:
+        if recorded[file.name] != digest:
+            raise DataPruneError(f"{file} does not match its digest in {file.parent / OUTPUTS_FILE} "
+                                 "(changed or corrupted after it was written); write it again "
+                                 "(`dataprune score`, or dataprune.save_final_outputs)")
+    elif warn and key[0] not in _UNVERIFIED_REPORTED:
+        _UNVERIFIED_REPORTED.add(key[0])
+        _log.warning(f"warning: {file} has no recorded digest ({OUTPUTS_FILE} beside it does not list "
+                     "it): read unverified")
+    return digest
+
+
+def _map(file: Path) -> np.ndarray:
+    try:
+        return np.load(file, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as e:
+        raise DataPruneError(f"{file} is not a readable .npy file ({e})") from None
+
+
+def verify_final_outputs(run_dir: str | os.PathLike, *, required: bool) -> str:
+    """Check the run directory's ``final_logits.npy`` and ``features.npy`` (those present)
+    against ``final_outputs.json``; raise on a mismatch, and with ``required`` (a run that
+    wrote digests) also for a file without one. Returns "" or a note naming unverified files."""
+    run_dir = Path(run_dir)
+    recorded = recorded_digests(run_dir) or {}
+    unverified = []
+    for name in (LOGITS_FILE, FEATURES_FILE):
+        if not (run_dir / name).exists():
+            continue
+        if name not in recorded:
+            if required:
+                raise DataPruneError(f"{run_dir / name} has no digest in {run_dir / OUTPUTS_FILE} (removed or "
+                                     "replaced after the run wrote it); write it again")
+            unverified.append(name)
+            continue
+        file_digest(run_dir / name, warn=False)
+    return (f"{', '.join(unverified)} unverified (no {OUTPUTS_FILE}: written by an older dataprune)"
+            if unverified else "")
+
+
+def input_digests(dynamics: Any, takes: Any, params: dict[str, Any]) -> dict[str, str]:
+    """Digests of the final-output files a method reads: for each of its parameters
+    ``takes`` that names one (``features``, ``logits``), the file given in ``params`` or
+    the run directory's default, by path (verified, see :func:`file_digest`); an array
+    given instead of a file is named ``<given features>`` etc."""
+    out = {}
+    for name, default in DEFAULT_FILES.items():
+        if name not in takes:
+            continue
+        given = params.get(name)
+        if given is not None and not isinstance(given, (str, os.PathLike)):
+            out[f"<given {name}>"] = array_digest(_to_numpy(given, name))
+            continue
+        file = Path(given) if given is not None else run_dir_of(dynamics) / default
+        if file.exists():  # a missing file is refused by the method itself, with its advice
+            out[str(file.resolve())] = file_digest(file, warn=given is None)
+    return out
 
 
 def is_run_dir(path: Path) -> bool:
@@ -106,10 +217,8 @@ def _load(dynamics_or_path: Any, given: Any, default_name: str, what: str, optio
                    "clean view) via dataprune.run_outputs.save_final_outputs")
             raise DataPruneError(f"{file} not found: {what} are needed here; {how}, "
                                  f"or pass {option} FILE.npy")
-        try:
-            arr = np.load(file, mmap_mode="r")
-        except (ValueError, OSError, EOFError) as e:
-            raise DataPruneError(f"{file} is not a readable .npy file ({e})") from None
+        arr = _map(file)
+        file_digest(file, arr, warn=given is None)  # refuses a file changed since it was recorded
         source = str(file)
         if arr.ndim != 2:
             raise DataPruneError(f"{file} has shape {arr.shape}; expected (N, D) {what}")

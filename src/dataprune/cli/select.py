@@ -14,7 +14,8 @@ from ..errors import DataPruneError
 from ..fileio import check_writable, read_json, refuse_overwrite
 from ..keepfile import check_suffix, manifest_path, source_info, write_keep
 from ..methods import DIFFICULTY_MEASURES, difficulty, get, methods, score
-from ..methods._registry import _REGISTRY
+from ..integrity import fingerprint_of
+from ..methods._registry import _REGISTRY, input_digests
 from ..methods.dual import mean_prob
 from ..run_outputs import is_run_dir
 from ..select import NAN_POLICIES, check_seed, kept_count, select, select_stratified
@@ -160,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     if file_list is not None:
         outputs["--file-list"] = file_list[2]
     _check_outputs(outputs, args.force)  # before the (long) scoring
+    inputs = input_digests(args.method, dyn, **params)  # verified before scoring reads them
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None
     selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
@@ -190,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
                 "dataset": dyn.meta.get("dataset"), **source_info(dyn.labels, _run_data_dir(dyn)),
                 "nan_policy": args.nan_policy,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataprune": __version__}
+    if inputs:  # the files read besides the store: the selection's fingerprint covers them
+        manifest.update(input_files=inputs, inputs_fingerprint=fingerprint_of({"store": dyn.fingerprint, **inputs}))
     if file_list is not None:
         manifest["file_list"] = str(file_list[2])
     if file_list is not None:  # before the keep file, which is written last (with its manifest)

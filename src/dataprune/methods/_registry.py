@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import DataPruneError, MissingSignalError, StoreError
+from .. import run_outputs
 from ..logs import get_logger
 from ._common import check_nan_scores, need_epochs
 
@@ -74,6 +75,14 @@ def check_params(method: Method, params: dict[str, Any]) -> None:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise DataPruneError(f"method {method.name!r} has no parameter {unknown[0]!r}{hint}; it takes "
                              f"{', '.join(valid) if valid else 'no parameters'}")
+
+
+def input_digests(name: str, dynamics: Any, **params: Any) -> dict[str, str]:
+    """Digests of the run-directory files (``features.npy``, ``final_logits.npy``, or the
+    files given for them) method ``name`` reads with ``params``, by path; each is checked
+    against the digest recorded when it was written (see :func:`~dataprune.run_outputs.file_digest`).
+    Empty for methods that read only the store."""
+    return run_outputs.input_digests(dynamics, parameters(name), params)
 
 
 #: (store path, epochs) already reported unfinished by :func:`_note_unfinished`
