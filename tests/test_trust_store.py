@@ -158,6 +158,15 @@ def test_select_and_scores_warn_on_an_unfinished_store(tmp_path, capsys):
     assert "UNFINISHED: 3 of 5 planned epochs recorded" in capsys.readouterr().out
 
 
+def test_select_warns_on_a_scoring_run_still_being_written(run, tmp_path, capsys):
+    """A `dataprune score` run's store plans the run's epochs: one holding fewer (a run
+    still being written: here its last epoch taken back) is unfinished."""
+    assert dp.Dynamics.open(run).finished is True
+    dp.Recorder.resume(run / "dynamics", epochs=1)
+    assert _select(run, "forgetting", tmp_path / "k.txt") == 0
+    assert "unfinished: 1 of 2 planned epochs recorded" in capsys.readouterr().err
+
+
 def test_a_finished_store_gives_no_warning(tmp_path, capsys):
     _recorder_epochs(tmp_path / "s", 3, planned=3)
     assert _select(tmp_path / "s", "forgetting", tmp_path / "k.txt") == 0
