@@ -6,6 +6,8 @@ compares each store with a single-process recording of :func:`stream`.
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sys
 from datetime import timedelta
@@ -58,6 +60,11 @@ def main(out: Path) -> None:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world,
                                          timeout=timedelta(seconds=60))
+    warned: list[str] = []  # the Recorder's "never seen" warnings (each rank sees a shard)
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warned.append(record.getMessage())
+    logging.getLogger("dataprune.record").addHandler(handler)
+    coverage = {}
     for name, (_, _, epochs, _, _, _) in SCENARIOS.items():
         rec = dp.Recorder(out=out / name, **recorder_kwargs(name))
         for epoch in range(epochs):
@@ -65,6 +72,11 @@ def main(out: Path) -> None:
                 rec.update(idx, logits, y, features=h)
             assert rec.end_epoch() == epoch + 1
         rec.close()
+        coverage[name], warned[:] = list(warned), []
+    if rank == 0:
+        (out / "coverage_warnings.json").write_text(json.dumps(coverage))
+    else:
+        assert not any(coverage.values()), coverage  # only rank 0 reports
     # Non-zero ranks must not touch the disk: rank 1 points at a path nobody creates.
     probe = out / ("probe" if rank == 0 else "probe_rank1_must_not_exist")
     rec = dp.Recorder(7, probe, C)

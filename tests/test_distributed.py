@@ -1,5 +1,6 @@
 """Recorder under torch.distributed: 2 CPU processes (gloo) write the same store as one
 process recording the ranks' batches in rank order. One process-group launch per module."""
+import json
 import os
 import socket
 import subprocess
@@ -98,6 +99,15 @@ def test_rank_dependent_duplicates_take_the_highest_rank(ddp_out):
         dup = [i for i in range(7) if sum(int(i) in b[0].tolist() for r in range(2)
                                           for b in W.stream("n7_rankdep", r, 2, epoch)) > 1]
         assert len(dup) == 1 and seen[dup[0]] == 1
+
+
+def test_shards_do_not_trigger_the_never_seen_warning(ddp_out):
+    """Each rank sees half of every epoch; the merged epochs see every sample (no drop_last),
+    so the Recorder's "never seen in a full epoch" warning must not fire."""
+    warned = json.loads((ddp_out / "coverage_warnings.json").read_text())
+    assert set(warned) == set(W.SCENARIOS)
+    for name in ("n7", "n7_rankdep", "n1000"):
+        assert warned[name] == [], (name, warned[name])
 
 
 def test_only_rank0_touches_disk(ddp_out):
