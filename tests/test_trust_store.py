@@ -237,3 +237,14 @@ def test_a_killed_import_is_replaced_with_force_and_other_sources_are_refused(of
                  "--force"]) == 0
     dyn = dp.Dynamics.open(tmp_path / "s")
     assert dyn.finished is True and dyn.epochs == 6 and float(dyn.prob[1, 0]) == 0.25
+
+
+def test_an_edited_file_list_is_refused(official, tmp_path, capsys):
+    src, file_list = official
+    interop.import_official(src, tmp_path / "s", file_list=file_list)
+    lines = (tmp_path / "s" / "file_list.txt").read_text().splitlines()
+    lines[4] = lines[4][:-1] + "1" if lines[4].endswith("0") else lines[4][:-1] + "0"
+    (tmp_path / "s" / "file_list.txt").write_text("\n".join(lines) + "\n")
+    assert main(["select", str(tmp_path / "s"), "--method", "dyn-unc", "--window", "2", "--prune-ratio", "0.5",
+                 "--out", str(tmp_path / "k.txt"), "--file-list"]) == 2
+    assert "file_list.txt line 5 has label" in capsys.readouterr().err

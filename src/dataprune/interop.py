@@ -73,6 +73,13 @@ def store_file_list(dyn: Dynamics) -> tuple[list[str], np.ndarray] | None:
     paths, labels = read_file_list(src)
     if len(paths) != dyn.num_samples:
         raise DataPruneError(f"{src} lists {len(paths)} samples but the store has {dyn.num_samples}")
+    known = np.asarray(dyn.labels) >= 0
+    differ = np.flatnonzero(known & (labels != np.asarray(dyn.labels)))
+    if differ.size:  # the list was edited or belongs to other data: its lines would be wrong
+        i = int(differ[0])
+        raise DataPruneError(f"{src} line {i + 1} has label {int(labels[i])} but the store's labels.npy "
+                             f"has {int(dyn.labels[i])} ({differ.size} such lines); expected the store's "
+                             "own file list")
     return paths, labels
 
 
