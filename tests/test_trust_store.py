@@ -248,3 +248,19 @@ def test_an_edited_file_list_is_refused(official, tmp_path, capsys):
     assert main(["select", str(tmp_path / "s"), "--method", "dyn-unc", "--window", "2", "--prune-ratio", "0.5",
                  "--out", str(tmp_path / "k.txt"), "--file-list"]) == 2
     assert "file_list.txt line 5 has label" in capsys.readouterr().err
+
+
+def test_a_run_written_before_digests_is_read_with_a_warning(run, tmp_path, capsys):
+    """A run from an older dataprune: no final_outputs.json, a store meta.json without
+    planned_epochs/finished. It still checks OK (files named unverified) and selects, with
+    one warning line about the unverified file."""
+    (run / "final_outputs.json").unlink()
+    meta_file = run / "dynamics" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["planned_epochs"], meta["finished"]
+    meta_file.write_text(json.dumps(meta))
+    assert main(["check", str(run)]) == 0
+    assert "final_logits.npy, features.npy unverified" in capsys.readouterr().out
+    assert _select(run, "moderate", tmp_path / "k.txt") == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "features.npy has no recorded digest" in err[0], err

@@ -12,9 +12,9 @@ Layout inside a run directory ``RUN/`` (the parent of ``RUN/dynamics/``)::
 :func:`save_final_outputs`; the ``entropy``, ``moderate`` and ``ssp`` methods read them with
 :func:`load_final_logits` / :func:`load_features`. Every ``.npy`` file read is checked
 against the digest recorded for it in ``final_outputs.json`` beside it
-(:func:`file_digest`), so a changed row is refused, as in the dynamics store; a file with no
-recorded digest (written by an older dataprune, or any ``FILE.npy`` passed explicitly) is
-read with a one-time warning. ``dataprune select`` records the digests of the files a
+(:func:`file_digest`), so a changed row is refused, as in the dynamics store; a run's file
+with no recorded digest (written by an older dataprune) is read with a one-time warning, a
+``FILE.npy`` passed explicitly without one is read as it is. ``dataprune select`` records the digests of the files a
 method read in the keep file's manifest.
 """
 from __future__ import annotations
@@ -102,8 +102,7 @@ def recorded_digests(folder: Path) -> dict[str, str] | None:
     return digests
 
 
-#: (path, size, mtime_ns, inode) -> digest of files already hashed in this process
-_HASHED: dict[tuple[str, int, int, int], str] = {}
+#: files already reported as unverified in this process
 _UNVERIFIED_REPORTED: set[str] = set()
 
 
@@ -112,24 +111,18 @@ def file_digest(file: str | os.PathLike, arr: np.ndarray | None = None, *, warn:
     checked against ``final_outputs.json`` beside it: a mismatch raises
     :class:`~dataprune.errors.DataPruneError`; a file it does not list is reported once
     (warning, unless ``warn`` is false: a file the user chose) as unverified. ``arr``: the
-    file already memory-mapped. Hashed once per
-    process while the file is unchanged (size, mtime, inode)."""
+    file already memory-mapped. Reads the whole file (no cache: a file rewritten within the
+    file system's timestamp granularity would keep its size and mtime)."""
     file = Path(file)
-    st = file.stat()
-    key = (str(file.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _HASHED:
-        if arr is None:
-            arr = _map(file)
-        _HASHED[key] = array_digest(arr)
-    digest = _HASHED[key]
+    digest = array_digest(_map(file) if arr is None else arr)
     recorded = recorded_digests(file.parent)
     if recorded is not None and file.name in recorded:
         if recorded[file.name] != digest:
             raise DataPruneError(f"{file} does not match its digest in {file.parent / OUTPUTS_FILE} "
                                  "(changed or corrupted after it was written); write it again "
                                  "(`dataprune score`, or dataprune.save_final_outputs)")
-    elif warn and key[0] not in _UNVERIFIED_REPORTED:
-        _UNVERIFIED_REPORTED.add(key[0])
+    elif warn and str(file.resolve()) not in _UNVERIFIED_REPORTED:
+        _UNVERIFIED_REPORTED.add(str(file.resolve()))
         _log.warning(f"warning: {file} has no recorded digest ({OUTPUTS_FILE} beside it does not list "
                      "it): read unverified")
     return digest

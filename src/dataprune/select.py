@@ -63,7 +63,7 @@ def _check_scores(scores: np.ndarray, nan_policy: str, allowed: tuple[str, ...] 
     if nan.any() and nan_policy == "raise":
         raise DataPruneError(
             f"{int(nan.sum())} of {len(s)} scores are NaN: those samples were never observed in a "
-            f"usable window. Likely causes: num_samples larger than the training set ({len(s)}), an "
+            f"usable window. Likely causes: num_samples (here {len(s)}) larger than the training set, an "
             "index column that does not hold the sample indices 0..N-1 (e.g. the labels), or a "
             "sampler that skips samples (drop_last, a subset); if that is intended, pass "
             "nan_policy='prune' or 'keep'")

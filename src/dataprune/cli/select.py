@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     if file_list is not None:
         outputs["--file-list"] = file_list[2]
     _check_outputs(outputs, args.force)  # before the (long) scoring
-    inputs = input_digests(args.method, dyn, **params)  # verified before scoring reads them
+    inputs = input_digests(args.method, dyn, **params)  # verified before the (long) scoring
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None
     selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
