@@ -33,6 +33,8 @@ from .logs import get_logger
 FEATURES_FILE = "features.npy"
 LOGITS_FILE = "final_logits.npy"
 OUTPUTS_FILE = "final_outputs.json"
+#: every file :func:`save_final_outputs` writes (each with a temp name and a rename)
+OUTPUT_FILES = (LOGITS_FILE, FEATURES_FILE, OUTPUTS_FILE)
 _FORMAT = "dataprune-final-outputs"
 #: method parameter -> the run-directory file it defaults to
 DEFAULT_FILES = {"features": FEATURES_FILE, "logits": LOGITS_FILE}
