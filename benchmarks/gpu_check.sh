@@ -8,7 +8,8 @@
 # 2. `dataprune score` with DDP over nccl on all GPUs (torchrun), then `dataprune check` of its store;
 # 3. the Recorder's overhead per step, torchvision resnet50 at 224 px, bf16 (target <= 1 %).
 # Writes benchmarks/results/gpu_check.md (machine, versions, each step's result, time and
-# output tail) and exits non-zero if any step fails. About 3-5 minutes after `make setup`.
+# output tail) and exits non-zero if any step fails. The steps after `make setup` are
+# limited to 8 minutes in all (never yet run on a GPU: tested on CPU with a fake nvidia-smi).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -86,7 +87,8 @@ $(date -u '+%Y-%m-%d %H:%M UTC'): **$verdict**"
 if [[ $NGPU == 0 ]]; then echo "gpu_check.sh: nvidia-smi lists no GPU; this check needs NVIDIA GPUs" >&2; exit 1; fi
 step "make setup" 1800 make setup || report
 step "torch sees the GPUs" 30 "$PY" -c "import torch; n = torch.cuda.device_count(); \
-print(dict(torch=torch.__version__, cuda=torch.version.cuda, nccl=torch.cuda.nccl.version(), gpus=n)); assert n == $NGPU" || report
+print(dict(torch=torch.__version__, cuda=torch.version.cuda, nccl=torch.cuda.nccl.version(), gpus=n)); \
+assert n == $NGPU, f\"torch sees {n} GPUs, nvidia-smi lists $NGPU (CUDA_VISIBLE_DEVICES?)\"" || report
 # the time limits of the four steps below add up to 8 minutes
 step "CUDA-marked tests" 120 "$PY" -m pytest -m cuda -q -rs -p no:cacheprovider
 DDP_STEP="DDP over nccl: score on $NGPU GPUs"
