@@ -13,9 +13,9 @@ own (it runs once per epoch: ceil(N / B) steps) and added to the step amortised 
         --batch-size 8 --steps 3 --warmup 1 --repeats 2 --num-samples 1000     # seconds, on CPU
 
 Prints per-block times, then the medians and two ratios: measured (median over repeats of
-with / without, + end_epoch amortised) and direct (1 + the Recorder's own GPU time per step,
-its updates timed alone, / the step without it). Exit status 0 when the measured ratio meets
---target, 3 when it does not, anything else on an error.
+with / without, + end_epoch amortised) and direct (1 + the Recorder's own time per step: its
+updates timed alone, back to back, + end_epoch amortised, / the step without it). Exit
+status 0 when the measured ratio meets --target, 3 when it does not, anything else on an error.
 """
 from __future__ import annotations
 
@@ -38,18 +38,25 @@ from dataprune.record import DEFAULT_SIGNALS
 MISSED = 3  # exit status: measured, target not met
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}; expected an integer >= 1")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     ap.add_argument("--arch", default="resnet50", help="a torchvision.models builder (default resnet50)")
-    ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--image-size", type=positive, default=224)
+    ap.add_argument("--batch-size", type=positive, default=256)
     ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
-    ap.add_argument("--steps", type=int, default=30, help="timed steps per block (default 30)")
-    ap.add_argument("--warmup", type=int, default=10, help="untimed steps first, with and without (default 10)")
-    ap.add_argument("--repeats", type=int, default=5, help="pairs of blocks with / without (default 5)")
-    ap.add_argument("--num-samples", type=int, default=1_281_167, help="N (default: ImageNet-1K's train set)")
-    ap.add_argument("--num-classes", type=int, default=1000)
+    ap.add_argument("--steps", type=positive, default=30, help="timed steps per block (default 30)")
+    ap.add_argument("--warmup", type=positive, default=10, help="untimed steps first, with and without (default 10)")
+    ap.add_argument("--repeats", type=positive, default=5, help="pairs of blocks with / without (default 5)")
+    ap.add_argument("--num-samples", type=positive, default=1_281_167, help="N (default: ImageNet-1K's train set)")
+    ap.add_argument("--num-classes", type=positive, default=1000)
     ap.add_argument("--signals", default=",".join(DEFAULT_SIGNALS),
                     help=f"comma-separated Recorder signals (default {','.join(DEFAULT_SIGNALS)})")
     ap.add_argument("--target", type=float, default=1.01, help="largest acceptable measured ratio (default 1.01)")
@@ -106,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     store = tempfile.TemporaryDirectory(prefix="recorder_gpu_overhead_")
     rec = Recorder(n, Path(store.name) / "dyn", c, signals=args.signals.split(","),
                    epochs=args.repeats + 1, view="train")
-    last_logits: list[torch.Tensor] = []
 
-    def train(count: int, record: bool) -> None:
+    def train(count: int, record: bool) -> torch.Tensor:
+        """``count`` training steps (each recorded when ``record``); the last step's logits (B, C)."""
         for i in range(count):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16"):
                 logits = model(x)
@@ -118,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
             if record:
                 rec.update(indices[i], logits, labels[i])
-        last_logits[:] = [logits.detach()]
+        return logits.detach()
 
     timed = block_timer(device)
     train(args.warmup, record=False)
-    train(args.warmup, record=True)  # allocates the Recorder's table
+    logits = train(args.warmup, record=True)  # allocates the Recorder's table
     rec.end_epoch()  # creates the store's files
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"recorder overhead: torchvision {args.arch}, {args.image_size} px, {args.precision}, channels_last, "
@@ -136,15 +143,15 @@ def main(argv: list[str] | None = None) -> int:
                 end_epoch_s.append(synced_seconds(device, rec.end_epoch))
         print(f"repeat {r}: without {per_step[False][-1] * 1e3:.3f} ms/step, with {per_step[True][-1] * 1e3:.3f} "
               f"ms/step, end_epoch {end_epoch_s[-1] * 1e3:.1f} ms", flush=True)
-    # the Recorder's own GPU time: its updates alone on the last step's logits
-    logits = last_logits[0]
+    # the Recorder's own time: its updates alone, back to back, on one step's logits
     update_s = timed(lambda: [rec.update(indices[i], logits, labels[i]) for i in range(args.steps)]) / args.steps
     rec.close()
+    store.cleanup()
 
     without, with_ = statistics.median(per_step[False]), statistics.median(per_step[True])
     epoch_steps = math.ceil(n / b)
     end_epoch_step = statistics.median(end_epoch_s) / epoch_steps
-    measured = statistics.median(w / wo for w, wo in zip(per_step[True], per_step[False])) + end_epoch_step / without
+    measured = statistics.median([w / wo for w, wo in zip(per_step[True], per_step[False])]) + end_epoch_step / without
     direct = 1 + (update_s + end_epoch_step) / without
     verdict = "PASS" if measured <= args.target else "FAIL"
     print(f"step without recorder: {without * 1e3:.3f} ms (median of {args.repeats} blocks of {args.steps} steps)")

@@ -96,9 +96,10 @@ def test_gpu_check_stops_at_a_failed_step_and_still_writes_the_report(tmp_path):
     assert "**a step FAILED**" in report and "fake nvidia-smi table" in report
     rows = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0] == "| step | result | seconds | last line of output |"
-    assert [re.sub(r"\| \d+ \|", "| S |", r) for r in rows[1:]] == [
-        r"| make setup | pass | S | made \| ok |", ("| torch sees the GPUs | FAIL (exit 1) | S | AssertionError: torch sees 0 GPUs, "
-                                      "nvidia-smi lists 99 (CUDA_VISIBLE_DEVICES?) |")]
+    assert [re.sub(r"\d+", "#", r) for r in rows[1:]] == [  # (torch sees 0 GPUs here, more on a GPU machine)
+        r"| make setup | pass | # | made \| ok |",
+        "| torch sees the GPUs | FAIL (exit #) | # | AssertionError: torch sees # GPUs, nvidia-smi lists # "
+        "(CUDA_VISIBLE_DEVICES?) |"]
     assert re.search(r"^torch: \S+ CUDA ", report, re.M)
     assert "fake make setup" in report and "AssertionError" in report and "'torch': '" in report
     assert "pytest" not in report  # nothing after the failed step ran
