@@ -7,9 +7,10 @@
 # 1. the CUDA-marked tests (pytest -m cuda);
 # 2. `dataprune score` with DDP over nccl on all GPUs (torchrun), then `dataprune check` of its store;
 # 3. the Recorder's overhead per step, torchvision resnet50 at 224 px, bf16 (target <= 1 %).
-# Writes benchmarks/results/gpu_check.md (machine, versions, each step's result, time and
-# output tail) and exits non-zero if any step fails. The steps after `make setup` are
-# limited to 8 minutes in all (never yet run on a GPU: tested on CPU with a fake nvidia-smi).
+# Writes benchmarks/results/gpu_check.md (nvidia-smi, then each step's result, time and
+# output; the versions of torch, CUDA and nccl are the second step's output) and exits 1 if a
+# step fails. The steps after `make setup` are limited to 8 minutes in all. Never yet run on
+# a GPU: tests/test_gpu_check.py runs it on CPU with a fake nvidia-smi.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,8 +72,6 @@ report() {
 $(date -u '+%Y-%m-%d %H:%M UTC'): **$verdict**"
     echo
     echo '```'; nvidia-smi 2>&1; echo '```'
-    echo
-    echo "torch: $("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda)' 2>&1 | tail -n 1)"
     echo
     echo "| step | result | seconds | last line of output |"
     echo "| --- | --- | ---: | --- |"

@@ -101,7 +101,6 @@ def test_gpu_check_stops_at_a_failed_step_and_still_writes_the_report(tmp_path):
         r"| make setup | pass | # | made \| ok |",
         "| torch sees the GPUs | FAIL (exit #) | # | AssertionError: torch sees # GPUs, nvidia-smi lists # "
         "(CUDA_VISIBLE_DEVICES?) |"]
-    assert re.search(r"^torch: \S+ CUDA ", report, re.M)
     assert "fake make setup" in report and "AssertionError" in report and "'torch': '" in report
     assert "pytest" not in report  # nothing after the failed step ran
 
