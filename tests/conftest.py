@@ -82,3 +82,14 @@ def cli_error(capsys, *args) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("dataprune "), err
     return err
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Skip tests marked ``@pytest.mark.cuda`` when torch sees no CUDA device."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
