@@ -90,5 +90,5 @@ def test_doc_example_runs(tmp_path, monkeypatch):
     scope = {"train_set": torch.utils.data.TensorDataset(torch.randn(40, 8, generator=g),
                                                          torch.arange(40) % 3)}
     exec(compile(doc_block("import lightning as L"), "integrations.md", "exec"), scope)
-    dyn = dp.Dynamics.open(tmp_path / "runs/x/dynamics")
+    dyn = dp.Dynamics.open(tmp_path / "runs/lightning/dynamics")
     assert dyn.epochs == 20 and dyn.num_samples == 40

@@ -86,5 +86,5 @@ def test_doc_example_runs(tmp_path, monkeypatch):
     scope = {"model": tiny_model(), "train_dataset": tiny_dataset(),
              "training_args": make_trainer(tmp_path / "unused").args}
     exec(compile(code, "integrations.md", "exec"), scope)
-    dyn = dp.Dynamics.open(tmp_path / "runs/x/dynamics")
+    dyn = dp.Dynamics.open(tmp_path / "runs/hf/dynamics")
     assert dyn.epochs == 2 and dyn.num_samples == N

@@ -11,10 +11,11 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning.pytorch as pl
-
 from ..errors import DataPruneError
 from ..record import DEFAULT_SIGNALS, Recorder, _dist_rank_world
+from . import import_framework
+
+pl = import_framework("lightning.pytorch", "lightning", __name__)
 
 
 class RecordDynamics(pl.Callback):

@@ -6,7 +6,7 @@ index column, which the mixin keeps through ``remove_unused_columns`` and remove
 the model's forward::
 
     trainer = RecordDynamicsTrainer(model=model, args=args, train_dataset=with_index(train),
-                                    dynamics_out="runs/x/dynamics")
+                                    dynamics_out="runs/hf/dynamics")
     trainer.train()
 
 Works under ``torchrun`` (DDP) like the :class:`~dataprune.Recorder`: every rank records its
@@ -19,10 +19,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import transformers
 
 from ..errors import DataPruneError
 from ..record import DEFAULT_SIGNALS, Recorder
+from . import import_framework
+
+transformers = import_framework("transformers", "transformers", __name__)
+import_framework("accelerate", "transformers", __name__)  # the Trainer's own dependency
 
 #: name of the sample index column :func:`with_index` adds
 INDEX_KEY = "sample_index"
