@@ -61,17 +61,19 @@ def make_trainer(out: Path, cls: type = RecordDynamicsTrainer, epochs: int = 2, 
                  **kwargs) -> RecordDynamicsTrainer:
     """A trainer of ``epochs`` recording into out/dynamics (DDP with gloo when run under torchrun)."""
     torchrun = "LOCAL_RANK" in os.environ  # ddp_backend without torchrun: accelerate wants a group
-    args = transformers.TrainingArguments(
-        output_dir=str(out / "hf"), num_train_epochs=epochs, per_device_train_batch_size=4,
-        learning_rate=1e-3, report_to=[], save_strategy="no", logging_strategy="no",
-        use_cpu=True, ddp_backend="gloo" if torchrun else None, disable_tqdm=True, seed=0, **(args or {}))
+    args = transformers.TrainingArguments(**{
+        "output_dir": str(out / "hf"), "num_train_epochs": epochs, "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3, "report_to": [], "save_strategy": "no", "logging_strategy": "no",
+        "use_cpu": True, "ddp_backend": "gloo" if torchrun else None, "disable_tqdm": True, "seed": 0,
+        **(args or {})})
     return cls(model=tiny_model(), args=args, train_dataset=with_index(tiny_dataset()),
                dynamics_out=out / "dynamics", **kwargs)
 
 
-def train(out: Path, **kwargs) -> RecordDynamicsTrainer:
-    """Train :func:`make_trainer` ``(out, **kwargs)``; the (epoch, idx, logits, y) batches
-    its recorder was fed go to out/batches_rank<r>.pt. Returns the trainer."""
+def train(out: Path, resume: str | None = None, **kwargs) -> RecordDynamicsTrainer:
+    """Train :func:`make_trainer` ``(out, **kwargs)`` (from checkpoint ``resume`` if given);
+    the (epoch, idx, logits, y) batches its recorder was fed go to out/batches_rank<r>.pt.
+    Returns the trainer."""
     seen, update = [], dp.Recorder.update
 
     def spy(self, indices, logits, targets, **kw):
@@ -81,7 +83,7 @@ def train(out: Path, **kwargs) -> RecordDynamicsTrainer:
     trainer = make_trainer(out, **kwargs)
     dp.Recorder.update = spy
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
     finally:
         dp.Recorder.update = update
     torch.save(seen, out / f"batches_rank{trainer.args.process_index}.pt")

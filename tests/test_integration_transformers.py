@@ -4,6 +4,7 @@ remove_unused_columns, and the store equals a plain Recorder fed the same batche
 single-process and under DDP (torchrun, gloo, 2 CPU processes); PruneAtTrainer prunes inside
 one train() (also under torchrun)."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,33 @@ def test_prune_doc_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "integrations.md", "exec"), scope)
     assert dp.Dynamics.open(tmp_path / "runs/hf-once/dynamics").epochs == 2
     assert len(scope["trainer"].prune_keep) == N - round(0.3 * N)
+
+
+def test_resume_from_end_of_epoch_checkpoint_continues_the_store(tmp_path):
+    every_epoch = {"save_strategy": "epoch"}
+    train(tmp_path / "full", args=every_epoch)
+    part = tmp_path / "part"
+    train(part, args=every_epoch)
+    shutil.rmtree(part / "hf" / "checkpoint-6")  # as if killed after epoch 0 (3 steps each)
+    train(part, resume=str(part / "hf" / "checkpoint-3"), args=every_epoch, force=True)
+    got, ref = dp.Dynamics.open(part / "dynamics"), dp.Dynamics.open(tmp_path / "full" / "dynamics")
+    assert got.epochs == 2 and got.prob[0].tobytes() == ref.prob[0].tobytes()
+    assert not np.isnan(np.asarray(got.prob[1], float)).any()
+    train(tmp_path / "steps", args={"save_strategy": "steps", "save_steps": 2})
+    with pytest.raises(dp.DataPruneError, match="mid-epoch"):
+        train(tmp_path / "steps", resume=str(tmp_path / "steps" / "hf" / "checkpoint-2"),
+              args={"save_strategy": "steps", "save_steps": 2})
+
+
+def test_prune_at_trainer_resumes_like_an_uninterrupted_run(tmp_path):
+    every_epoch = {"save_strategy": "epoch"}  # steps: 3 per full epoch, 2 per pruned one
+    full = prune_train(tmp_path, args=every_epoch)
+    shutil.copytree(tmp_path / "dynamics", tmp_path / "full_store")
+    for done, step in ((1, 3), (2, 6)):  # before T the recorder resumes; at T the keep is scored again
+        resumed = prune_train(tmp_path, resume=str(tmp_path / "hf" / f"checkpoint-{step}"), args=every_epoch)
+        assert resumed.prune_keep.tolist() == full.prune_keep.tolist()
+        assert_same_store(tmp_path / "dynamics", tmp_path / "full_store")
+        for epoch in range(done, 4):  # the same batches in the same order (seeded by epoch)
+            assert trained_in(resumed.trained, epoch) == trained_in(full.trained, epoch)
+    with pytest.raises(dp.DataPruneError, match="saved at step 8, after pruning at step 6"):
+        prune_train(tmp_path, resume=str(tmp_path / "hf" / "checkpoint-8"), args=every_epoch)
