@@ -4,7 +4,6 @@ when a framework is missing, and docs examples that do not write into each other
 import importlib
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def extras() -> dict[str, list[str]]:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
 
 

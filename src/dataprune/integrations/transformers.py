@@ -177,7 +177,6 @@ class RecordDynamicsMixin:
         self._pending = True
         return (loss, outputs) if return_outputs else loss
 
-
     def _recording(self) -> bool:
         """Whether this training batch is recorded."""
         return True
