@@ -67,9 +67,9 @@ def test_missing_index_column_refused(tmp_path):
         trainer.train()
 
 
-def test_resume_refused_and_store_not_overwritten(tmp_path):
+def test_resume_without_checkpoint_refused_and_store_not_overwritten(tmp_path):
     make_trainer(tmp_path).train()
-    with pytest.raises(dp.DataPruneError, match="resum"):
+    with pytest.raises(dp.DataPruneError, match="no checkpoint in"):
         make_trainer(tmp_path).train(resume_from_checkpoint=True)
     with pytest.raises(dp.DataPruneError):
         make_trainer(tmp_path).train()
@@ -150,8 +150,8 @@ def test_prune_at_trainer_refuses_what_it_cannot_prune(tmp_path, epochs, args, m
     assert not (tmp_path / "dynamics").exists()
 
 
-def test_prune_at_trainer_refuses_resume_and_a_bad_plan(tmp_path):
-    with pytest.raises(dp.DataPruneError, match="resum"):
+def test_prune_at_trainer_refuses_a_missing_checkpoint_and_a_bad_plan(tmp_path):
+    with pytest.raises(dp.DataPruneError, match="no checkpoint in"):
         make_trainer(tmp_path, cls=PruneAtTrainer, epochs=4, **PRUNE).train(resume_from_checkpoint=True)
     with pytest.raises(dp.DataPruneError, match="window=3"):
         make_trainer(tmp_path, cls=PruneAtTrainer, epochs=4, **{**PRUNE, "method": "dyn-unc", "prune_at": 3},
