@@ -17,7 +17,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 import dataprune as dp  # noqa: E402
-from dataprune.integrations.transformers import RecordDynamicsTrainer, with_index  # noqa: E402
+from dataprune.integrations.transformers import (INDEX_KEY, PruneAtTrainer, RecordDynamicsTrainer,  # noqa: E402
+                                                  with_index)
 from helpers_record import finish_ddp  # noqa: E402  (the script's folder is on sys.path)
 
 N, C, L = 10, 3, 8  # N=10, batch 4, 2 ranks: accelerate pads the last batches with repeats
@@ -40,20 +41,39 @@ def tiny_dataset() -> list[dict]:
              "labels": i % C, "text": f"sample {i}"} for i in range(N)]
 
 
-def make_trainer(out: Path, **kwargs) -> RecordDynamicsTrainer:
-    """A 2-epoch trainer recording into out/dynamics (DDP with gloo when run under torchrun)."""
+PRUNE = dict(prune_at=2, method="el2n", prune_ratio=0.3)  # what prune_train scores at T
+
+
+class SpyPruneAtTrainer(PruneAtTrainer):
+    """PruneAtTrainer noting the (epoch, sample indices) of every training batch in ``trained``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trained = []
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        if model.training:
+            self.trained.append((self.prune_sampler.epoch, inputs[INDEX_KEY].clone()))
+        return super().compute_loss(model, inputs, *args, **kwargs)
+
+
+def make_trainer(out: Path, cls: type = RecordDynamicsTrainer, epochs: int = 2, args: dict | None = None,
+                 **kwargs) -> RecordDynamicsTrainer:
+    """A trainer of ``epochs`` recording into out/dynamics (DDP with gloo when run under torchrun)."""
     torchrun = "LOCAL_RANK" in os.environ  # ddp_backend without torchrun: accelerate wants a group
-    args = transformers.TrainingArguments(
-        output_dir=str(out / "hf"), num_train_epochs=2, per_device_train_batch_size=4,
-        learning_rate=1e-3, report_to=[], save_strategy="no", logging_strategy="no",
-        use_cpu=True, ddp_backend="gloo" if torchrun else None, disable_tqdm=True, seed=0)
-    return RecordDynamicsTrainer(model=tiny_model(), args=args, train_dataset=with_index(tiny_dataset()),
-                                 dynamics_out=out / "dynamics", **kwargs)
+    args = transformers.TrainingArguments(**{
+        "output_dir": str(out / "hf"), "num_train_epochs": epochs, "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3, "report_to": [], "save_strategy": "no", "logging_strategy": "no",
+        "use_cpu": True, "ddp_backend": "gloo" if torchrun else None, "disable_tqdm": True, "seed": 0,
+        **(args or {})})
+    return cls(model=tiny_model(), args=args, train_dataset=with_index(tiny_dataset()),
+               dynamics_out=out / "dynamics", **kwargs)
 
 
-def train(out: Path, **kwargs) -> RecordDynamicsTrainer:
-    """Train :func:`make_trainer` ``(out, **kwargs)``; the (epoch, idx, logits, y) batches
-    its recorder was fed go to out/batches_rank<r>.pt. Returns the trainer."""
+def train(out: Path, resume: str | None = None, **kwargs) -> RecordDynamicsTrainer:
+    """Train :func:`make_trainer` ``(out, **kwargs)`` (from checkpoint ``resume`` if given);
+    the (epoch, idx, logits, y) batches its recorder was fed go to out/batches_rank<r>.pt.
+    Returns the trainer."""
     seen, update = [], dp.Recorder.update
 
     def spy(self, indices, logits, targets, **kw):
@@ -63,14 +83,28 @@ def train(out: Path, **kwargs) -> RecordDynamicsTrainer:
     trainer = make_trainer(out, **kwargs)
     dp.Recorder.update = spy
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
     finally:
         dp.Recorder.update = update
     torch.save(seen, out / f"batches_rank{trainer.args.process_index}.pt")
     return trainer
 
 
+def prune_train(out: Path, **kwargs) -> SpyPruneAtTrainer:
+    """Train 4 epochs pruned after 2 (:data:`PRUNE`) as :func:`train` does; each rank also
+    saves the (epoch, idx) it trained on to out/trained_rank<r>.pt and its keep to
+    out/keep_rank<r>.pt. Returns the trainer."""
+    trainer = train(out, cls=SpyPruneAtTrainer, epochs=4, **{**PRUNE, **kwargs})
+    r = trainer.args.process_index
+    torch.save(trainer.trained, out / f"trained_rank{r}.pt")
+    torch.save(torch.from_numpy(trainer.prune_keep), out / f"keep_rank{r}.pt")
+    return trainer
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    train(Path(sys.argv[1]), signals=SIGNALS)
+    if sys.argv[2:] == ["prune"]:
+        prune_train(Path(sys.argv[1]))
+    else:
+        train(Path(sys.argv[1]), signals=SIGNALS)
     finish_ddp()
