@@ -60,6 +60,23 @@ def exclusive_lock(directory: str | os.PathLike, what: str) -> Iterator[None]:
         os.close(fd)
 
 
+@contextmanager
+def directory_lock(directory: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory`` itself (created if missing) while the block
+    runs, waiting for another holder. It puts no lock file into a user's folder (unlike
+    :func:`exclusive_lock`), so it is for short critical sections in output folders: removing
+    stale temps (:func:`remove_stale_temps`) and then writing, without removing a temp file
+    another process is still writing."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def clear_for_force(path: str | os.PathLike, owned: Callable[[Path], bool], what: str,
                     keep: Iterable[str] = ()) -> None:
     """``--force``: delete everything in the directory ``path`` except the names in ``keep``,
@@ -86,7 +103,8 @@ def clear_for_force(path: str | os.PathLike, owned: Callable[[Path], bool], what
 def remove_stale_temps(directory: str | os.PathLike, names: Iterable[str]) -> list[Path]:
     """Delete the temp files ``.<name>.XXXXXXXX.tmp`` that :func:`atomic_write_bytes` leaves
     in ``directory`` when killed mid-write, for each of ``names``; returns those removed.
-    Call it only while no other process writes there (e.g. holding :func:`exclusive_lock`)."""
+    Call it only while no other process writes there (e.g. holding :func:`exclusive_lock` or
+    :func:`directory_lock`)."""
     directory, removed = Path(directory), []
     if not directory.is_dir():
         return removed
