@@ -112,6 +112,25 @@ def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[s
     return path
 
 
+def keep_source(path: str | os.PathLike) -> dict[str, Any]:
+    """What the manifest beside keep file ``path`` says about the data it was selected on:
+    ``dataset`` (name or None), ``data_dir`` (resolved folder or None) and ``num_samples``
+    (N or None); empty when there is no manifest."""
+    manifest = manifest_path(path)
+    if not Path(path).exists() or not manifest.exists():
+        return {}
+    info = read_json(manifest)
+    if not isinstance(info, dict):
+        raise DataPruneError(f"manifest {manifest} is not a JSON object")
+    source = {key: info.get(key) for key in ("dataset", "data_dir", "num_samples")}
+    for key, kind in (("dataset", str), ("data_dir", str), ("num_samples", int)):
+        value = source[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise DataPruneError(f"manifest {manifest} has {key}={value!r}; expected a "
+                                 f"{'name' if kind is str else 'sample count'} or null")
+    return source
+
+
 def read_keep(path: str | os.PathLike, num_samples: int | None = None, *,
               dataset: str | None = None, labels: Any = None,
               data_dir: str | os.PathLike | None = None) -> np.ndarray:
