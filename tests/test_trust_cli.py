@@ -13,7 +13,6 @@ import torch
 import dataprune as dp
 from conftest import cli_error
 from dataprune.cli import main
-from dataprune.cli.select import min_epochs, param_flags
 from dataprune.errors import DataPruneError
 from dataprune.keepfile import source_info, write_keep
 from dataprune.methods import get
@@ -87,6 +86,7 @@ def test_two_epoch_store_says_which_methods_it_can_use(tmp_path, capsys):
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
 def test_min_epochs_agrees_with_the_methods(k, tmp_path):
     """MIN_EPOCHS is a table: each method scores K epochs with its defaults iff K >= min_epochs."""
+    from dataprune.cli.select import min_epochs
     dyn = store(tmp_path / "s", k)
     for method in dp.methods():
         if get(method).files:
@@ -102,6 +102,7 @@ def test_min_epochs_agrees_with_the_methods(k, tmp_path):
 # --- item 12: params as flags, --quiet, class-balanced said ---------------------------------------
 
 def test_param_flags():
+    from dataprune.cli.select import param_flags
     assert param_flags({"window": 10, "epochs": 3}) == "--window 10 --epochs 3"
     assert param_flags({"num_clusters": 0, "flag": True, "features": "my file.npy"}) == \
         "--num-clusters 0 --flag true --features 'my file.npy'"
