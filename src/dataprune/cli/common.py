@@ -9,7 +9,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import DataPruneError
-from ..keepfile import keep_source, manifest_path
+from ..keepfile import keep_source, manifest_path, read_keep
 from ..logs import get_logger
 from ..train.data import DATASETS
 from ..train.loop import TrainConfig
@@ -93,6 +93,8 @@ def data_args_from_keep(args: argparse.Namespace, log: Callable[[str], None] | N
     dataset and when that folder exists here. :func:`~dataprune.keepfile.read_keep` still
     checks N and the labels of the data loaded."""
     source, taken = keep_source(args.subset), []
+    if source.get("dataset") and given(args, "dataset") and args.dataset != source["dataset"]:
+        return taken  # another dataset given: read_keep refuses the keep file, naming both
     if source.get("dataset") and not given(args, "dataset") and args.dataset != source["dataset"]:
         args.dataset = source["dataset"]
         taken.append(f"--dataset {args.dataset}")
@@ -105,6 +107,7 @@ def data_args_from_keep(args: argparse.Namespace, log: Callable[[str], None] | N
         args.limit = source["num_samples"]
         taken.append(f"--limit {args.limit}")
     if taken and log is not None:
+        read_keep(args.subset)  # a bad keep file or manifest: its one-line error, before this line
         log(f"--subset {args.subset}: {' '.join(taken)}, as in {manifest_path(args.subset).name}")
     return taken
 
