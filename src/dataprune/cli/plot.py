@@ -42,11 +42,13 @@ def default_out(dyn: Dynamics) -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..report.datamap import pyplot, save_datamap
     dyn = Dynamics.open(args.run)
-    lacking = [s for s in READS if dyn.keep_history == "none" or s not in dyn.signals]
+    if dyn.keep_history == "none":
+        raise DataPruneError(f"the data map needs prob and correct of every epoch; the store {dyn.path} keeps "
+                             "no per-epoch history (keep_history none): score with --keep-history full")
+    lacking = [s for s in READS if s not in dyn.signals]
     if lacking:
         raise DataPruneError(f"the data map needs the signal(s) {', '.join(lacking)} of every epoch; the store "
-                             f"{dyn.path} has {', '.join(dyn.signals) or 'none'} (keep_history "
-                             f"{dyn.keep_history}); record them with `dataprune score --signals`")
+                             f"{dyn.path} has {', '.join(dyn.signals)}; record them with `dataprune score --signals`")
     out = Path(args.out) if args.out else default_out(dyn)
     if out.suffix.lower() != ".png":
         raise DataPruneError(f"--out {out} ends in {out.suffix!r}; expected a .png file")
