@@ -59,4 +59,5 @@ def check_train_run(path: Path, config: dict) -> str:
         state = "finished"
     else:
         state = f"unfinished: `dataprune train --resume {path}`"
-    return f"OK: train run {path} ({state}); checked {'; '.join(checked) or 'nothing else'}; not checked: its checkpoint"
+    return (f"OK: train run {path} ({state}); checked {'; '.join(checked) or 'nothing else'}; "
+            "not checked: its checkpoint")

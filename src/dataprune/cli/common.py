@@ -46,8 +46,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help=f"one of {', '.join(names)} (idx: any IDX folder given by --data-dir; "
                         "imagefolder: --data-dir ROOT with train/<class>/<image> and optionally val/ or test/, "
                         "streamed from disk, needs torchvision); default fashion-mnist")
-    p.add_argument("--data-dir", action=Given, help="folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-                                      "t10k-... (default: the dataset's usual place), or the image folder ROOT")
+    p.add_argument("--data-dir", action=Given,
+                   help="folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                        "t10k-... (default: the dataset's usual place), or the image folder ROOT")
     p.add_argument("--image-size", type=int, metavar="S",
                    help="imagefolder: train and score on S x S crops (default: the model's own size, "
                         "e.g. 224 for torchvision:resnet18; 32 for mlp/small-cnn)")

@@ -85,7 +85,7 @@ def default_params(method: str, dyn: Dynamics, params: dict[str, Any]) -> tuple[
     if fill and dyn.keep_history == "none":
         return {**params, "window": dyn.window}, (f"{method}: --window {dyn.window}, the window the store "
                                                   "recorded (keep_history none)")
-    if (fill or "window" not in params) and k < min_epochs(method):
+    if "window" not in params and k < min_epochs(method):
         what = (f"--epochs {k} uses {k} of the {dyn.epochs} recorded epochs of {dyn.path}" if k != dyn.epochs
                 else f"the store {dyn.path} has {k}")
         usable = usable_methods(dyn, k)
@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     reads = set(get(args.method).needs) | ({"prob"} if args.beta_sampling else set())
     dyn.verify(sorted(reads))  # the signals this selection reads (see Dynamics.verify)
     kept_count(dyn.num_samples, args.prune_ratio, args.keep)  # validates the count before scoring
+    params, note = default_params(args.method, dyn, params)
     check_suffix(args.out)
     file_list = _source_file_list(dyn, args) if args.file_list is not None else None
     if args.beta_by is not None and not args.beta:
@@ -225,7 +226,6 @@ def run(args: argparse.Namespace) -> int:
     if file_list is not None:
         outputs["--file-list"] = file_list[2]
     check_outputs(outputs, args.force, Path(args.out))  # before the (long) scoring
-    params, note = default_params(args.method, dyn, params)
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None
     selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
@@ -266,9 +266,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if note:
         print(note)
-    how = [f"prune ratio {args.prune_ratio}" if args.keep is None else f"--keep {args.keep}"]
+    how = [f"prune ratio {args.prune_ratio}" if args.keep is None else f"--keep {args.keep}", *_selection_words(args)]
     print(f"kept {len(keep)} of {dyn.num_samples} samples ({' '.join([args.method, param_flags(params)]).strip()}, "
-          f"{', '.join(how + _selection_words(args))}) -> {path}")
+          f"{', '.join(how)}) -> {path}")
     if file_list is not None:
         print(f"kept samples as a file list -> {file_list[2]}")
     return 0
