@@ -286,3 +286,20 @@ def test_check_train_run(data_dir, tmp_path, capsys):
     lines = (run / "keep.txt").read_text().splitlines()
     (run / "keep.txt").write_text("\n".join(lines[:-1]) + "\n")       # truncated keep file
     assert "is truncated or was edited" in cli_error(capsys, "check", run)
+
+
+def test_writing_without_a_directory_lock(tmp_path, monkeypatch, capsys):
+    """A folder that cannot be flock'ed (some network file systems): the write still happens,
+    but no temp file is removed (it might be another writer's)."""
+    import fcntl
+
+    def refuse(fd, op):
+        raise OSError(9, "Bad file descriptor")
+    dyn = store(tmp_path / "s", 4)
+    out = tmp_path / "out"
+    out.mkdir()
+    temp = out / ".k.txt.abcd1234.tmp"
+    temp.write_text("partial")
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    cli(capsys, "select", dyn.path, "--prune-ratio", 0.5, "--out", out / "k.txt")
+    assert temp.exists() and len(dp.read_keep(out / "k.txt")) == 6

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from .errors import DataPruneError
-from .fileio import (atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, directory_lock,
-                     read_json, refuse_overwrite, remove_stale_temps)
+from .fileio import (atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json,
+                     refuse_overwrite, writing)
 from .integrity import int64_digest
 
 SUFFIXES = (".txt", ".npy")
@@ -85,7 +84,7 @@ def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[s
     an orphan manifest that a rerun replaces (:func:`orphan_outputs`); the ``keep_digest``
     tells a new manifest from an older keep file (``force``) left by a crash. Each file is
     renamed into place from a temp file; temps left by a killed earlier write are removed
-    first, holding :func:`~dataprune.fileio.directory_lock` on the folders."""
+    first (:func:`~dataprune.fileio.writing`)."""
     path = Path(path)
     check_suffix(path)
     indices = np.asarray(indices, dtype=np.int64)
@@ -95,13 +94,8 @@ def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[s
     if file_list is not None:
         outputs.append(Path(file_list[0]))
         info["file_list"] = str(Path(file_list[0]).resolve())
-    with ExitStack() as stack:
-        folders = sorted({p.parent.resolve() for p in outputs})  # one order: no deadlock
-        for folder in folders:
-            stack.enter_context(directory_lock(folder))
+    with writing(outputs):
         refuse_keep_overwrite(path, outputs, force)
-        for p in outputs:
-            remove_stale_temps(p.parent, [p.name])
         atomic_write_json(outputs[1], info)
         if file_list is not None:
             atomic_write_text(outputs[2], file_list[1])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataPruneError
-from ..fileio import directory_lock, remove_stale_temps
+from ..fileio import writing
 from ..keepfile import read_keep
 from ..store import Dynamics
 from .common import command_parser
@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     pyplot()  # matplotlib missing: one line naming the extra, before reading the store
     dyn.verify(list(READS))  # the figure shows verified data
     keep = read_keep(args.keep, dyn.num_samples, labels=np.asarray(dyn.labels)) if args.keep else None
-    with directory_lock(out.parent):  # no other writer's temp file is removed
-        remove_stale_temps(out.parent, [out.name])  # left by a killed earlier write
+    with writing([out]):  # removes the temps a killed earlier write left
         save_datamap(out, dyn, keep, args.title)
     if not args.quiet:
         marked = f", the {dyn.num_samples - len(keep)} pruned by {args.keep} marked" if keep is not None else ""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataPruneError
-from ..fileio import check_writable, directory_lock, refuse_overwrite, remove_stale_temps
+from ..fileio import check_writable, refuse_overwrite, writing
 from ..methods import get, methods
 from ..scores_export import check_scores_path, scores_table, write_scores
 from ..select import NAN_POLICIES
@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     table = scores_table(dyn, names, params=params, nan_policy=args.nan_policy,
                          seed=0 if tie_seed is None else tie_seed)
     out = Path(args.out)
-    with directory_lock(out.parent):  # no other writer's temp file is removed
-        remove_stale_temps(out.parent, [out.name])  # left by a killed earlier write
+    with writing([out]):  # removes the temps a killed earlier write left
         path = write_scores(out, table, force=args.force)
     if not args.quiet:
         print("\n".join(notes + [f"scores and ranks of {dyn.num_samples} samples under {', '.join(names)} "
