@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
@@ -60,6 +60,47 @@ def exclusive_lock(directory: str | os.PathLike, what: str) -> Iterator[None]:
         os.close(fd)
 
 
+@contextmanager
+def directory_lock(directory: str | os.PathLike) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``directory`` itself (created if missing) while the block
+    runs, waiting for another holder; yields whether the lock is held. It puts no lock file
+    into a user's folder (unlike :func:`exclusive_lock`), so it is for short critical sections
+    in output folders: removing stale temps (:func:`remove_stale_temps`, only when locked) and
+    then writing. Where a directory cannot be locked (some network file systems refuse
+    ``flock`` on a read-only descriptor) it yields False rather than fail the write."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            locked = True
+        except OSError:
+            locked = False
+        yield locked
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def writing(paths: Iterable[str | os.PathLike]) -> Iterator[None]:
+    """Around writing the files ``paths`` (atomically) into output folders: hold
+    :func:`directory_lock` on their folders (in one order: no deadlock) and first remove the
+    temps a killed earlier write of these names left there (:func:`remove_stale_temps`),
+    where the folder could be locked."""
+    paths = [Path(p) for p in paths]
+    with ExitStack() as stack:
+        locked = {d for d in sorted({p.parent.resolve() for p in paths}) if stack.enter_context(directory_lock(d))}
+        for p in paths:
+            if p.parent.resolve() in locked:
+                remove_stale_temps(p.parent, [p.name])
+        yield
+
+
 def clear_for_force(path: str | os.PathLike, owned: Callable[[Path], bool], what: str,
                     keep: Iterable[str] = ()) -> None:
     """``--force``: delete everything in the directory ``path`` except the names in ``keep``,
@@ -86,7 +127,8 @@ def clear_for_force(path: str | os.PathLike, owned: Callable[[Path], bool], what
 def remove_stale_temps(directory: str | os.PathLike, names: Iterable[str]) -> list[Path]:
     """Delete the temp files ``.<name>.XXXXXXXX.tmp`` that :func:`atomic_write_bytes` leaves
     in ``directory`` when killed mid-write, for each of ``names``; returns those removed.
-    Call it only while no other process writes there (e.g. holding :func:`exclusive_lock`)."""
+    Call it only while no other process writes there (e.g. holding :func:`exclusive_lock` or
+    :func:`directory_lock`)."""
     directory, removed = Path(directory), []
     if not directory.is_dir():
         return removed

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from .errors import DataPruneError
-from .fileio import atomic_save_npy, atomic_write_bytes, atomic_write_json, read_json, refuse_overwrite
+from .fileio import (atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json,
+                     refuse_overwrite, writing)
 from .integrity import int64_digest
 
 SUFFIXES = (".txt", ".npy")
@@ -46,23 +47,82 @@ def check_suffix(path: str | os.PathLike) -> None:
         raise DataPruneError(f"keep file {path} ends in {path.suffix!r}; expected .txt or .npy")
 
 
+def orphan_outputs(path: str | os.PathLike) -> set[Path]:
+    """Resolved paths that a write of keep file ``path`` killed before the keep file itself
+    left behind: its manifest (only if dataprune wrote it for this keep file: ``keep_file``
+    names it and it has a ``keep_digest``) and the file list that manifest names. With no
+    keep file they describe nothing, so a rerun may replace them without ``--force``."""
+    path = Path(path)
+    manifest = manifest_path(path)
+    if path.exists() or not manifest.is_file():
+        return set()
+    try:
+        info = read_json(manifest)
+    except DataPruneError:
+        return set()
+    if not isinstance(info, dict) or info.get("keep_file") != path.name or "keep_digest" not in info:
+        return set()
+    found = {manifest.resolve()}
+    if isinstance(info.get("file_list"), str):
+        found.add(Path(info["file_list"]).resolve())
+    return found
+
+
+def refuse_keep_overwrite(path: str | os.PathLike, outputs: Iterable[str | os.PathLike], force: bool) -> None:
+    """Raise if one of ``outputs`` (the keep file ``path``, its manifest, ...) exists without
+    ``force``, unless it is an :func:`orphan_outputs` of ``path``."""
+    orphans = orphan_outputs(path)
+    for p in outputs:
+        refuse_overwrite(p, force or Path(p).resolve() in orphans)
+
+
 def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[str, Any], *,
-               force: bool = False) -> Path:
-    """Atomically write ascending ``indices`` (kept,) to ``path`` and ``manifest`` beside it."""
+               force: bool = False, file_list: tuple[str | os.PathLike, str] | None = None) -> Path:
+    """Write ascending ``indices`` (kept,) to ``path`` and ``manifest`` beside it, complete or
+    absent: the manifest first, then ``file_list`` = (path, text) if given (its path is
+    recorded in the manifest), the keep file last. A kill in between leaves no keep file and
+    an orphan manifest that a rerun replaces (:func:`orphan_outputs`); the ``keep_digest``
+    tells a new manifest from an older keep file (``force``) left by a crash. Each file is
+    renamed into place from a temp file; temps left by a killed earlier write are removed
+    first (:func:`~dataprune.fileio.writing`)."""
     path = Path(path)
     check_suffix(path)
-    for p in (path, manifest_path(path)):
-        refuse_overwrite(p, force)
     indices = np.asarray(indices, dtype=np.int64)
-    # manifest first, keep file last: a keep file on disk always has its manifest, and
-    # keep_digest tells a manifest from an older keep file left by a crash in between
-    atomic_write_json(manifest_path(path), {**manifest, "kept": int(len(indices)),
-                                            "keep_file": path.name, "keep_digest": int64_digest(np.sort(indices))})
-    if path.suffix == ".npy":
-        atomic_save_npy(path, indices)
-    else:
-        atomic_write_bytes(path, "".join(f"{i}\n" for i in indices.tolist()).encode())
+    info = {**manifest, "kept": int(len(indices)), "keep_file": path.name,
+            "keep_digest": int64_digest(np.sort(indices))}
+    outputs = [path, manifest_path(path)]
+    if file_list is not None:
+        outputs.append(Path(file_list[0]))
+        info["file_list"] = str(Path(file_list[0]).resolve())
+    with writing(outputs):
+        refuse_keep_overwrite(path, outputs, force)
+        atomic_write_json(outputs[1], info)
+        if file_list is not None:
+            atomic_write_text(outputs[2], file_list[1])
+        if path.suffix == ".npy":
+            atomic_save_npy(path, indices)
+        else:
+            atomic_write_bytes(path, "".join(f"{i}\n" for i in indices.tolist()).encode())
     return path
+
+
+def keep_source(path: str | os.PathLike) -> dict[str, Any]:
+    """What the manifest beside keep file ``path`` says about the data it was selected on:
+    ``dataset`` (name or None), ``data_dir`` (resolved folder or None) and ``num_samples``
+    (N or None); empty when there is no manifest."""
+    manifest = manifest_path(path)
+    if not Path(path).exists() or not manifest.exists():
+        return {}
+    info = read_json(manifest)
+    if not isinstance(info, dict):
+        raise DataPruneError(f"manifest {manifest} is not a JSON object")
+    source = {key: info.get(key) for key in ("dataset", "data_dir", "num_samples")}
+    for key, kind in (("dataset", str), ("data_dir", str), ("num_samples", int)):
+        value = source[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            raise DataPruneError(f"manifest {manifest} has {key}={value!r}; expected a "
+                                 f"{'name' if kind is str else 'sample count'} or null")
+    return source
 
 
 def read_keep(path: str | os.PathLike, num_samples: int | None = None, *,

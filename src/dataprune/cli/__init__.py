@@ -7,15 +7,16 @@ from typing import Sequence
 
 from ..errors import DataPruneError
 from ..logs import configure as configure_logging
-from . import bench, check, demo, import_official, methods, score, scores, select, train
+from . import bench, check, demo, import_official, methods, plot, score, scores, select, train
 
-COMMANDS = (score, select, scores, train, methods, demo, bench, import_official, check)
+COMMANDS = (score, select, scores, plot, train, methods, demo, bench, import_official, check)
 
 EXAMPLES = """examples:
   dataprune demo                                   # Fashion-MNIST, end to end, ~6 min on 2 cores
   dataprune score --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm
   dataprune select runs/fm --method dyn-unc --window 10 --prune-ratio 0.25 --out keep.txt
   dataprune scores runs/fm --methods dyn-unc,el2n --window 10 --out scores.csv
+  dataprune plot runs/fm --keep keep.txt --out fm_datamap.png      # the data map, pruned samples marked
   dataprune train --dataset fashion-mnist --model small-cnn --epochs 20 --subset keep.txt --metrics-out m.json
   dataprune score --nproc 2 --dataset imagefolder --data-dir ROOT --model timm:resnet18 --out runs/img
   dataprune import-official runs/official --file-list file_list.txt --out runs/imported

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from ..errors import DataPruneError
+from ..keepfile import keep_source, manifest_path, read_keep
 from ..logs import get_logger
 from ..train.data import DATASETS
 from ..train.loop import TrainConfig
@@ -24,21 +26,36 @@ def command_parser(sub: argparse._SubParsersAction, name: str, help: str, exampl
     return p
 
 
+class Given(argparse.Action):
+    """Store the option's value and remember that it was given (see :func:`given`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.given_options = getattr(namespace, "given_options", frozenset()) | {self.dest}
+
+
+def given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether the option stored in ``dest`` (with ``action=Given``) was on the command line."""
+    return dest in getattr(args, "given_options", ())
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     names = sorted(DATASETS) + ["idx", "imagefolder"]
-    p.add_argument("--dataset", default="fashion-mnist", metavar="NAME",
+    p.add_argument("--dataset", default="fashion-mnist", metavar="NAME", action=Given,
                    help=f"one of {', '.join(names)} (idx: any IDX folder given by --data-dir; "
                         "imagefolder: --data-dir ROOT with train/<class>/<image> and optionally val/ or test/, "
                         "streamed from disk, needs torchvision); default fashion-mnist")
-    p.add_argument("--data-dir", help="folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-                                      "t10k-... (default: the dataset's usual place), or the image folder ROOT")
+    p.add_argument("--data-dir", action=Given,
+                   help="folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                        "t10k-... (default: the dataset's usual place), or the image folder ROOT")
     p.add_argument("--image-size", type=int, metavar="S",
                    help="imagefolder: train and score on S x S crops (default: the model's own size, "
                         "e.g. 224 for torchvision:resnet18; 32 for mlp/small-cnn)")
     p.add_argument("--workers", type=int, default=0, metavar="W",
                    help="imagefolder: DataLoader processes decoding images (default 0: the main process); "
                         "results do not depend on it")
-    p.add_argument("--limit", type=int, metavar="N",
+    p.add_argument("--limit", type=int, metavar="N", action=Given,
                    help="use only N training samples: the first N of IDX files, a seeded class-stratified "
                         "sample of an image folder")
 
@@ -61,8 +78,39 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 
 
 def data_spec(args: argparse.Namespace) -> DataSpec:
+    """The data the options name; refuses a size that is not a positive number of pixels
+    (``--image-size 0`` would silently become the default)."""
+    size = getattr(args, "image_size", None)
+    if size is not None and size < 1:
+        raise DataPruneError(f"--image-size {size}; expected a crop size of at least 1 pixel")
     return DataSpec(args.dataset, args.data_dir, args.limit, getattr(args, "image_size", None),
                     workers=getattr(args, "workers", 0))
+
+
+def data_args_from_keep(args: argparse.Namespace, log: Callable[[str], None] | None = None) -> list[str]:
+    """``train --subset KEEP``: set ``--dataset``, ``--data-dir`` and ``--limit`` that were not
+    given to the data KEEP was selected on (its manifest: :func:`~dataprune.keepfile.keep_source`),
+    so that N matches; logs and returns them as flags. ``--data-dir`` is taken only for the manifest's
+    dataset and when that folder exists here. :func:`~dataprune.keepfile.read_keep` still
+    checks N and the labels of the data loaded."""
+    source, taken = keep_source(args.subset), []
+    if source.get("dataset") and given(args, "dataset") and args.dataset != source["dataset"]:
+        return taken  # another dataset given: read_keep refuses the keep file, naming both
+    if source.get("dataset") and not given(args, "dataset") and args.dataset != source["dataset"]:
+        args.dataset = source["dataset"]
+        taken.append(f"--dataset {args.dataset}")
+    folder = source.get("data_dir")
+    if (folder and not given(args, "data_dir") and args.dataset == source.get("dataset")
+            and Path(folder).is_dir() and args.data_dir != folder):
+        args.data_dir = folder
+        taken.append(f"--data-dir {folder}")
+    if source.get("num_samples") is not None and not given(args, "limit") and args.limit is None:
+        args.limit = source["num_samples"]
+        taken.append(f"--limit {args.limit}")
+    if taken and log is not None:
+        read_keep(args.subset)  # a bad keep file or manifest: its one-line error, before this line
+        log(f"--subset {args.subset}: {' '.join(taken)}, as in {manifest_path(args.subset).name}")
+    return taken
 
 
 def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainConfig:

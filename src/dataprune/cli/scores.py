@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from pathlib import Path
 from typing import Any
 
 from ..errors import DataPruneError
-from ..fileio import check_writable, refuse_overwrite
+from ..fileio import check_writable, refuse_overwrite, writing
 from ..methods import get, methods
 from ..scores_export import check_scores_path, scores_table, write_scores
 from ..select import NAN_POLICIES
 from ..store import Dynamics
 from .common import command_parser
-from .select import TIE_SEED, add_method_args
+from .select import TIE_SEED, add_method_args, add_quiet_arg, default_params
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="where samples with NaN score (never observed) rank: prune = last (default), "
                         "keep = first, raise = refuse; as in `select`")
     p.add_argument("--force", action="store_true", help="overwrite an existing table")
+    add_quiet_arg(p)
     add_method_args(p)
     p.set_defaults(func=run)
 
@@ -51,9 +53,17 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwrite(args.out, args.force)  # before the (long) scoring
     check_writable(args.out)
     dyn = Dynamics.open(args.run)
+    notes = []
+    for name in names:
+        params[name], note = default_params(name, dyn, params[name])
+        notes += [note] if note else []
     tie_seed = getattr(args, f"param_{TIE_SEED}", None)
     table = scores_table(dyn, names, params=params, nan_policy=args.nan_policy,
                          seed=0 if tie_seed is None else tie_seed)
-    path = write_scores(args.out, table, force=args.force)
-    print(f"scores and ranks of {dyn.num_samples} samples under {', '.join(names)} -> {path}")
+    out = Path(args.out)
+    with writing([out]):  # removes the temps a killed earlier write left
+        path = write_scores(out, table, force=args.force)
+    if not args.quiet:
+        print("\n".join(notes + [f"scores and ranks of {dyn.num_samples} samples under {', '.join(names)} "
+                                 f"-> {path}"]))
     return 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -12,15 +13,16 @@ import numpy as np
 from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import check_writable, read_json, refuse_overwrite
-from ..keepfile import check_suffix, manifest_path, source_info, write_keep
+from ..keepfile import check_suffix, manifest_path, refuse_keep_overwrite, source_info, write_keep
 from ..methods import DIFFICULTY_MEASURES, difficulty, get, methods, score
 from ..integrity import fingerprint_of
 from ..methods._registry import _REGISTRY, input_digests
 from ..methods.dual import mean_prob
-from ..run_outputs import is_run_dir
+from ..run_outputs import is_run_dir, run_dir_of
 from ..select import NAN_POLICIES, check_seed, kept_count, select, select_stratified
 from ..select_beta import select_beta
 from ..store import Dynamics, is_store_dir
+from ..train.prune_at import DEFAULT_WINDOW
 from .common import command_parser
 
 
@@ -45,6 +47,63 @@ def method_params() -> dict[str, inspect.Parameter]:
 
 #: the method parameter that also seeds the tie-break order of :func:`~dataprune.select`.
 TIE_SEED = "seed"
+
+#: Recorded epochs K a method needs with its default parameters (window J = min(10, K - 1)),
+#: where more than 1 (signal methods) or 0 (methods that read no signal). Kept in step with
+#: the methods' own checks by tests/test_trust_cli.py.
+MIN_EPOCHS = {"dyn-unc": 3, "dual": 3, "tdds": 4, "cartography": 2}
+
+
+def min_epochs(method: str) -> int:
+    """Recorded epochs ``method`` needs with its default parameters (see :data:`MIN_EPOCHS`)."""
+    return MIN_EPOCHS.get(method, 1 if get(method).needs else 0)
+
+
+def usable_methods(dyn: Dynamics, epochs: int) -> list[str]:
+    """Methods that can score ``dyn`` from ``epochs`` recorded epochs with their defaults: enough
+    epochs, the signals they read recorded, the run files they read present."""
+    run = run_dir_of(dyn)
+    usable = []
+    for name in methods():
+        m = get(name)
+        if dyn.keep_history == "none":
+            recorded = not m.needs or name == "dyn-unc"  # the running sums stand in for prob
+        else:
+            recorded = all(s in dyn.signals for s in m.needs)
+        if recorded and min_epochs(name) <= epochs and all((run / f).is_file() for f in m.files):
+            usable.append(name)
+    return usable
+
+
+def default_params(method: str, dyn: Dynamics, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``params`` with the default window J = min(10, K - 1) of K epochs used (as ``train
+    --prune-at``; a keep_history none store: the window it recorded) filled in, and a line
+    saying so (None if nothing was filled in). Refuses, listing the methods that can, when
+    ``method`` cannot score K epochs with its defaults."""
+    given = params.get("epochs")
+    k = given if isinstance(given, int) and 0 < given <= dyn.epochs else dyn.epochs
+    fill = "window" in inspect.signature(get(method).fn).parameters and "window" not in params
+    if fill and dyn.keep_history == "none":
+        return {**params, "window": dyn.window}, (f"{method}: --window {dyn.window}, the window the store "
+                                                  "recorded (keep_history none)")
+    if "window" not in params and k < min_epochs(method):
+        what = (f"--epochs {k} uses {k} of the {dyn.epochs} recorded epochs of {dyn.path}" if k != dyn.epochs
+                else f"the store {dyn.path} has {k}")
+        usable = usable_methods(dyn, k)
+        raise DataPruneError(f"method {method!r} needs at least {min_epochs(method)} recorded epochs"
+                             f"{' with its default window min(10, K - 1)' if fill else ''} ({what}); "
+                             f"methods usable with {k}: {', '.join(usable) or 'none'}")
+    if not fill:
+        return params, None
+    j = min(DEFAULT_WINDOW, k - 1)
+    used = f"K = {k} epochs used (--epochs)" if k != dyn.epochs else f"K = {k} recorded epochs"
+    return {**params, "window": j}, f"{method}: --window {j}, the default min({DEFAULT_WINDOW}, K - 1) with {used}"
+
+
+def param_flags(params: dict[str, Any]) -> str:
+    """Method parameters as command-line flags: {"window": 10} -> "--window 10"."""
+    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v).lower() if isinstance(v, bool) else str(v))}"
+                    for k, v in params.items())
 
 
 def _parse_bool(text: str) -> bool:
@@ -93,8 +152,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "code's file_list.txt format) to PATH (default: <out>.file_list.txt); needs a "
                         "run recorded from --dataset imagefolder or a store imported with a file list")
     p.add_argument("--force", action="store_true", help="overwrite an existing keep file")
+    add_quiet_arg(p)
     add_method_args(p)
     p.set_defaults(func=run)
+
+
+def add_quiet_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing on success (errors and warnings still go to stderr; the exit status tells)")
 
 
 def add_method_args(p: argparse.ArgumentParser) -> None:
@@ -151,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
     reads = set(get(args.method).needs) | ({"prob"} if args.beta_sampling else set())
     dyn.verify(sorted(reads))  # the signals this selection reads (see Dynamics.verify)
     kept_count(dyn.num_samples, args.prune_ratio, args.keep)  # validates the count before scoring
+    params, note = default_params(args.method, dyn, params)
     check_suffix(args.out)
     file_list = _source_file_list(dyn, args) if args.file_list is not None else None
     if args.beta_by is not None and not args.beta:
@@ -160,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = {"--out": Path(args.out), "the manifest of --out": manifest_path(args.out)}
     if file_list is not None:
         outputs["--file-list"] = file_list[2]
-    _check_outputs(outputs, args.force)  # before the (long) scoring
+    check_outputs(outputs, args.force, Path(args.out))  # before the (long) scoring
     inputs = input_digests(args.method, dyn, **params)  # verified before the (long) scoring
     scores = score(args.method, dyn, **params)
     labels = np.asarray(dyn.labels) if args.class_balanced else None
@@ -194,18 +260,35 @@ def run(args: argparse.Namespace) -> int:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataprune": __version__}
     if inputs:  # the files read besides the store: the selection's fingerprint covers them
         manifest.update(input_files=inputs, inputs_fingerprint=fingerprint_of({"store": dyn.fingerprint, **inputs}))
+    listed = None
     if file_list is not None:
-        manifest["file_list"] = str(file_list[2])
-    if file_list is not None:  # before the keep file, which is written last (with its manifest)
-        from ..interop import write_file_list
+        from ..interop import format_file_list
         paths, labels, out = file_list
-        write_file_list(out, paths, labels, keep, force=args.force)
-    path = write_keep(args.out, keep, manifest, force=args.force)
-    how = f"prune ratio {args.prune_ratio}" if args.keep is None else f"--keep {args.keep}"
-    print(f"kept {len(keep)} of {dyn.num_samples} samples ({args.method}, {how}) -> {path}")
+        listed = (out, format_file_list([paths[i] for i in keep.tolist()], np.asarray(labels)[keep]))
+    path = write_keep(args.out, keep, manifest, force=args.force, file_list=listed)
+    if args.quiet:
+        return 0
+    if note:
+        print(note)
+    how = [f"prune ratio {args.prune_ratio}" if args.keep is None else f"--keep {args.keep}", *_selection_words(args)]
+    print(f"kept {len(keep)} of {dyn.num_samples} samples ({' '.join([args.method, param_flags(params)]).strip()}, "
+          f"{', '.join(how)}) -> {path}")
     if file_list is not None:
         print(f"kept samples as a file list -> {file_list[2]}")
     return 0
+
+
+def _selection_words(args: argparse.Namespace) -> list[str]:
+    """How the kept samples were chosen beyond the top scores, for the result line."""
+    words = []
+    if args.beta_sampling:
+        words.append(f"Beta sampling --beta-c {args.beta_c} --beta-seed {args.beta_seed}")
+    if args.stratified:
+        words.append(f"stratified (CCS) --strata {args.strata} --stratified-seed {args.stratified_seed}"
+                     + (f" --beta {args.beta} --beta-by {args.beta_by or 'aum'}" if args.beta else ""))
+    if args.class_balanced:
+        words.append("class-balanced")
+    return words
 
 
 def _run_data_dir(dyn: Dynamics) -> str | None:
@@ -215,9 +298,12 @@ def _run_data_dir(dyn: Dynamics) -> str | None:
     return info.get("data_dir") if isinstance(info, dict) and info.get("command") == "score" else None
 
 
-def _check_outputs(outputs: dict[str, Path], force: bool) -> None:
+def check_outputs(outputs: dict[str, Path], force: bool, keep_file: Path | None = None,
+                  kind: str = "keep files") -> None:
     """Refuse outputs that are the same file, lie inside a scoring run or a dynamics store
-    (even with --force), or exist without --force; check that they can be written."""
+    (even with --force), or exist without --force (the orphans of an interrupted write of
+    ``keep_file`` aside: :func:`~dataprune.keepfile.orphan_outputs`); check that they can be
+    written."""
     seen: dict[Path, str] = {}
     for what, path in outputs.items():
         real = path.resolve()
@@ -227,8 +313,12 @@ def _check_outputs(outputs: dict[str, Path], force: bool) -> None:
         for folder in real.parents:
             if is_store_dir(folder) or is_run_dir(folder):
                 raise DataPruneError(f"{what} {path} lies inside the {'store' if is_store_dir(folder) else 'run'} "
-                                     f"{folder}; write keep files outside runs and stores")
-        refuse_overwrite(path, force)
+                                     f"{folder}; write {kind} outside runs and stores")
+    if keep_file is not None:
+        refuse_keep_overwrite(keep_file, outputs.values(), force)
+    for path in outputs.values():
+        if keep_file is None:
+            refuse_overwrite(path, force)
         check_writable(path)
 
 

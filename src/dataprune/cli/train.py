@@ -10,8 +10,8 @@ from ..fileio import atomic_write_json, check_writable, refuse_overwrite
 from ..keepfile import read_keep
 from ..train.one_run import DYNAMICS, PrunePlan, resume_run, start_run
 from ..train.runs import train_run
-from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
-                     logger, set_threads, train_config)
+from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_args_from_keep,
+                     data_spec, logger, set_threads, train_config)
 
 DEFAULT_EPOCHS = 20
 #: ``--prune-at`` without a value (T = this fraction of --epochs, at least 1), its method and
@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         metrics = start_run(_run_dir(args), data_spec(args).for_model(args.model), model=args.model, cfg=cfg, plan=plan,
                             force=args.force, log=logger(args), progress=not args.quiet)
     else:
+        if args.subset:  # --dataset, --data-dir, --limit not given: those the keep file was selected on
+            data_args_from_keep(args, logger(args))
         spec = data_spec(args).for_model(args.model)
         data = spec.load()
         subset = (read_keep(args.subset, len(data.train_y), dataset=data.name, labels=data.train_y.numpy(),
