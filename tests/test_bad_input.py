@@ -433,7 +433,7 @@ def test_cli_out_on_unfinished_run_points_to_resume(finished_run, tmp_path, caps
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "finished": False}))
     err = cli_error(capsys, "score", "--out", run, "--epochs", 2)
-    assert "already exists and holds an unfinished scoring run; continue it with `dataprune score --resume" in err
+    assert "already holds an unfinished `dataprune score` run; continue it with `dataprune score --resume" in err
 
 
 def test_cli_resume_nothing_to_resume(finished_run, tmp_path, capsys):

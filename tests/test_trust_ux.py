@@ -78,7 +78,7 @@ from pathlib import Path  # noqa: E402
 
 from dataprune.cli import main  # noqa: E402
 from dataprune.keepfile import read_keep  # noqa: E402
-from dataprune.train import runs  # noqa: E402
+from dataprune.train import runs, training  # noqa: E402
 from conftest import cli_error  # noqa: E402
 
 
@@ -180,7 +180,7 @@ def test_cli_resume_bad_state_one_line(finished_run, tmp_path, capsys):
 def test_resume_refuses_unreadable_log_before_training(finished_run, tmp_path, monkeypatch):
     run = unfinished(finished_run, tmp_path)
     (run / "log.jsonl").write_text('{"epoch": 0}\nnot json\n')
-    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("trained despite the bad log"))
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("trained despite the bad log"))
     with pytest.raises(DataPruneError, match=r"log.jsonl line 2 is 'not json'; expected one JSON object"):
         runs.resume_score_run(run)
     (run / "log.jsonl").write_bytes(b'{"epoch": 0}\n\xff\xfe[1]\n')

@@ -161,11 +161,10 @@ def _train(run: RunDir, config: RunConfig, data: Data, *, state: dict[str, Any] 
             "cpu_seconds": cpu_before + time.process_time() - c0,
             "store_epochs": store_epochs, "store_fingerprint": fingerprint, "recorder": rec_state})
         log_epoch(log, "train", epoch, training.epochs, row)
+    seconds, cpu = seconds_before + time.perf_counter() - t0, cpu_before + time.process_time() - c0
     acc, split = evaluate_data(training.net, data)
-    last = run.read_log()[-1]
-    metrics = {**training.metrics(data, last, acc, split),
-               "seconds": seconds_before + time.perf_counter() - t0,
-               "cpu_seconds": cpu_before + time.process_time() - c0, "selection_seconds": select_seconds,
+    metrics = {**training.metrics(data, run.read_log()[-1], acc, split), "seconds": seconds,
+               "cpu_seconds": cpu, "selection_seconds": select_seconds,
                "keep_file": str(run / KEEP_FILE) if plan.prune_at is not None else None,
                "run_dir": str(run.path), "plan": plan.to_dict(), "budget": config.budget}
     atomic_write_json(run / METRICS_FILE, metrics)

@@ -397,7 +397,7 @@ class RunDir:
             finished = read_json(p / CONFIG_FILE).get("finished")
             hint = ("pass --force to overwrite it" if finished else
                     f"continue it with `dataprune {self.command} --resume {p}`, or pass --force to start over")
-            raise DataPruneError(f"{p} already holds a {'finished' if finished else 'unfinished'} "
+            raise DataPruneError(f"{p} already holds {'a finished' if finished else 'an unfinished'} "
                                  f"{self.what}; {hint}")
 
     def start(self, config: RunConfig) -> None:
@@ -484,6 +484,8 @@ class RunDir:
         if not recorded:
             raise DataPruneError(f"{self / DIGESTS_FILE} records no digest of {name}; {path} cannot be trusted "
                                  "(start the run again with --force)")
+        if not path.is_file():
+            raise DataPruneError(f"{path} is missing, though {self / DIGESTS_FILE} records it")
         if sha256_file(path) not in recorded:
             raise DataPruneError(f"{path} does not match its sha256 in {self / DIGESTS_FILE}: the file was "
                                  "changed or corrupted (restore it, or start the run again with --force)")

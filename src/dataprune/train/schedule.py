@@ -84,7 +84,7 @@ class ProgressSchedule:
 
     def __init__(self, optimizer: torch.optim.Optimizer, epochs: float, warmup: float, batches: int = 1) -> None:
         self.optimizer, self.epochs, self.warmup = optimizer, float(epochs), min(float(warmup), float(epochs))
-        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+        self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]  # as torch's
         self.epoch, self.batch, self.batches = 0, 0, max(1, batches)
         self._apply()
 
