@@ -136,8 +136,7 @@ class RunConfig:
 
     def digest(self) -> str:
         """sha256 of the settings (``config.json`` without :data:`VOLATILE` entries)."""
-        settings = {k: v for k, v in self.to_json().items() if k not in VOLATILE}
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        return config_digest(self.to_json())
 
     @classmethod
     def from_json(cls, path: Path, obj: Any) -> "RunConfig":
@@ -173,6 +172,12 @@ class RunConfig:
             return cls(**values)
         except DataPruneError as e:
             raise DataPruneError(f"{path}: {e}") from None
+
+
+def config_digest(obj: dict[str, Any]) -> str:
+    """sha256 of a ``config.json`` object's settings (all but :data:`VOLATILE` entries)."""
+    settings = {k: v for k, v in obj.items() if k not in VOLATILE}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def check_score_settings(cfg: TrainConfig, record_view: Any, signals: Any, keep_history: Any, window: Any,
@@ -309,7 +314,7 @@ def run_command(path: Path) -> str | None:
     """The command whose run ``path`` holds (``config.json``'s ``command``), else None."""
     try:
         config = read_json(Path(path) / CONFIG_FILE)
-    except DataPruneError:
+    except (DataPruneError, OSError):
         return None
     command = config.get("command") if isinstance(config, dict) else None
     return command if command in WHAT else None
@@ -327,7 +332,7 @@ def inside_run(path: str | os.PathLike) -> Path | None:
 def _is_store(folder: Path) -> bool:
     try:
         meta = read_json(folder / "meta.json") if (folder / "meta.json").is_file() else None
-    except DataPruneError:
+    except (DataPruneError, OSError):
         return False
     return isinstance(meta, dict) and "num_samples" in meta and "signals" in meta
 

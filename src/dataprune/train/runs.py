@@ -66,7 +66,7 @@ class DataSpec:
 def run_config(command: str, spec: DataSpec, data: Data, model: str, cfg: TrainConfig, **fields: Any) -> RunConfig:
     """A new run's config: the data as loaded, the model, the settings, this process's threads."""
     return RunConfig(command=command, dataset=data.name, data_dir=str(Path(data.data_dir).resolve()),
-                     limit=spec.limit, image_size=data.image_size if isinstance(data, FolderData) else spec.image_size,
+                     limit=spec.limit, image_size=data.image_size,
                      workers=spec.workers, num_samples=len(data.train_y), num_classes=data.num_classes,
                      train_labels_digest=labels_digest(data.train_y), model=model, train=cfg,
                      threads=torch.get_num_threads(), **fields)
