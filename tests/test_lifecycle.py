@@ -48,7 +48,7 @@ def test_budget_schedule_matches_slow_loop(seed):
     warmup, budget = float(rng.choice([0.0, 0.5, 1.0, 2.0])), float(rng.uniform(0.05, 1.0))
     steps = dp.budget_steps(budget, epochs, spe)
     assert steps == max(1, round(budget * epochs * spe))
-    w_steps = min(warmup, epochs) * steps / (epochs * spe)  # the warm-up, compressed with the run
+    w_steps = min(warmup, epochs) * steps / epochs  # the warm-up's share of the run, in its steps
     want = [slow_factor(s, steps, w_steps) for s in range(steps)]
     # the run's own schedule (progress in epochs), stepped as the lifecycle does
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
@@ -107,7 +107,7 @@ def test_budget_run_metrics_steps_and_lrs(tiny_idx_dir, tmp_path, monkeypatch):
     assert m["samples_per_epoch"] == [N, 4 * 64] and m["sample_passes"] == N + 256
     assert abs(m["full_equivalent"] - 0.6) <= 64 / (3 * N)  # B within one batch
     assert m["epochs"] == 3 and m["num_samples"] == N
-    want = [0.1 * slow_factor(s, steps, 1.0 * steps / 15) for s in range(steps)]
+    want = [0.1 * slow_factor(s, steps, 1.0 * steps / 3) for s in range(steps)]  # warm-up: 1 of 3 epochs
     assert lrs == pytest.approx(want, rel=1e-12)
 
 
@@ -184,7 +184,7 @@ def _config(**changes) -> dict:
     ({"train": {"epochs": 2, "warmup_epochs": "1"}}, r"warmup_epochs='1'; expected int or float"),
 ])
 def test_config_refuses_unknown_and_contradictory_fields(changes, message, tmp_path):
-    obj = {k: v for k, v in _config(**changes).items() if v is not None}
+    obj = {k: v for k, v in _config(**changes).items() if v is not None or k not in changes}
     with pytest.raises(DataPruneError, match=message):
         RunConfig.from_json(tmp_path / "config.json", obj)
 
@@ -255,6 +255,7 @@ def test_item17_missing_state_never_deletes_epochs(data_dir, tmp_path, capsys, m
         real(self, config, state)
     monkeypatch.setattr(RunDir, "save_state", crash_at_2)
     assert _score(capsys, data_dir, run, "--epochs", 3) == 130  # interrupted
+    capsys.readouterr()
     monkeypatch.undo()
     (run / "state.pt").unlink()
     before = dp.Dynamics.open(run).epochs
@@ -295,6 +296,7 @@ def test_item21_train_resume_refuses_conflicts_and_restores_threads(tiny_idx_dir
     monkeypatch.setattr(training, "train", dying)
     assert main(["train", *spec_args, "--epochs", "3", "--batch-size", "64", "--prune-at", "1", "--method",
                  "el2n", "--out", str(run), "--threads", "1", "--quiet"]) == 130  # interrupted
+    capsys.readouterr()
     monkeypatch.setattr(training, "train", real)
     assert json.loads((run / "config.json").read_text())["threads"] == 1
     for flag, value in [("--epochs", 9), ("--prune-ratio", 0.5), ("--method", "forgetting"), ("--seed", 4),
