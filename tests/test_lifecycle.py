@@ -363,3 +363,16 @@ def test_refused_force_leaves_no_lock(data_dir, tmp_path, capsys):
     cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--out", u, "--force", "--quiet")
     assert sorted(p.name for p in u.iterdir()) == ["mine.txt"]
 
+
+
+def test_check_verifies_train_run_folders(tiny_idx_dir, tmp_path, capsys):
+    """`check` on a `train` run folder (it used to refuse them): digests, store and keep file."""
+    start_run(tmp_path / "r", DataSpec("idx", str(tiny_idx_dir)), model="mlp", cfg=CFG,
+              plan=PrunePlan(prune_at=1, method="el2n", prune_ratio=0.3))
+    assert main(["check", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "OK: train run" in out and "finished, 3 epochs" in out and "keep file of 210 of 300" in out
+    data = bytearray((tmp_path / "r" / "state.pt").read_bytes())
+    data[100] ^= 0x01
+    (tmp_path / "r" / "state.pt").write_bytes(data)
+    assert "state.pt does not match its sha256" in cli_error(capsys, "check", tmp_path / "r")
