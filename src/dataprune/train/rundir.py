@@ -377,13 +377,13 @@ class RunDir:
         run._refuse_to_claim(force)  # before the lock: a refused folder gets no .lock
         with exclusive_lock(run.path, run.user):
             run._refuse_to_claim(force)  # again, now that no other process can change it
-            if force:
-                for name in RUN_FILES:
-                    (run / name).unlink(missing_ok=True)
+            if force:  # config.json last: a kill half-way leaves a folder still known as a run
                 if (run / STORE_DIR).is_dir() and not (run / STORE_DIR).is_symlink():
                     shutil.rmtree(run / STORE_DIR)
                 else:
                     (run / STORE_DIR).unlink(missing_ok=True)
+                for name in [*RUN_FILES[1:], CONFIG_FILE]:
+                    (run / name).unlink(missing_ok=True)
             yield run
 
     def _refuse_to_claim(self, force: bool) -> None:
