@@ -430,7 +430,10 @@ class RunDir:
         if isinstance(obj, dict) and obj.get("command") in WHAT and obj["command"] != self.command:
             raise DataPruneError(f"{path} describes a {WHAT[obj['command']]}, not a {self.what}")
         config = RunConfig.from_json(path, obj)
-        recorded = self.digests().get(CONFIG_FILE, [])
+        recorded = self.digests().get(CONFIG_FILE)
+        if recorded is None:
+            raise DataPruneError(f"{self / DIGESTS_FILE} records no digest of {path} (was the run killed while "
+                                 "starting, or the file deleted?); start the run again with --force")
         if config.digest() not in recorded:
             raise DataPruneError(f"{path} was edited after the run started (its settings no longer match "
                                  f"{self / DIGESTS_FILE}); restore it, or start the run again with --force")
