@@ -19,7 +19,7 @@ from dataprune.errors import StoreError
 from dataprune.integrity import fingerprint_of
 from dataprune.train import runs
 from dataprune.train.loop import TrainConfig
-from conftest import cli_error
+from conftest import cli_error, redigest
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,10 @@ def test_resume_refuses_store_that_lost_a_signal(finished_run, tmp_path):
         runs.resume_score_run(run)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "signals": ["correct"]}))
-    with pytest.raises(StoreError, match="does not match the checkpoint"):
+    with pytest.raises(dp.errors.DataPruneError, match="config.json was edited after the run started"):
+        runs.resume_score_run(run)  # its settings' digest
+    redigest(run)  # and digests.json rewritten too: state.pt belongs to other settings
+    with pytest.raises(dp.errors.DataPruneError, match="state.pt belongs to other settings"):
         runs.resume_score_run(run)
 
 
@@ -157,7 +160,8 @@ def test_force_keeps_foreign_directory(data_dir, tmp_path, capsys):
     (v / "precious.txt").write_text("x")
     err = cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp",
                     "--epochs", 1, "--out", v, "--force", "--quiet")
-    assert "refusing to delete" in err and "precious.txt" in err
+    assert "is not a dataprune run folder" in err and "--force or not" in err and "precious.txt" in err
+    assert sorted(p.name for p in v.iterdir()) == ["precious.txt"]  # no .lock left either
     with pytest.raises(dp.errors.DataPruneError, match="refusing to delete .* not a dataprune dynamics store"):
         dp.Recorder(4, v, 3, force=True)
     assert (v / "precious.txt").read_text() == "x"
@@ -241,7 +245,7 @@ def _raise(*a, **k):
 def test_run_killed_before_store_is_resumable(where, finished_run, data_dir, tmp_path, monkeypatch, capsys):
     spec, cfg = runs.DataSpec("idx", str(data_dir)), TrainConfig(epochs=3, batch_size=32)
     if where == "before the store":
-        monkeypatch.setattr(runs, "make_optimizer", _raise)  # the optimizer set-up window
+        monkeypatch.setattr(runs, "Recorder", _raise)  # config.json written, the store not yet
     else:
         from dataprune import store
         real = store.StoreWriter._new_array
@@ -316,12 +320,22 @@ def test_second_score_on_same_out_is_refused(finished_run, data_dir, tmp_path, c
 def test_fresh_run_starts_its_own_log(data_dir, tmp_path):
     out = tmp_path / "r"
     out.mkdir()
-    (out / "log.jsonl").write_text('{"epoch": 7}\n' * 5)
-    (out / ".config.json.abcd1234.tmp").write_text("half")
+    (out / ".config.json.abcd1234.tmp").write_text("half")  # a run killed while writing its config
     result = runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp",
                             cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob",))
     assert [r["epoch"] for r in result.history] == [0, 1]
     assert not (out / ".config.json.abcd1234.tmp").exists()
+    (out / "log.jsonl").write_text('{"epoch": 7}\n' * 5)
+    result = runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp", force=True,
+                            cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob",))
+    assert [r["epoch"] for r in result.history] == [0, 1]  # --force: a log of its own
+    stale = tmp_path / "stale"  # a log.jsonl in a folder that holds no run is someone's file (item 15)
+    stale.mkdir()
+    (stale / "log.jsonl").write_text('{"epoch": 7}\n')
+    with pytest.raises(dp.errors.DataPruneError, match="is not a dataprune run folder"):
+        runs.score_run(stale, runs.DataSpec("idx", str(data_dir)), model="mlp", force=True,
+                       cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob",))
+    assert (stale / "log.jsonl").read_text() == '{"epoch": 7}\n'
 
 
 def test_symlinked_log_is_refused(finished_run, data_dir, tmp_path, capsys):
@@ -333,9 +347,9 @@ def test_symlinked_log_is_refused(finished_run, data_dir, tmp_path, capsys):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "log.jsonl").symlink_to(outside)
-    for args in (["--resume", run], ["--dataset", "idx", "--data-dir", data_dir, "--model", "mlp",
-                                     "--epochs", 1, "--out", fresh]):
-        assert "is a symbolic link" in cli_error(capsys, "score", "--quiet", *args)
+    assert "is a symbolic link" in cli_error(capsys, "score", "--quiet", "--resume", run)
+    assert "is not a dataprune run folder" in cli_error(capsys, "score", "--quiet", "--dataset", "idx", "--data-dir",
+                                                        data_dir, "--model", "mlp", "--epochs", 1, "--out", fresh)
     assert outside.read_text() == "mine\n"
 
 
