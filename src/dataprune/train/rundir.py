@@ -40,6 +40,7 @@ from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import (LOCK_FILE, atomic_output, atomic_write_json, atomic_write_text, exclusive_lock, read_json,
                       remove_stale_temps)
+from ..run_outputs import OUTPUT_FILES
 from .loop import VIEWS, TrainConfig
 from .plan import PrunePlan
 from .schedule import check_budget
@@ -49,7 +50,7 @@ STATE_FILE, CHECKPOINT_FILE, STORE_DIR = "state.pt", "checkpoint.pt", "dynamics"
 KEEP_FILE, METRICS_FILE = "keep.txt", "metrics.json"
 #: every file a run folder may hold (``--force`` deletes these and ``dynamics/``, nothing else)
 RUN_FILES = (CONFIG_FILE, DIGESTS_FILE, LOG_FILE, STATE_FILE, CHECKPOINT_FILE, KEEP_FILE, "keep.json",
-             METRICS_FILE, "features.npy", "final_logits.npy")
+             METRICS_FILE, *OUTPUT_FILES)
 #: store files written with a temp name and a rename (crash leftovers removed on start)
 STORE_FILES = ("meta.json", "file_list.txt")
 #: config.json format; older folders are refused by --resume
