@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if one_run and args.subset:
         raise DataPruneError("--subset excludes --prune-at/--dynamic/--resume; expected one of them")
     if args.resume:
-        metrics = resume_run(args.resume, log=logger(args), progress=not args.quiet)
+        metrics = resume_run(args.resume, log=logger(args), progress=not args.quiet, device=args.device,
+                             compile=args.compile)
     elif one_run:
         plan = PrunePlan(prune_at=args.prune_at, method=args.method if args.prune_at is not None else None,
                          prune_ratio=args.prune_ratio, record_every=args.record_every,
@@ -103,14 +104,16 @@ def run(args: argparse.Namespace) -> int:
         cfg = train_config(args)
         plan.resolved(cfg.epochs, cfg.seed)  # bad input fails before the data loads
         metrics = start_run(_run_dir(args), data_spec(args).for_model(args.model), model=args.model, cfg=cfg, plan=plan,
-                            force=args.force, log=logger(args), progress=not args.quiet)
+                            force=args.force, log=logger(args), progress=not args.quiet,
+                            device=args.device, compile=args.compile)
     else:
         spec = data_spec(args).for_model(args.model)
         data = spec.load()
         subset = (read_keep(args.subset, len(data.train_y), dataset=data.name, labels=data.train_y.numpy(),
                             data_dir=data.data_dir) if args.subset else None)
         metrics = train_run(spec, model=args.model, cfg=train_config(args), subset=subset,
-                            log=logger(args), data=data, progress=not args.quiet)
+                            log=logger(args), data=data, progress=not args.quiet,
+                            device=args.device, compile=args.compile)
         metrics["subset"] = args.subset
     if args.metrics_out:
         atomic_write_json(args.metrics_out, metrics)

@@ -39,6 +39,7 @@ from ..select import check_ratio
 from ..store import Dynamics
 from .data import ImageData
 from .infobatch import InfoBatch
+from .device import check_precision, prepare_model, resolve_device
 from .loop import ProgressSchedule, TrainConfig, check_record_every, make_optimizer, seed_everything, train
 from .models import build_model
 from .prune_at import prune_scores, resolve_method_params
@@ -113,10 +114,13 @@ def is_train_run_dir(path: Path) -> bool:
 
 def start_run(out: str | Path, spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig | None = None,
               plan: PrunePlan | None = None, data: ImageData | None = None, force: bool = False,
-              log: Log | None = None, progress: bool = False) -> dict[str, Any]:
+              log: Log | None = None, progress: bool = False, device: str | None = None,
+              compile: bool = False) -> dict[str, Any]:
     """Train ``model`` once under ``plan`` in run folder ``out``; returns the metrics
-    (also written to ``out/metrics.json``). Refuses an existing run folder unless ``force``."""
+    (also written to ``out/metrics.json``). Refuses an existing run folder unless ``force``.
+    ``device`` and ``compile`` are runtime options (see :func:`~dataprune.train.runs.score_run`)."""
     cfg = cfg or TrainConfig()
+    check_precision(cfg.precision, resolve_device(device))
     plan = (plan or PrunePlan()).resolved(cfg.epochs, cfg.seed)
     out = Path(out)
     if (out / "config.json").exists() and not force:
@@ -127,21 +131,22 @@ def start_run(out: str | Path, spec: DataSpec, *, model: str = "small-cnn", cfg:
     with exclusive_lock(out, TRAIN_USER):  # one process per run folder
         if force:  # only a folder this command made (or an empty one): never a user's own files
             clear_for_force(out, is_train_run_dir, "`dataprune train` run folder", keep=(LOCK_FILE,))
-        return _start(out, spec, data, model=model, cfg=cfg, plan=plan, log=log, progress=progress)
+        return _start(out, spec, data, model=model, cfg=cfg, plan=plan, log=log, progress=progress,
+                      device=device, compile=compile)
 
 
 def _start(out: Path, spec: DataSpec, data: ImageData, *, model: str, cfg: TrainConfig, plan: PrunePlan,
-           log: Log | None, progress: bool) -> dict[str, Any]:
+           log: Log | None, progress: bool, device: str | None, compile: bool) -> dict[str, Any]:
     config = {"command": "train", "dataset": data.name, "data_dir": str(Path(data.data_dir).resolve()),
               "limit": spec.limit, "image_size": spec.image_size, "num_samples": len(data.train_y),
               "train_labels_digest": labels_digest(data.train_y), "model": model, "train": cfg.to_dict(),
               "plan": plan.to_dict(), "dataprune": __version__, "torch": torch.__version__, "finished": False}
     atomic_write_json(out / "config.json", config)
-    return _run(out, config, data, state=None, log=log, progress=progress)
+    return _run(out, config, data, state=None, log=log, progress=progress, device=device, compile=compile)
 
 
 def resume_run(out: str | Path, *, data: ImageData | None = None, log: Log | None = None,
-               progress: bool = False) -> dict[str, Any]:
+               progress: bool = False, device: str | None = None, compile: bool = False) -> dict[str, Any]:
     """Continue the interrupted run in ``out`` from its last finished epoch, in the right
     phase (recording, or on the kept subset); a finished run returns its metrics."""
     out = Path(out)
@@ -163,7 +168,7 @@ def resume_run(out: str | Path, *, data: ImageData | None = None, log: Log | Non
     if log:
         log(f"resuming training run {out} after epoch {state['epoch'] if state else 0}")
     with exclusive_lock(out, TRAIN_USER):
-        return _run(out, config, data, state=state, log=log, progress=progress)
+        return _run(out, config, data, state=state, log=log, progress=progress, device=device, compile=compile)
 
 
 def _prune(out: Path, plan: PrunePlan, data: ImageData, log: Log | None) -> tuple[np.ndarray, float]:
@@ -190,12 +195,15 @@ class _Size:
 
 
 def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str, Any] | None,
-         log: Log | None, progress: bool) -> dict[str, Any]:
+         log: Log | None, progress: bool, device: str | None, compile: bool) -> dict[str, Any]:
     cfg, plan = TrainConfig(**config["train"]), PrunePlan(**config["plan"])
+    dev = resolve_device(device)
+    check_precision(cfg.precision, dev)
     n, model = len(data.train_y), config["model"]
     m = check_record_every(plan.record_every)
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.in_channels, data.image_size)
+    trained = prepare_model(net, dev, compile=compile)
     loader = run_loader(data, cfg, model)
     full = loader.indices
     optimizer, _ = make_optimizer(net, cfg, len(loader))
@@ -241,7 +249,7 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
         else:
             loader.indices = full if keep is None else torch.from_numpy(keep)
         schedule.start_epoch(epoch, len(loader))
-        rows = train(net, loader, cfg, recorder=recorder, record_view="train", optimizer=optimizer,
+        rows = train(trained, loader, cfg, recorder=recorder, record_view="train", optimizer=optimizer,
                      scheduler=schedule, start_epoch=epoch, stop_epoch=epoch + 1, progress=progress,
                      sample_loss=ib.loss if ib is not None else None,
                      record_every=plan.record_every if recorder is not None else 1.0)

@@ -25,6 +25,7 @@ from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
 from ..run_outputs import is_run_dir, save_final_outputs
 from ..store import Dynamics
 from .data import ImageData, InMemoryLoader, accuracy, evaluate, load_dataset
+from .device import check_precision, prepare_model, resolve_device
 from .imagefolder import DEFAULT_IMAGE_SIZE, FolderData
 from .loop import TrainConfig, make_optimizer, predict, seed_everything, train
 from .models import build_model, model_image_size
@@ -79,15 +80,12 @@ def run_loader(data: Data, cfg: TrainConfig, model_name: str, indices: np.ndarra
     """The training batches of a run (augmented unless the model is ``mlp``): in memory, or
     decoded by workers for an image folder (with the clean view when ``record_view="clean"``);
     this rank's shard when ``world`` > 1."""
-    from . import distributed as ddp
     augment = model_name != "mlp"
     if isinstance(data, FolderData):
         return data.loader(indices, batch_size=cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
                            with_clean=record_view == "clean", rank=rank, world_size=world)
     kw = dict(mean=data.mean, std=data.std, indices=indices, batch_size=cfg.batch_size, shuffle=True,
-              augment=augment, seed=cfg.seed)
-    if world > 1:
-        return ddp.ShardLoader(data.train_x, data.train_y, rank=rank, world_size=world, **kw)
+              augment=augment, seed=cfg.seed, rank=rank, world_size=world)
     return InMemoryLoader(data.train_x, data.train_y, **kw)
 
 
@@ -169,7 +167,7 @@ def check_config(path: Path, config: Any) -> TrainConfig:
         raise DataPruneError(f"{path} has unknown training setting(s) {unknown} under 'train'; "
                              f"expected only {sorted(known)}")
     _check_entries(path, {**known, **config["train"]},
-                   {k: int if isinstance(v, int) else (int, float) for k, v in known.items()},
+                   {k: type(v) if isinstance(v, (int, str)) else (int, float) for k, v in known.items()},
                    "scoring-run config")
     return TrainConfig(**config["train"])
 
@@ -229,7 +227,8 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
               cfg: TrainConfig | None = None, record_view: str = "clean",
               signals: tuple[str, ...] = ALL_SIGNALS + EXTRA_SIGNALS, force: bool = False,
               log: Log | None = None, data: Data | None = None, progress: bool = False,
-              keep_history: str = "full", window: int = 10) -> ScoreResult:
+              keep_history: str = "full", window: int = 10, device: str | None = None,
+              compile: bool = False) -> ScoreResult:
     """Train ``model`` on the full training set while recording dynamics into ``out``.
 
     Writes ``out/config.json``, ``out/dynamics/`` (the store), ``out/log.jsonl`` (per-epoch
@@ -240,14 +239,18 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
     datasets also get ``out/dynamics/file_list.txt`` (``relative/path label`` per sample).
     ``keep_history="none"`` records only what Dyn-Unc with ``window`` needs (see Recorder).
 
-    Under torch.distributed (``torchrun`` or ``dataprune score --nproc``; the group is
-    joined from the environment) every rank trains on its shard with averaged gradients
-    and only rank 0 writes anything.
+    Trains on ``device`` (default: CUDA when available, else the CPU; see
+    :func:`~dataprune.train.device.resolve_device`), compiled with ``torch.compile`` when
+    ``compile``. Under torch.distributed (``torchrun`` or ``dataprune score --nproc``; the
+    group is joined from the environment) every rank trains a DistributedDataParallel model
+    on its shard and only rank 0 writes anything.
     """
     from . import distributed as ddp
     cfg = cfg or TrainConfig()
     out = Path(out)
-    rank, world, created = ddp.init_from_env()
+    dev = resolve_device(device)
+    check_precision(cfg.precision, dev)
+    rank, world, created = ddp.init_from_env(dev)
     try:
         error = None
         lock = contextlib.ExitStack()
@@ -261,22 +264,18 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
             except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
                 lock.close()
                 error = e
-        if world > 1:  # every rank fails together rather than hanging in a collective
-            msg = [None if error is None else f"{type(error).__name__}: {error}"]
+        if world > 1:  # every rank refuses rank 0's refusal rather than hanging in a collective
+            msg = [None if error is None else str(error)]
             torch.distributed.broadcast_object_list(msg, 0)
             if msg[0] is not None and error is None:
-                raise ddp.RankLost(f"rank 0 failed: {msg[0]}")
+                raise DataPruneError(msg[0])
         if error is not None:
             raise error
         with lock:
             return _score_run(out, data_spec, model=model, cfg=cfg, record_view=record_view,
                               signals=signals, log=log if rank == 0 else None, data=data,
                               progress=progress and rank == 0, keep_history=keep_history,
-                              window=window, rank=rank, world=world)
-    except Exception as e:
-        if world > 1 and ddp.is_rank_lost(e):
-            raise ddp.RankLost(f"rank {rank}: another rank died ({' '.join(str(e).split())[:160]})") from None
-        raise
+                              window=window, rank=rank, world=world, device=dev, compile=compile)
     finally:
         if created:
             torch.distributed.destroy_process_group()
@@ -284,7 +283,8 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
 
 def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, record_view: str,
                signals: tuple[str, ...], log: Log | None, data: Data | None, progress: bool,
-               keep_history: str, window: int, rank: int, world: int) -> ScoreResult:
+               keep_history: str, window: int, rank: int, world: int, device: torch.device,
+               compile: bool) -> ScoreResult:
     data_spec = data_spec.for_model(model)
     data = data if data is not None else data_spec.load()
     n = len(data.train_y)
@@ -293,7 +293,7 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
               "num_samples": n,
               "num_classes": data.num_classes, "train_labels_digest": labels_digest(data.train_y),
               "model": model, "record_view": record_view, "signals": list(signals),
-              "keep_history": keep_history, "world_size": world,
+              "keep_history": keep_history, "world_size": world, "device": device.type,
               "train": cfg.to_dict(), "threads": torch.get_num_threads(), "dataprune": __version__,
               "torch": torch.__version__, "python": platform.python_version(), "finished": False}
     if keep_history == "none":
@@ -307,15 +307,13 @@ def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, 
             log(f"image folder {data.root}: {n} training images in {len(data.classes)} classes at "
                 f"{data.image_size}x{data.image_size}, decoded by {data_spec.workers or 'the main'} "
                 f"{'worker process(es)' if data_spec.workers else 'process'}")
-    if world > 1:
-        from . import distributed as ddp
-        net = net.to(ddp.device_for(rank))
-        ddp.broadcast_model(net)
+    trained = prepare_model(net, device, world_size=world, compile=compile)
     loader = run_loader(data, cfg, model, record_view=record_view, rank=rank, world=world)
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
     recorder = _new_recorder(out, config, data, cfg, rank)
     return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
-                         start=0, seconds_before=0.0, log=log, progress=progress, rank=rank, world=world)
+                         start=0, seconds_before=0.0, log=log, progress=progress, rank=rank, world=world,
+                         trained=trained)
 
 
 def _new_recorder(out: Path, config: dict[str, Any], data: Data, cfg: TrainConfig, rank: int) -> Recorder:
@@ -332,7 +330,8 @@ def _new_recorder(out: Path, config: dict[str, Any], data: Data, cfg: TrainConfi
 
 
 def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Data | None = None,
-                     progress: bool = False, workers: int | None = None) -> ScoreResult:
+                     progress: bool = False, workers: int | None = None, device: str | None = None,
+                     compile: bool = False) -> ScoreResult:
     """Continue the interrupted scoring run ``out`` from its last finished epoch.
 
     Everything (dataset, model, hyper-parameters, seed) comes from ``out/config.json``;
@@ -342,20 +341,23 @@ def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Da
     between the two writes) is discarded, as are extra ``log.jsonl`` rows, so the finished
     run is identical to an uninterrupted one on the same machine and thread count.
     Single-process runs only: a run started with several processes is refused. ``workers``
-    (image folders) overrides the run's decoding processes (the results do not depend on it).
+    (image folders) overrides the run's decoding processes (the results do not depend on it);
+    ``device`` and ``compile`` are as for :func:`score_run`.
     """
     out = Path(out)
     if not (out / "config.json").is_file():
         raise DataPruneError(f"no scoring run to resume at {out} (config.json missing); "
                              f"start one with `dataprune score --out {out}`")
     with exclusive_lock(out, RUN_USER):
-        return _resume_score_run(out, log=log, data=data, progress=progress, workers=workers)
+        return _resume_score_run(out, log=log, data=data, progress=progress, workers=workers,
+                                 device=resolve_device(device), compile=compile)
 
 
 def _resume_score_run(out: Path, *, log: Log | None, data: Data | None, progress: bool,
-                      workers: int | None) -> ScoreResult:
+                      workers: int | None, device: torch.device, compile: bool) -> ScoreResult:
     config = read_json(out / "config.json")
     cfg = check_config(out / "config.json", config)
+    check_precision(cfg.precision, device)
     if _finished(config):
         raise DataPruneError(f"scoring run {out} already finished all {cfg.epochs} epochs; nothing to resume")
     if config.get("world_size", 1) > 1:
@@ -378,6 +380,7 @@ def _resume_score_run(out: Path, *, log: Log | None, data: Data | None, progress
     model = config["model"]
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.in_channels, data.image_size)
+    trained = prepare_model(net, device, compile=compile)
     loader = run_loader(data, cfg, model, record_view=config["record_view"])
     optimizer, scheduler = make_optimizer(net, cfg, len(loader))
     if not state_path.exists():  # nothing to continue from: a new store, epoch 0
@@ -388,7 +391,8 @@ def _resume_score_run(out: Path, *, log: Log | None, data: Data | None, progress
         if log:
             log(f"resuming scoring run {out}: no epoch finished yet, starting from epoch 0")
         return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
-                             start=0, seconds_before=0.0, log=log, progress=progress, rank=0, world=1)
+                             start=0, seconds_before=0.0, log=log, progress=progress, rank=0, world=1,
+                             trained=trained)
     state = load_checkpoint(state_path)
     if state.get("format") != STATE_FORMAT:
         raise DataPruneError(f"{state_path} is not a dataprune scoring-run state")
@@ -424,7 +428,7 @@ def _resume_score_run(out: Path, *, log: Log | None, data: Data | None, progress
         log(f"resuming scoring run {out} after epoch {start} of {cfg.epochs} (from {STATE_FILE}){note}")
     return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
                          start=start, seconds_before=seconds_before, log=log, progress=progress,
-                         rank=0, world=1)
+                         rank=0, world=1, trained=trained)
 
 
 def check_store_against_config(store: Dynamics, config: dict[str, Any], run_dir: Path) -> None:
@@ -479,11 +483,12 @@ def _save_state(path: Path, epochs_done: int, net: torch.nn.Module, optimizer: t
 def _score_epochs(out: Path, config: dict[str, Any], data: Data, net: torch.nn.Module,
                   loader: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
                   recorder: Recorder, cfg: TrainConfig, *, start: int, seconds_before: float,
-                  log: Log | None, progress: bool, rank: int, world: int) -> ScoreResult:
-    """Epochs ``start..K-1`` of a scoring run, then the final outputs. After each epoch the
-    store is written first (by the recorder), then the log row, then ``state.pt``
-    (single-process runs; only rank 0 writes)."""
-    from . import distributed as ddp
+                  log: Log | None, progress: bool, rank: int, world: int,
+                  trained: torch.nn.Module) -> ScoreResult:
+    """Epochs ``start..K-1`` of a scoring run, training ``trained`` (``net`` itself, or its
+    DDP / compiled wrapper), then the final outputs. After each epoch the store is written
+    first (by the recorder), then the log row, then ``state.pt`` (single-process runs; only
+    rank 0 writes)."""
     log_row = _epoch_logger(out / "log.jsonl", log, "score")
     t0 = time.perf_counter()
 
@@ -493,9 +498,9 @@ def _score_epochs(out: Path, config: dict[str, Any], data: Data, net: torch.nn.M
             _save_state(out / STATE_FILE, epoch + 1, net, optimizer, scheduler, recorder,
                         seconds_before + time.perf_counter() - t0)
 
-    train(net, loader, cfg, recorder=recorder, record_view=config["record_view"], optimizer=optimizer,
+    train(trained, loader, cfg, recorder=recorder, record_view=config["record_view"], optimizer=optimizer,
           scheduler=scheduler, start_epoch=start, on_epoch_end=on_epoch_end if rank == 0 else None,
-          progress=progress, grad_sync=ddp.grad_sync if world > 1 else None)
+          progress=progress)
     seconds = seconds_before + time.perf_counter() - t0
     recorder.close()
     if rank == 0:
@@ -513,22 +518,25 @@ def _score_epochs(out: Path, config: dict[str, Any], data: Data, net: torch.nn.M
 def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig | None = None,
               subset: np.ndarray | None = None, log: Log | None = None,
               data: Data | None = None, progress: bool = False,
-              evaluate_extra: Callable[[torch.nn.Module, Data], dict[str, Any]] | None = None
-              ) -> dict[str, Any]:
+              evaluate_extra: Callable[[torch.nn.Module, Data], dict[str, Any]] | None = None,
+              device: str | None = None, compile: bool = False) -> dict[str, Any]:
     """Train ``model`` on ``subset`` (sample indices; default all) and test it.
 
     Returns metrics: ``test_accuracy`` (on the split named by ``eval_split``: IDX "test", an
     image folder's "val" or "test"), ``train_samples``, ``epochs``, ``seconds``,
     ``optimizer_steps``, ``sample_passes`` (samples forwarded and backwarded in all epochs),
     ``full_equivalent`` (``sample_passes / (epochs * N)``) and more; ``evaluate_extra(trained_model, data)`` may add its own
-    (e.g. out-of-distribution detection).
+    (e.g. out-of-distribution detection). ``device`` and ``compile`` are as for :func:`score_run`.
     """
     cfg = cfg or TrainConfig()
+    dev = resolve_device(device)
+    check_precision(cfg.precision, dev)
     data = data if data is not None else data_spec.for_model(model).load()
     if isinstance(data, FolderData) and data.eval_split is None:  # fail before training, not after
         data.loader(batch_size=1, shuffle=False, augment=False, split="eval")
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.in_channels, data.image_size)
+    trained = prepare_model(net, dev, compile=compile)
     loader = run_loader(data, cfg, model, subset)
     t0 = time.perf_counter()
 
@@ -537,7 +545,7 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
             log(f"train epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f}  "
                 f"train acc {100 * row['train_accuracy']:.2f} %  {row['seconds']:.1f}s")
 
-    history = train(net, loader, cfg, on_epoch_end=on_epoch_end, progress=progress)
+    history = train(trained, loader, cfg, on_epoch_end=on_epoch_end, progress=progress)
     seconds = time.perf_counter() - t0
     acc, split = evaluate_data(net, data)
     if log:
