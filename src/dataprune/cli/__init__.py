@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -41,13 +42,19 @@ def _version() -> str:
     return __version__
 
 
-@record
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run, and turn user errors into one line on stderr with exit code 2.
 
-    Under torchrun the error also goes to the rank's error file (torch's ``record``), and a
-    rank started by ``--nproc`` leaves its report to the launcher, which prints one line.
+    Under torchrun the error also goes to the rank's error file (torch's ``record``, which
+    torchrun's failure summary reads), and a rank started by ``--nproc`` leaves its report
+    to the launcher, which prints one line.
     """
+    if os.environ.get("TORCHELASTIC_ERROR_FILE"):  # a rank of torchrun
+        return record(_main)(argv)
+    return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc hands to each rank

@@ -85,6 +85,7 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
+    train_config(args)  # bad settings refused before anything is written
     if args.metrics_out:
         refuse_overwrite(args.metrics_out, args.force)
         check_writable(args.metrics_out)  # fail now, not after training

@@ -248,15 +248,16 @@ def check_finite(loss_sum: Tensor, epoch: int, step: int, cfg: TrainConfig) -> N
 
 def progress_bar(loader: Iterable[Any], desc: str, enabled: bool) -> Iterable[Any]:
     """``loader`` with a tqdm bar on stderr when ``enabled`` and stderr is a terminal (never
-    in logs or CI). A terminal that reports 0 columns (a pseudo-terminal without a window
-    size) gets 80: tqdm draws nothing at width 0."""
+    in logs or CI). A terminal that reports a size of 0 x 0 (a pseudo-terminal whose window
+    size was never set, as ``script`` or ``pty.fork`` make) gets 80 x 24: tqdm draws nothing
+    there otherwise."""
     if not enabled or not sys.stderr.isatty():
         return loader
     try:
-        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+        columns, lines = os.get_terminal_size(sys.stderr.fileno())
     except OSError:
-        columns = 0
-    return tqdm(loader, desc=desc, leave=False, ncols=columns or 80, file=sys.stderr)
+        columns, lines = 0, 0
+    return tqdm(loader, desc=desc, leave=False, ncols=columns or 80, nrows=lines or 24, file=sys.stderr)
 
 
 def to_device(x: Tensor, device: torch.device) -> Tensor:
