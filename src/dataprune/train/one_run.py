@@ -39,7 +39,7 @@ from ..select import check_ratio
 from ..store import Dynamics
 from .data import ImageData
 from .infobatch import InfoBatch
-from .device import check_precision, prepare_model, resolve_device
+from .device import check_precision, grad_scaler, prepare_model, resolve_device
 from .loop import ProgressSchedule, TrainConfig, check_record_every, make_optimizer, seed_everything, train
 from .models import build_model
 from .prune_at import prune_scores, resolve_method_params
@@ -204,6 +204,7 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
     seed_everything(cfg.seed)
     net = build_model(model, data.num_classes, data.in_channels, data.image_size)
     trained = prepare_model(net, dev, compile=compile)
+    scaler = grad_scaler(dev, cfg.precision)  # one loss scale across the epochs (fp16 on CUDA)
     loader = run_loader(data, cfg, model)
     full = loader.indices
     optimizer, _ = make_optimizer(net, cfg, len(loader))
@@ -252,7 +253,7 @@ def _run(out: Path, config: dict[str, Any], data: ImageData, *, state: dict[str,
         rows = train(trained, loader, cfg, recorder=recorder, record_view="train", optimizer=optimizer,
                      scheduler=schedule, start_epoch=epoch, stop_epoch=epoch + 1, progress=progress,
                      sample_loss=ib.loss if ib is not None else None,
-                     record_every=plan.record_every if recorder is not None else 1.0)
+                     record_every=plan.record_every if recorder is not None else 1.0, scaler=scaler)
         row = rows[0]
         passes, steps = passes + row["samples"], steps + len(loader)
         per_epoch.append(row["samples"])
