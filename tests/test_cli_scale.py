@@ -39,6 +39,7 @@ def test_ddp_score_nproc2_completes(tiny_idx_dir, tmp_path):
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert len((run / "log.jsonl").read_text().splitlines()) == 3
     assert (run / "checkpoint.pt").exists()
+    assert run_cli("check", run) == 0  # state.pt written by rank 0 (check refused DDP runs before)
 
 
 def _free_port() -> int:

@@ -110,6 +110,8 @@ def test_features_come_from_the_head_hook_of_the_wrapped_model():
     torch.testing.assert_close(logits, net.head(net.features(x)))
     assert forward(net, x, with_features=False)[1] is None
     assert unwrap(prepare_model(net, torch.device("cpu"))) is net
+    compiled = prepare_model(net, torch.device("cpu"), compile=True)  # compiles lazily: not run here
+    assert compiled is not net and unwrap(compiled) is net
 
 
 def test_bf16_autocast_forward_on_cpu():

@@ -487,16 +487,14 @@ def _score_epochs(out: Path, config: dict[str, Any], data: Data, net: torch.nn.M
                   trained: torch.nn.Module) -> ScoreResult:
     """Epochs ``start..K-1`` of a scoring run, training ``trained`` (``net`` itself, or its
     DDP / compiled wrapper), then the final outputs. After each epoch the store is written
-    first (by the recorder), then the log row, then ``state.pt`` (single-process runs; only
-    rank 0 writes)."""
+    first (by the recorder), then the log row, then ``state.pt`` (only rank 0 writes)."""
     log_row = _epoch_logger(out / "log.jsonl", log, "score")
     t0 = time.perf_counter()
 
     def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
         log_row(epoch, row)
-        if world == 1:
-            _save_state(out / STATE_FILE, epoch + 1, net, optimizer, scheduler, recorder,
-                        seconds_before + time.perf_counter() - t0)
+        _save_state(out / STATE_FILE, epoch + 1, net, optimizer, scheduler, recorder,
+                    seconds_before + time.perf_counter() - t0)  # rank 0's (DDP keeps ranks' weights equal)
 
     train(trained, loader, cfg, recorder=recorder, record_view=config["record_view"], optimizer=optimizer,
           scheduler=scheduler, start_epoch=start, on_epoch_end=on_epoch_end if rank == 0 else None,
