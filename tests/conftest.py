@@ -23,6 +23,17 @@ settings.register_profile("explore", derandomize=False, database=None, print_blo
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``cuda`` on a machine without a CUDA GPU."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def write_idx(path: str | Path, array: np.ndarray) -> Path:
     """Write uint8 ``array`` (any shape) as an IDX file; gzipped when ``path`` ends in ``.gz``."""
     path = Path(path)

@@ -39,6 +39,64 @@ def test_ddp_score_nproc2_completes(tiny_idx_dir, tmp_path):
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert len((run / "log.jsonl").read_text().splitlines()) == 3
     assert (run / "checkpoint.pt").exists()
+    assert run_cli("check", run) == 0  # state.pt written by rank 0 (check refused DDP runs before)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(300)
+def test_two_nodes_under_torchrun_give_the_store_of_nproc2(tiny_idx_dir, tmp_path):
+    """Two "nodes" on localhost (torchrun's static rendezvous, one process each) train the
+    same DDP run as `score --nproc 2`: the same store within float tolerance."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    score = ["-m", "dataprune", "score", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--limit", "101",
+             "--epochs", "3", "--batch-size", "16", "--quiet"]
+    port = str(_free_port())
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node",
+                               "1", "--node-rank", str(r), "--master-addr", "127.0.0.1", "--master-port", port,
+                               *score, "--out", str(tmp_path / "nodes")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for r in range(2)]
+    logs = [p.communicate(timeout=250)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], logs
+    local = subprocess.run([sys.executable, *score, "--nproc", "2", "--out", str(tmp_path / "local")], env=env,
+                           capture_output=True, text=True, timeout=250)
+    assert local.returncode == 0, local.stderr
+    a, b = dp.Dynamics.open(tmp_path / "nodes"), dp.Dynamics.open(tmp_path / "local")
+    assert a.epochs == b.epochs == 3 and a.signals == b.signals
+    for signal in a.signals:
+        np.testing.assert_allclose(np.asarray(a[signal], float), np.asarray(b[signal], float), atol=1e-3,
+                                   equal_nan=True, err_msg=signal)
+    assert json.loads((tmp_path / "nodes" / "config.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.timeout(300)
+def test_ddp_averages_gradients_like_one_process_with_the_double_batch(tiny_idx_dir, tmp_path):
+    """mlp (no augmentation, no BatchNorm), N = 96: step k of rank r uses positions
+    32k + r, 32k + r + 2, ... of the epoch's order, so the two ranks' batches of 16 together
+    are the single process's batch of 32, and DDP's averaged gradient is its gradient: the
+    same store within float tolerance (without gradient averaging rank 1 would drift)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    score = [sys.executable, "-m", "dataprune", "score", "--dataset", "idx", "--data-dir", str(tiny_idx_dir),
+             "--limit", "96", "--epochs", "4", "--model", "mlp", "--record-view", "train",
+             "--signals", "prob,el2n,grand", "--quiet"]  # train view: features through the DDP wrapper
+    for name, extra in (("ddp", ["--nproc", "2", "--batch-size", "16"]), ("one", ["--batch-size", "32"])):
+        done = subprocess.run([*score, *extra, "--threads", "1", "--out", str(tmp_path / name)], env=env,
+                              capture_output=True, text=True, timeout=250)
+        assert done.returncode == 0, done.stderr
+    a, b = dp.Dynamics.open(tmp_path / "ddp"), dp.Dynamics.open(tmp_path / "one")
+    for signal in ("prob", "el2n", "grand"):
+        x, y = np.asarray(a[signal], float), np.asarray(b[signal], float)
+        np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-3, err_msg=signal)
+        assert not np.allclose(x[0], x[-1])  # it trained
 
 
 def test_imagefolder_score_select_file_list(tmp_path, capsys):

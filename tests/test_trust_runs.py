@@ -400,7 +400,8 @@ def test_disk_full_is_one_line_and_resumable(data_dir, finished_run, tmp_path, m
 
 
 # ---------------------------------------------------------------------------------------------
-# item 9: --nproc ranks die with their launcher; a dead rank is one line from the launcher
+# item 9: --nproc hands over to torch's launcher; stopping it stops the ranks, and a dead
+# rank is one line naming it
 
 def _launch_ddp(data_dir: Path, out: Path):
     import os
@@ -433,17 +434,14 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.timeout(200)
-def test_killing_the_launcher_kills_the_ranks(data_dir, tmp_path):
+def test_stopping_the_launcher_stops_the_ranks(data_dir, tmp_path):
     import os
     import signal
-    import time
     launcher, ranks = _launch_ddp(data_dir, tmp_path / "r")
     try:
-        os.kill(launcher.pid, signal.SIGKILL)
-        launcher.wait()
-        deadline = time.monotonic() + 20
-        while not all(_gone(p) for p in ranks) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        os.kill(launcher.pid, signal.SIGTERM)  # as torchrun: the elastic agent stops its ranks
+        _, err = launcher.communicate(timeout=60)
+        assert launcher.returncode == 130 and err.strip().splitlines()[-1] == "dataprune score: interrupted", err
         assert all(_gone(p) for p in ranks)
     finally:
         for p in ranks:
@@ -460,8 +458,23 @@ def test_dead_rank_is_one_line_from_the_launcher(data_dir, tmp_path):
     os.kill(ranks[1], signal.SIGKILL)
     _, err = launcher.communicate(timeout=60)
     assert launcher.returncode == 2
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "dataprune score: error: rank 1 died (signal 9)", err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("dataprune score: error: rank 1 died (SIGKILL) (its output: "), err
     assert all(_gone(p) for p in ranks)
+    assert not json.loads((tmp_path / "r" / "config.json").read_text())["finished"]
+
+
+def test_culprit_is_the_rank_that_caused_the_failure():
+    from types import SimpleNamespace as F
+    from dataprune.train.distributed import culprit
+    lost = F(exitcode=1, message={"message": "DistNetworkError: Connection closed by peer"})
+    own = F(exitcode=2, message={"message": "DataPruneError: cannot decode image x.jpg"})
+    stopped, killed = F(exitcode=-15, message=""), F(exitcode=-9, message="")
+    assert culprit({0: lost, 1: own})[0] == 1
+    assert culprit({0: stopped, 1: killed})[0] == 1
+    assert culprit({0: stopped, 1: lost, 2: own})[0] == 2
+    assert culprit({0: own, 1: own})[0] == 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
+from torch.distributed.elastic.multiprocessing.errors import record
+
 from ..errors import DataPruneError
 from ..logs import configure as configure_logging
+from ..train import distributed as ddp
 from . import bench, check, demo, import_official, methods, plot, score, scores, select, train
 
 COMMANDS = (score, select, scores, plot, train, methods, demo, bench, import_official, check)
@@ -40,19 +44,38 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse, run, and turn user errors into one line on stderr with exit code 2."""
+    """Entry point: parse, run, and turn user errors into one line on stderr with exit code 2.
+
+    Under torchrun the error also goes to the rank's error file (torch's ``record``, which
+    torchrun's failure summary reads), and a rank started by ``--nproc`` leaves its report
+    to the launcher, which prints one line.
+    """
+    if os.environ.get("TORCHELASTIC_ERROR_FILE"):  # a rank of torchrun
+        return record(_main)(argv)
+    return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc hands to each rank
     configure_logging(-1 if getattr(args, "quiet", False) else args.verbose)
-    score.argv_override = list(argv) if argv is not None else None
     try:
         return int(args.func(args) or 0)
     except (DataPruneError, OSError) as e:  # bad values, and missing/unreadable/unwritable paths
-        print(f"dataprune {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        ddp.record_error(e)
+        if not ddp.under_local_launcher():
+            rank = f"rank {ddp.env_rank()}: " if ddp.env_world_size() > 1 else ""
+            print(f"dataprune {args.command}: error: {rank}{_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dataprune {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001  a rank of --nproc: one line from the launcher, not a traceback
+        if not ddp.under_local_launcher():
+            raise
+        ddp.record_error(e)
+        return 1
 
 
 def _one_line(e: BaseException) -> str:

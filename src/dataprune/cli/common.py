@@ -12,6 +12,7 @@ from ..errors import DataPruneError
 from ..keepfile import keep_source, manifest_path, read_keep
 from ..logs import get_logger
 from ..train.data import DATASETS
+from ..train.device import PRECISIONS, check_precision, resolve_device
 from ..train.loop import TrainConfig
 from ..train.models import MODELS
 from ..train.runs import DataSpec
@@ -69,7 +70,16 @@ def add_train_args(p: argparse.ArgumentParser, epochs: int) -> None:
                    help=f"samples per optimizer step (default {TrainConfig.batch_size})")
     p.add_argument("--lr", type=float, default=TrainConfig.lr,
                    help=f"peak learning rate of SGD (default {TrainConfig.lr})")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, order and augmentation")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of initialisation, order and augmentation, in [0, 2**63 - 1] (default 0)")
+    p.add_argument("--precision", choices=PRECISIONS, default=TrainConfig.precision,
+                   help="fp32 (default), or mixed precision with torch.autocast: bf16 (CPU or GPU), "
+                        "fp16 (GPU only, with a GradScaler); recorded in the run's config")
+    p.add_argument("--device", metavar="DEV",
+                   help="cpu, cuda or cuda:N (default: cuda when available, else cpu; under torchrun "
+                        "each rank uses its LOCAL_RANK's GPU); the results' meaning does not depend on it")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the model with torch.compile (faster steps after a slower first one)")
 
 
 def add_output_args(p: argparse.ArgumentParser) -> None:
@@ -114,8 +124,14 @@ def data_args_from_keep(args: argparse.Namespace, log: Callable[[str], None] | N
 
 
 def train_config(args: argparse.Namespace, epochs: int | None = None) -> TrainConfig:
-    return TrainConfig(epochs=epochs if epochs is not None else args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    """The run's TrainConfig; bad values (and a precision the device cannot run) are refused
+    in one line."""
+    cfg = TrainConfig(epochs=epochs if epochs is not None else args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      precision=getattr(args, "precision", TrainConfig.precision))
+    if hasattr(args, "device"):
+        check_precision(cfg.precision, resolve_device(args.device))
+    return cfg
 
 
 def logger(args: argparse.Namespace) -> Callable[[str], None] | None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ DEFAULT_EPOCHS = 30
 #: setting: with --resume it comes from RUN/config.json, and giving it with another value
 #: than the run's is refused.
 NOT_RUN_SETTINGS = frozenset({"help", "out", "resume", "threads", "force", "quiet", "verbose",
-                              "workers"})  # --workers: the same store with any count)
+                              "workers", "device", "compile"})  # --workers: the same store with any count
 #: Run settings that config.json records under another name than the option's dest
 #: (others: config[dest], or config["train"][dest] for the training hyper-parameters).
 CONFIG_NAMES = {"nproc": "world_size"}
@@ -46,8 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "independent of --epochs); such a run scores only dyn-unc with that window")
     p.add_argument("--window", type=int, default=10, help="with --keep-history none: Dyn-Unc window J (default 10)")
     p.add_argument("--nproc", type=int, default=1, metavar="P",
-                   help="train data-parallel in P local processes (gloo on CPU, nccl on GPUs); "
-                        "`torchrun --nproc-per-node P -m dataprune score ...` does the same")
+                   help="train data-parallel (DistributedDataParallel) in P local processes started by "
+                        "torch's launcher (gloo on CPU, nccl on GPUs); the same as `python -m "
+                        "torch.distributed.run --standalone --nproc-per-node P -m dataprune score ...`, "
+                        "which also runs across nodes (docs/scale.md)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="RUN", help="run directory to create")
     where.add_argument("--resume", metavar="RUN",
@@ -75,42 +76,24 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, dest, default)
     if args.nproc < 1:
         raise DataPruneError(f"--nproc {args.nproc}; expected at least 1")
-    if args.nproc > 1 and ddp.env_world_size() == 1:  # launcher: re-run this command per rank
-        argv = list(sys.argv[1:]) if argv_override is None else list(argv_override)
-        return ddp.launch(args.nproc, _without_nproc(argv))
-    if ddp.env_world_size() == 1:
-        set_threads(args.threads)
+    cfg = train_config(args)  # bad settings refused before any process starts or file is written
+    world = ddp.env_world_size()
+    if world == 1 and args.nproc > 1:  # hand over to torch's launcher: each rank runs this command
+        return ddp.launch_local(args.nproc, args.argv)
+    if world > 1 and args.nproc not in (1, int(os.environ.get("LOCAL_WORLD_SIZE", args.nproc))):
+        raise DataPruneError(f"--nproc {args.nproc} under torchrun, which started "
+                             f"{os.environ.get('LOCAL_WORLD_SIZE')} process(es) on this node; drop --nproc")
+    threads = args.threads if args.threads is not None or world == 1 else ddp.rank_threads()
+    if threads is not None or world == 1:  # a rank under OMP_NUM_THREADS keeps that count
+        set_threads(threads)
     signals = resolve_signals(args.signals, args.keep_history)
-    try:
-        result = score_run(args.out, data_spec(args), model=args.model, cfg=train_config(args),
-                           record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
-                           progress=not args.quiet, keep_history=args.keep_history, window=args.window)
-    except ddp.RankLost:
-        if os.environ.get(ddp.LAUNCHED):
-            return ddp.RANK_LOST_EXIT  # silently: the launcher says which rank died
-        raise
-    if int(os.environ.get("RANK", "0")) == 0:
+    result = score_run(args.out, data_spec(args), model=args.model, cfg=cfg,
+                       record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
+                       progress=not args.quiet, keep_history=args.keep_history, window=args.window,
+                       device=args.device, compile=args.compile)
+    if ddp.env_rank() == 0:
         print(f"scoring run written to {result.run_dir} ({result.seconds:.0f} s of training)")
     return 0
-
-
-#: set by dataprune.cli.main to the argv it parsed (sys.argv when called from the shell)
-argv_override: list[str] | None = None
-
-
-def _without_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--nproc":
-            skip = True
-            continue
-        if a.startswith("--nproc="):
-            continue
-        out.append(a)
-    return out
 
 
 def resume(args: argparse.Namespace) -> int:
@@ -126,7 +109,7 @@ def resume(args: argparse.Namespace) -> int:
                              f"{', '.join(conflicts)}, or start a new run with --out")
     set_threads(args.threads if args.threads is not None else config.get("threads"))
     result = resume_score_run(run_dir, log=logger(args), progress=not args.quiet,
-                              workers=args.workers or None)
+                              workers=args.workers or None, device=args.device, compile=args.compile)
     epochs = result.history[-1]["epoch"] + 1 if result.history else 0
     print(f"scoring run written to {result.run_dir} (resumed after epoch {result.resumed_from} of {epochs}; "
           f"{result.seconds:.0f} s of training in all)")

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
 def start(args: argparse.Namespace) -> dict[str, Any]:
     set_threads(args.threads)
+    train_config(args)  # bad settings refused before anything is written
     one_run = args.prune_at is not None or args.dynamic is not None or args.budget is not None
     if args.prune_at == "auto":
         args.prune_at = default_prune_at(args.epochs)
@@ -161,7 +162,7 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         plan.resolved(cfg.epochs, cfg.seed)  # bad input fails before the data loads
         return start_run(_run_dir(args), data_spec(args).for_model(args.model), model=args.model, cfg=cfg,
                          plan=plan, budget=args.budget, force=args.force, log=logger(args),
-                         progress=not args.quiet)
+                         progress=not args.quiet, device=args.device, compile=args.compile)
     if args.subset:  # --dataset, --data-dir, --limit not given: those the keep file was selected on
         data_args_from_keep(args, logger(args))
     spec = data_spec(args).for_model(args.model)
@@ -169,7 +170,8 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     subset = (read_keep(args.subset, len(data.train_y), dataset=data.name, labels=data.train_y.numpy(),
                         data_dir=data.data_dir) if args.subset else None)
     metrics = train_run(spec, model=args.model, cfg=train_config(args), subset=subset,
-                        log=logger(args), data=data, progress=not args.quiet)
+                        log=logger(args), data=data, progress=not args.quiet, device=args.device,
+                        compile=args.compile)
     return {**metrics, "subset": args.subset}
 
 
@@ -189,7 +191,8 @@ def resume(args: argparse.Namespace) -> dict[str, Any]:
             raise DataPruneError(f"--resume takes the run's settings from {run_dir / 'config.json'}; drop "
                                  f"{', '.join(conflicts)}, or start a new run with --out")
     set_threads(args.threads if args.threads is not None else config.threads if config else None)
-    return resume_run(run_dir, log=logger(args), progress=not args.quiet)
+    return resume_run(run_dir, log=logger(args), progress=not args.quiet, device=args.device,
+                      compile=args.compile)
 
 
 def _given_settings(args: argparse.Namespace, config: RunConfig) -> Iterator[tuple[str, Any, Any]]:

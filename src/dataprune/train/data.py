@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DataPruneError
-from .order import epoch_seed
+from .order import epoch_order, epoch_seed, shard_size
 
 if TYPE_CHECKING:  # imports point one way: imagefolder never imports this module
     from .imagefolder import FolderData
@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # imports point one way: imagefolder never imports this modul
 _GZIP_MAGIC = b"\x1f\x8b"
 _UBYTE = 0x08
 _MAX_SHIFT = 2
+#: third part of the augmentation seed ``(seed, epoch, AUGMENT_STREAM, rank)``: not the order's
+AUGMENT_STREAM = 1
 
 
 @dataclass(frozen=True)
@@ -249,8 +251,12 @@ class InMemoryLoader:
     indices : np.ndarray, optional
         Sample indices to iterate (e.g. a keep file); default all N.
     batch_size, shuffle, augment, seed, drop_last
-        Shuffling and augmentation (random shifts of up to 2 pixels) depend only on
-        ``(seed, epoch)``; call :meth:`set_epoch` before each epoch.
+        The order is :func:`~dataprune.train.order.epoch_order` of ``indices`` for ``(seed,
+        epoch)``, augmentation (random shifts of up to 2 pixels) is seeded by ``(seed, epoch,
+        rank)``; call :meth:`set_epoch` before each epoch.
+    rank, world_size
+        Data-parallel training: iterate this rank's shard of every epoch (DistributedSampler
+        style, padded with duplicates); ``indices`` stays the whole set.
 
     Each batch is ``x`` float32 (B, C, H, W) normalised, ``y`` (B,), and ``idx`` int64 (B,)
     sample indices into the full dataset.
@@ -258,7 +264,8 @@ class InMemoryLoader:
 
     def __init__(self, x_uint8: Tensor, y: Tensor, *, mean: float, std: float,
                  indices: np.ndarray | None = None, batch_size: int = 256, shuffle: bool = True,
-                 augment: bool = False, seed: int = 0, drop_last: bool = False) -> None:
+                 augment: bool = False, seed: int = 0, drop_last: bool = False, rank: int = 0,
+                 world_size: int = 1) -> None:
         if x_uint8.dtype != torch.uint8 or x_uint8.dim() != 4:
             raise DataPruneError(f"images have dtype {x_uint8.dtype} and shape {tuple(x_uint8.shape)}; "
                                  f"expected uint8 (N, C, H, W)")
@@ -283,6 +290,7 @@ class InMemoryLoader:
         self.indices = order
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.seed, self.drop_last = seed, drop_last
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -290,14 +298,14 @@ class InMemoryLoader:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        n = len(self.indices)
+        n = shard_size(len(self.indices), self.world_size)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        generator = torch.Generator(device=self.x.device).manual_seed(epoch_seed(self.seed, self.epoch))
-        order = self.indices
-        if self.shuffle:
-            order = order[torch.randperm(len(order), generator=generator, device=order.device)]
+        order = epoch_order(self.indices, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
+                            rank=self.rank, world_size=self.world_size).to(self.x.device)
+        generator = torch.Generator(device=self.x.device).manual_seed(
+            epoch_seed(self.seed, self.epoch, AUGMENT_STREAM, self.rank))
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             idx = order[start:start + self.batch_size]
             xb = self.x[idx]

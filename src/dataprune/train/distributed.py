@@ -1,180 +1,155 @@
-"""Data-parallel training for ``dataprune score``: launched by ``--nproc N`` or ``torchrun``.
+"""Data-parallel training under torch's launcher: ``dataprune score --nproc P`` hands itself
+to torch's elastic agent (what ``torchrun --standalone --nproc-per-node P`` runs), and every
+rank, however launched (``python -m torch.distributed.run ... -m dataprune score ...``, on
+one node or several), joins the process group from torchrun's environment variables.
 
-Every rank runs the same loop on its shard of each epoch (a DistributedSampler-style split:
-one seeded permutation per epoch, padded with its first samples to a multiple of the world
-size, rank r takes positions r, r+W, ...). Gradients are averaged with one all_reduce per
-step and BatchNorm buffers follow rank 0 (as DDP's ``broadcast_buffers``), so all ranks keep
-identical weights. The :class:`~dataprune.Recorder` merges the ranks' records once per epoch.
+Each rank trains a ``DistributedDataParallel`` model on its shard of every epoch
+(:func:`~dataprune.train.order.epoch_order`); the :class:`~dataprune.Recorder` merges the
+ranks' records once per epoch and only rank 0 writes files.
 """
 from __future__ import annotations
 
-import ctypes
+import json
+import logging
 import os
+import shutil
 import signal
-import socket
-import subprocess
 import sys
-import time
+import tempfile
+import uuid
 from datetime import timedelta
 from typing import Sequence
 
 import torch
-from torch import nn
 
 from ..errors import DataPruneError
-from .data import InMemoryLoader
-from .order import shard_order
 
 #: a rank that waits longer than this for the others fails instead of hanging
 TIMEOUT = timedelta(minutes=30)
+#: prefix of the elastic run id of :func:`launch_local`; its ranks leave error reports to it
+LOCAL_RUN_PREFIX = "dataprune-local-"
 
 
 def env_world_size() -> int:
-    """WORLD_SIZE from the environment (set by torchrun and by :func:`launch`), else 1."""
+    """WORLD_SIZE from the environment (set by torchrun), else 1."""
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_from_env() -> tuple[int, int, bool]:
-    """Join the process group described by the environment (torchrun's variables).
+def env_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def rank_threads() -> int | None:
+    """CPU threads of one rank when none were asked for: None (torch's default) outside
+    torchrun or when ``OMP_NUM_THREADS`` is set, else the cores shared among this node's ranks."""
+    if env_world_size() <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def init_from_env(device: torch.device | None = None) -> tuple[int, int, bool]:
+    """Join the process group described by torchrun's environment variables.
 
     Returns ``(rank, world_size, created)``; ``created`` is True when this call initialised
-    the group (the caller then destroys it). gloo on CPU, nccl when CUDA is available.
+    the group (the caller then destroys it). nccl for a CUDA ``device``, else gloo.
     """
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), False
     if env_world_size() <= 1:
         return 0, 1, False
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend, timeout=TIMEOUT)
+    if device is not None and device.type == "cuda":
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", timeout=TIMEOUT, device_id=device)
+    else:
+        dist.init_process_group("gloo", timeout=TIMEOUT)
     return dist.get_rank(), dist.get_world_size(), True
 
 
-def device_for(rank: int) -> torch.device:
-    if torch.distributed.is_initialized() and torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+def under_local_launcher() -> bool:
+    """Whether this process is a rank started by :func:`launch_local` (which reports errors)."""
+    return os.environ.get("TORCHELASTIC_RUN_ID", "").startswith(LOCAL_RUN_PREFIX)
 
 
-class ShardLoader(InMemoryLoader):
-    """:class:`InMemoryLoader` over this rank's shard of a fresh permutation every epoch."""
-
-    def __init__(self, *args, rank: int, world_size: int, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.rank, self.world_size = rank, world_size
-        self._all = self.indices
-        self._shuffle_all, self.shuffle = self.shuffle, False
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        self.indices = shard_order(self._all, seed=self.seed, epoch=epoch, shuffle=self._shuffle_all,
-                                   rank=self.rank, world_size=self.world_size)
+def record_error(error: BaseException) -> None:
+    """Write ``error`` to torchrun's error file for this rank (torch's ``ErrorHandler``; the
+    launcher reads it), when there is one."""
+    if os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        from torch.distributed.elastic.multiprocessing.errors import get_error_handler
+        get_error_handler().record_exception(error)
 
 
-def broadcast_model(model: nn.Module) -> None:
-    """Copy rank 0's parameters and buffers to every rank."""
-    for t in list(model.parameters()) + list(model.buffers()):
-        torch.distributed.broadcast(t.data, 0)
+def launch_local(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``python -m dataprune ARGV`` as ``nproc`` ranks on this machine with torch's
+    elastic agent (standalone rendezvous on localhost, no restarts), as ``torchrun
+    --standalone --nproc-per-node NPROC -m dataprune ARGV`` would. Rank 0 prints to the
+    console; other ranks' output goes to torch's per-rank log files.
 
-
-def grad_sync(model: nn.Module) -> None:
-    """Average gradients over ranks (one flat all_reduce) and take rank 0's buffers."""
-    dist = torch.distributed
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if grads:
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= dist.get_world_size()
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-    bufs = [b for b in model.buffers() if b.is_floating_point()]
-    if bufs:
-        flat = torch.cat([b.reshape(-1) for b in bufs])
-        dist.broadcast(flat, 0)
-        offset = 0
-        for b in bufs:
-            b.copy_(flat[offset:offset + b.numel()].view_as(b))
-            offset += b.numel()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-#: set in the environment of the ranks :func:`launch` starts
-LAUNCHED = "DATAPRUNE_LAUNCHED"
-#: exit status of a rank that stopped because another rank died (:class:`RankLost`)
-RANK_LOST_EXIT = 3
-
-
-class RankLost(DataPruneError):
-    """Another rank of the process group failed or died; this rank stops too (quietly
-    under :func:`launch`, which reports the rank that caused it)."""
-
-
-def is_rank_lost(error: BaseException) -> bool:
-    """Whether ``error``, raised by a collective, means another rank is gone."""
-    if isinstance(error, getattr(torch.distributed, "DistError", ())):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and any(
-        w in text for w in ("gloo", "NCCL", "Connection reset", "Connection closed", "Broken pipe"))
-
-
-def _die_with(parent: int) -> None:
-    """In a new rank, before exec: be killed when the launcher ``parent`` dies (Linux)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the launcher's own clean-up still applies
-        pass
-    if os.getppid() != parent:  # the launcher died before prctl took effect
-        os._exit(1)
-
-
-def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run ``python -m dataprune ARGV`` in ``nproc`` local processes (like torchrun).
-
-    Returns 0 when every rank succeeds. Ranks die with the launcher (SIGKILL on Linux), and
-    when one rank dies or fails the launcher stops the others at once: a rank killed by a
-    signal or crashing raises a one-line :class:`DataPruneError` ("rank 1 died (signal 9)");
-    a rank that failed with a user error (exit 2) has printed it, and 2 is returned.
+    Returns 0 when every rank succeeds. A failed rank raises one :class:`DataPruneError`
+    line naming it ("rank 1 died (signal 9)", "rank 1 failed: ..."); a rank that refused
+    its input (exit status 2) is reported by its own message, and 2 is returned by the CLI.
     """
-    env = {**os.environ, "WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(free_port()), "LOCAL_WORLD_SIZE": str(nproc), LAUNCHED: "1",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
-    me = os.getpid()
-    procs = [subprocess.Popen([sys.executable, "-m", "dataprune", *argv], preexec_fn=lambda: _die_with(me),
-                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(nproc)]
-    grace = None  # a rank that stopped for another's failure: give that one time to exit
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    logs = tempfile.mkdtemp(prefix="dataprune-ranks-")
+    quiet = {r: Std.ALL for r in range(1, nproc)}
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=LOCAL_RUN_PREFIX + uuid.uuid4().hex,
+                          rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0, monitor_interval=0.1,
+                          logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=quiet))
+    elastic = logging.getLogger("torch.distributed.elastic")
+    level, elastic.level = elastic.level, logging.CRITICAL  # the agent's own reports: ours is one line
+    keep_logs = False
     try:
-        while True:
-            codes = [p.poll() for p in procs]
-            if all(c == 0 for c in codes):
-                return 0
-            failed = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
-            if failed and (any(c != RANK_LOST_EXIT for _, c in failed) or None not in codes):
-                break
-            if failed:
-                grace = grace or time.monotonic() + 10
-                if time.monotonic() > grace:
-                    break
-            time.sleep(0.05)
+        elastic_launch(config, sys.executable)("-m", "dataprune", *argv)
+    except ChildFailedError as e:
+        rank, failure = culprit(e.failures)
+        if failure.exitcode == 2:  # a refused input: the message is the user's error
+            raise DataPruneError(message_of(failure)) from None
+        keep_logs = rank != 0
+        where = f" (its output: {logs})" if keep_logs else ""
+        if failure.exitcode < 0:
+            raise DataPruneError(f"rank {rank} died ({failure.signal_name()}){where}") from None
+        raise DataPruneError(f"rank {rank} failed: {message_of(failure)}{where}") from None
+    except SignalException:  # SIGINT/SIGTERM to the launcher: the agent has stopped the ranks
+        raise KeyboardInterrupt from None
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-    # the culprit first: a signal, then a crash, then a user error; RankLost only follows one
-    rank, code = min(failed, key=lambda rc: (rc[1] > 0, rc[1] in (2, RANK_LOST_EXIT), rc[1] == RANK_LOST_EXIT))
-    if code < 0:
-        raise DataPruneError(f"rank {rank} died (signal {-code})")
-    if code == 2:
-        return 2
-    raise DataPruneError(f"rank {rank} failed (exit status {code}); see its output above")
+        elastic.setLevel(level)
+        if not keep_logs:
+            shutil.rmtree(logs, ignore_errors=True)
+    return 0
+
+
+def message_of(failure) -> str:
+    """The one-line message a rank left in its error file (``record_error``), without the
+    exception's type for dataprune's own errors."""
+    message = failure.message
+    if isinstance(message, dict):
+        message = message.get("message", json.dumps(message))
+    text = " ".join(str(message).split())
+    for prefix in ("DataPruneError: ", "FileNotFoundError: ", "PermissionError: ", "OSError: "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text or f"exit status {failure.exitcode}"
+
+
+def is_rank_lost(text: str) -> bool:
+    """Whether a rank's error says that another rank went away (a collective broke)."""
+    return any(w in text for w in ("DistNetworkError", "DistBackendError", "Connection closed",
+                                   "Connection reset", "Broken pipe", "gloo", "NCCL"))
+
+
+def culprit(failures: dict) -> tuple[int, object]:
+    """The rank that caused a failed run, of torchrun's ``{rank: ProcessFailure}``: one
+    killed by a signal other than SIGTERM/SIGINT (those the agent sends to stop the other
+    ranks), then one that failed with an error of its own, then one stopped by the agent,
+    then one whose collective broke because a peer went away; the lowest rank among equals."""
+    def key(item):
+        rank, f = item
+        if f.exitcode < 0:
+            order = 2 if -f.exitcode in (signal.SIGTERM, signal.SIGINT) else 0
+        else:
+            order = 3 if is_rank_lost(message_of(f)) else 1
+        return order, rank
+    return min(failures.items(), key=key)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataPruneError
-from .order import epoch_seed, shard_order
+from .order import epoch_order, epoch_seed, shard_size
 
 EXTRA_HINT = "install the vision extra: pip install 'dataprune[vision]' (torchvision, timm)"
 EVAL_SPLITS = ("val", "test")
@@ -175,11 +175,13 @@ class FolderDataset(torch.utils.data.Dataset):
 
 
 class _Views(torch.utils.data.Dataset):
-    """Item i of ``base``: ``(training view, clean view or empty, i)``, one decode for both.
+    """Item ``(epoch, i)`` of ``base``: ``(training view, clean view or empty, i)``, one decode for
+    both, or a :class:`_Failed` naming an image that cannot be decoded.
 
     ``train_tf`` None: no augmentation, the training view is the clean view. Otherwise its
-    randomness is seeded by ``(seed, epoch, i)`` (:meth:`set_epoch`), so a batch is the same
-    whichever worker (or the main process) builds it, and ``with_clean`` adds the clean view.
+    randomness is seeded by ``(seed, epoch, i)``, so a batch is the same whichever worker (or
+    the main process) builds it, and ``with_clean`` adds the clean view. The epoch travels
+    with the key, so persistent workers need no per-epoch state.
     """
 
     def __init__(self, base: FolderDataset, clean_tf: Callable[[Any], Tensor],
@@ -187,23 +189,29 @@ class _Views(torch.utils.data.Dataset):
                  seed: int = 0) -> None:
         self.base, self.clean_tf, self.train_tf = base, clean_tf, train_tf
         self.with_clean, self.seed = with_clean, seed
-        self.set_epoch(0)
+        self._bases: dict[int, int] = {}
 
-    def set_epoch(self, epoch: int) -> None:
-        """Seed sample i's augmentation with ``epoch_seed(seed, epoch) + i * 0x9E3779B97F4A7C15``
-        (mod 2^63; one SeedSequence per epoch, not per sample: that costs ~50 us)."""
-        self.epoch, self._epoch_base = epoch, epoch_seed(self.seed, epoch)
+    def _epoch_base(self, epoch: int) -> int:
+        """``epoch_seed(seed, epoch)``, cached (one SeedSequence per epoch, not per sample:
+        that costs ~50 us); sample i's augmentation is seeded by ``base + i *
+        0x9E3779B97F4A7C15`` mod 2^63."""
+        if epoch not in self._bases:
+            self._bases = {epoch: epoch_seed(self.seed, epoch)}
+        return self._bases[epoch]
 
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, int]:
-        i = int(i)
-        img = self.base.image(i)
+    def __getitem__(self, key: tuple[int, int]) -> "tuple[Tensor, Tensor, int] | _Failed":
+        epoch, i = int(key[0]), int(key[1])
+        try:
+            img = self.base.image(i)
+        except DataPruneError as e:  # reported by the loader in one line, not as a worker traceback
+            return _Failed(str(e))
         if self.train_tf is None:
             return self.clean_tf(img), torch.empty(0), i
         state = torch.get_rng_state()  # only the CPU generator: torch.manual_seed would cost ~0.5 ms
-        torch.default_generator.manual_seed((self._epoch_base + i * 0x9E3779B97F4A7C15) % 2**63)
+        torch.default_generator.manual_seed((self._epoch_base(epoch) + i * 0x9E3779B97F4A7C15) % 2**63)
         try:
             x = self.train_tf(img)
         finally:
@@ -211,15 +219,46 @@ class _Views(torch.utils.data.Dataset):
         return x, self.clean_tf(img) if self.with_clean else torch.empty(0), i
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """An item (or batch) that could not be built: ``message`` says which image and why."""
+
+    message: str
+
+
+def _collate(items: list[Any]) -> Any:
+    """torch's default collation, or the first :class:`_Failed` item of the batch."""
+    failed = next((it for it in items if isinstance(it, _Failed)), None)
+    return failed if failed is not None else torch.utils.data.default_collate(items)
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """The batches of ``(epoch, sample index)`` keys of ``loader``'s current epoch."""
+
+    def __init__(self, loader: "FolderLoader") -> None:
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, size = self.loader.epoch, self.loader.batch_size
+        order = self.loader.order().tolist()
+        for a in range(0, len(order), size):
+            yield [(epoch, i) for i in order[a:a + size]]
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 class FolderLoader:
     """Epochs of ``(x, y, idx)`` batches decoded by ``workers`` DataLoader processes.
 
     ``x`` float32 (B, 3, S, S) normalised, ``y`` (B,) labels taken from ``labels`` (so label
     noise injected there is seen), ``idx`` (B,) int64 sample indices. The order is
-    :func:`~dataprune.train.order.shard_order` of ``indices`` for ``(seed, epoch)``; call
+    :func:`~dataprune.train.order.epoch_order` of ``indices`` for ``(seed, epoch)``; call
     :meth:`set_epoch` before each epoch. With ``with_clean`` every batch also carries the
     un-augmented view, returned by :meth:`clean` for the current batch (the loop's clean
-    record). Results do not depend on ``workers``.
+    record). Results do not depend on ``workers``. One DataLoader serves every epoch: its
+    workers persist, and batches come in pinned memory when CUDA is available (for
+    non-blocking copies to the GPU).
     """
 
     def __init__(self, views: _Views, labels: Tensor, *, indices: np.ndarray | None = None,
@@ -236,25 +275,28 @@ class FolderLoader:
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self._last: tuple[Tensor, Tensor] | None = None
+        self._loader: torch.utils.data.DataLoader | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _order(self) -> Tensor:
-        return shard_order(self.indices, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
+    def order(self) -> Tensor:
+        """This rank's sample indices (M,) int64 of the current epoch."""
+        return epoch_order(self.indices, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle,
                            rank=self.rank, world_size=self.world_size)
 
     def __len__(self) -> int:
-        per_rank = -(-len(self.indices) // self.world_size)
-        return -(-per_rank // self.batch_size)
+        return -(-shard_size(len(self.indices), self.world_size) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        order = self._order().numpy()
-        batches = [order[a:a + self.batch_size] for a in range(0, len(order), self.batch_size)]
-        self.views.set_epoch(self.epoch)  # workers are started per epoch and copy it
-        loader = torch.utils.data.DataLoader(self.views, batch_sampler=batches, num_workers=self.workers,
-                                             pin_memory=torch.cuda.is_available())
-        for x, clean, idx in loader:
+        if self._loader is None:
+            self._loader = torch.utils.data.DataLoader(
+                self.views, batch_sampler=_EpochBatches(self), num_workers=self.workers, collate_fn=_collate,
+                pin_memory=torch.cuda.is_available(), persistent_workers=self.workers > 0)
+        for batch in self._loader:
+            if isinstance(batch, _Failed):
+                raise DataPruneError(batch.message)
+            x, clean, idx = batch
             self._last = (idx, x if self.views.train_tf is None else clean)
             yield x, self.labels[idx], idx
         self._last = None

@@ -6,6 +6,8 @@ Read top to bottom: build the optimizer and schedule, then per epoch iterate bat
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Protocol
@@ -16,6 +18,8 @@ from tqdm import tqdm
 
 from ..errors import DataPruneError
 from ..record import Recorder
+from .device import PRECISIONS, autocast, check_precision, grad_scaler, unwrap
+from .order import check_seed
 from .schedule import ProgressSchedule
 
 VIEWS = ("clean", "train")
@@ -41,14 +45,20 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     seed: int = 0
+    precision: str = "fp32"
+    """fp32, or bf16 / fp16 mixed precision (``torch.autocast``; fp16 on CUDA only)"""
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise DataPruneError(f"epochs={self.epochs}; expected at least 1")
         if self.batch_size < 1:
             raise DataPruneError(f"batch_size={self.batch_size}; expected at least 1")
-        if not self.lr > 0:
-            raise DataPruneError(f"lr={self.lr}; expected a positive learning rate")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (
+                math.isfinite(self.lr) and self.lr > 0):
+            raise DataPruneError(f"lr={self.lr}; expected a finite, positive learning rate")
+        check_seed(self.seed)
+        if self.precision not in PRECISIONS:
+            raise DataPruneError(f"precision={self.precision!r}; expected one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,32 +105,44 @@ def check_record_every(record_every: float) -> int:
     return m
 
 
+#: optimizer steps between checks that the loss is finite (each check waits for the device)
+FINITE_CHECK_EVERY = 50
+
+
 def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
           recorder: Recorder | None = None, record_view: str = "clean",
           optimizer: torch.optim.Optimizer | None = None,
           scheduler: torch.optim.lr_scheduler.LRScheduler | ProgressSchedule | None = None,
           start_epoch: int = 0, stop_epoch: int | None = None, progress: bool = False,
           on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-          grad_sync: Callable[[nn.Module], None] | None = None,
-          sample_loss: SampleLoss | None = None, record_every: float = 1.0) -> list[dict[str, float]]:
+          sample_loss: SampleLoss | None = None, record_every: float = 1.0,
+          scaler: torch.amp.GradScaler | None = None) -> list[dict[str, float]]:
     """Train ``model`` for epochs ``start_epoch..stop_epoch-1`` (default ``cfg.epochs``);
     returns one log row per epoch (``samples``: samples forwarded and backwarded in it).
 
+    ``model`` may be wrapped in ``DistributedDataParallel`` (gradients are then averaged
+    over ranks by the wrapper) or ``torch.compile``; it trains on its parameters' device,
+    the forward pass and loss under ``torch.autocast`` in ``cfg.precision`` (fp16 with a
+    ``GradScaler``, ``scaler`` or a new one).
     With a ``recorder``, every batch is recorded: ``record_view="train"`` records the
     training forward's logits (free); ``"clean"`` runs an extra no-grad forward of the
-    un-augmented batch with the model in eval mode (as the paper's official code).
-    ``on_epoch_end(epoch, row)`` runs after the recorder has written the epoch.
+    un-augmented batch with the model in eval mode (as the paper's official code), on the
+    unwrapped model. ``on_epoch_end(epoch, row)`` runs after the recorder has written the epoch.
     ``progress`` shows a per-epoch progress bar when stderr is a terminal.
-    ``grad_sync(model)`` runs between backward and step (data-parallel gradient averaging).
     ``sample_loss`` replaces the mean cross-entropy (e.g. InfoBatch's re-weighted loss).
     ``record_every`` = 1/m ends m recordings per epoch (each holds the samples of its part
-    of the epoch; unseen samples are NaN there).
+    of the epoch; unseen samples are NaN there). A loss that becomes non-finite (checked
+    every ``FINITE_CHECK_EVERY`` steps and before each recording ends) stops training with
+    a one-line :class:`DataPruneError` naming the epoch and step.
     """
     if record_view not in VIEWS:
         raise DataPruneError(f"record_view={record_view!r}; expected one of {VIEWS}")
     if optimizer is None or scheduler is None:
         optimizer, scheduler = make_optimizer(model, cfg, len(loader))
     device = next(model.parameters()).device
+    check_precision(cfg.precision, device)
+    scaler = scaler if scaler is not None else grad_scaler(device, cfg.precision)
+    net = unwrap(model)
     with_features = recorder is not None and "grand" in recorder.signals
     check_record_every(record_every)
     history = []
@@ -132,26 +154,28 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen, batch = 0, 0
         ends = record_points(len(loader), record_every) if recorder is not None else set()
-        for x, y, idx in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                              disable=None if progress else True):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for x, y, idx in progress_bar(loader, f"epoch {epoch + 1}/{cfg.epochs}", progress):
+            x, y = to_device(x, device), y.to(device, non_blocking=True)
             if recorder is not None and record_view == "clean":
-                record_clean(model, loader, recorder, idx, y)
-            logits, h = forward(model, x, with_features)
-            loss = nn.functional.cross_entropy(logits, y) if sample_loss is None else sample_loss(logits, y, idx)
+                record_clean(net, loader, recorder, idx, y, cfg.precision)
+            with autocast(device, cfg.precision):
+                logits, h = forward(model, x, with_features)
+                loss = nn.functional.cross_entropy(logits, y) if sample_loss is None else sample_loss(logits, y, idx)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_sync is not None:
-                grad_sync(model)
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             if recorder is not None and record_view == "train":
-                recorder.update(idx, logits, y, features=h)
-            loss_sum += loss.detach() * len(y)
+                recorder.update(idx, logits.detach().float(), y, features=None if h is None else h.detach().float())
+            loss_sum += loss.detach().float() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen, batch = seen + len(y), batch + 1
+            if batch % FINITE_CHECK_EVERY == 0 or batch in ends:
+                check_finite(loss_sum, epoch, batch, cfg)
             if batch in ends and batch < len(loader):
                 recorder.end_epoch()
+        check_finite(loss_sum, epoch, batch, cfg)
         if recorder is not None:
             recorder.end_epoch()
         row = {"epoch": epoch, "loss": loss_sum.item() / max(seen, 1), "samples": seen,
@@ -163,23 +187,68 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
     return history
 
 
+def check_finite(loss_sum: Tensor, epoch: int, step: int, cfg: TrainConfig) -> None:
+    """Stop with a one-line error when the summed loss of the epoch so far is not finite
+    (under torch.distributed: on any rank, so that every rank stops at the same step)."""
+    total = loss_sum.detach().clone()
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(total)
+    if not bool(torch.isfinite(total)):
+        raise DataPruneError(f"training diverged: the loss became {total.item()} in epoch {epoch + 1} by step "
+                             f"{step}; lower the learning rate (--lr {cfg.lr:g})")
+
+
+def progress_bar(loader: Iterable[Any], desc: str, enabled: bool) -> Iterable[Any]:
+    """``loader`` with a tqdm bar on stderr when ``enabled`` and stderr is a terminal (never
+    in logs or CI). A terminal that reports a size of 0 x 0 (a pseudo-terminal whose window
+    size was never set, as ``script`` or ``pty.fork`` make) gets 80 x 24: tqdm draws nothing
+    there otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        return loader
+    try:
+        columns, lines = os.get_terminal_size(sys.stderr.fileno())
+    except OSError:
+        columns, lines = 0, 0
+    return tqdm(loader, desc=desc, leave=False, ncols=columns or 80, nrows=lines or 24, file=sys.stderr)
+
+
+def to_device(x: Tensor, device: torch.device) -> Tensor:
+    """A batch of inputs on ``device`` (non-blocking from pinned memory; images in
+    ``channels_last`` on CUDA, the layout :func:`~dataprune.train.device.prepare_model`
+    gives conv nets)."""
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def forward(model: nn.Module, x: Tensor, with_features: bool) -> tuple[Tensor, Tensor | None]:
-    """``(logits (B, C), penultimate features (B, D) or None)``; features only when asked,
-    from models exposing ``features(x)`` and ``head``."""
+    """``(logits (B, C), penultimate features (B, D) or None)``. Features only when asked:
+    the input of the model's ``head``, caught by a forward hook, so that the forward pass
+    runs through ``model`` itself (a DistributedDataParallel wrapper must see it to average
+    the gradients)."""
     if not with_features:
         return model(x), None
-    h = model.features(x)
-    return model.head(h), h
+    caught: list[Tensor] = []
+    handle = unwrap(model).head.register_forward_hook(lambda _m, args, _out: caught.append(args[0]))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    return logits, caught[-1]
 
 
-def record_clean(model: nn.Module, loader: BatchSource, recorder: Recorder, idx: Tensor, y: Tensor) -> None:
-    """Record the un-augmented view of batch ``idx`` with the model in eval mode, no grad."""
-    device = next(model.parameters()).device
-    model.eval()
-    with torch.no_grad():
-        logits, h = forward(model, loader.clean(idx).to(device, non_blocking=True), "grand" in recorder.signals)
-        recorder.update(idx, logits, y, features=h)
-    model.train()
+def record_clean(net: nn.Module, loader: BatchSource, recorder: Recorder, idx: Tensor, y: Tensor,
+                 precision: str = "fp32") -> None:
+    """Record the un-augmented view of batch ``idx`` with ``net`` (the unwrapped model) in
+    eval mode, no grad, under autocast in ``precision``; the recorder gets float32."""
+    device = next(net.parameters()).device
+    net.eval()
+    with torch.no_grad(), autocast(device, precision):
+        logits, h = forward(net, to_device(loader.clean(idx), device), "grand" in recorder.signals)
+    recorder.update(idx, logits.float(), y, features=None if h is None else h.float())
+    net.train()
 
 
 @torch.no_grad()

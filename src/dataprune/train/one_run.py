@@ -31,6 +31,7 @@ from ..fileio import atomic_write_json, read_json
 from ..keepfile import read_keep, write_keep
 from ..record import Recorder
 from ..store import Dynamics
+from .device import check_precision, resolve_device
 from .infobatch import InfoBatch
 from .loop import TrainConfig, check_record_every
 from .plan import DYNAMICS, PrunePlan
@@ -46,22 +47,24 @@ Log = Callable[[str], None]
 
 def start_run(out: str | Path, spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig | None = None,
               plan: PrunePlan | None = None, budget: float | None = None, data: Data | None = None,
-              force: bool = False, log: Log | None = None, progress: bool = False) -> dict[str, Any]:
+              force: bool = False, log: Log | None = None, progress: bool = False, device: str | None = None,
+              compile: bool = False) -> dict[str, Any]:
     """Train ``model`` once under ``plan`` (or for ``budget`` B of the full run's optimizer
     steps) in run folder ``out``; returns the metrics (also written to ``out/metrics.json``).
     Refuses an existing run folder unless ``force``, and any other non-empty folder."""
     cfg = cfg or TrainConfig()
+    check_precision(cfg.precision, resolve_device(device))
     plan = (plan or PrunePlan()).resolved(cfg.epochs, cfg.seed)
     check_train_settings(cfg, plan, budget)
     with RunDir.claim(out, "train", force=force) as run:
         data = data if data is not None else spec.load()
         config = run_config("train", spec, data, model, cfg, plan=plan, budget=budget)
         run.start(config)
-        return _train(run, config, data, state=None, log=log, progress=progress)
+        return _train(run, config, data, state=None, log=log, progress=progress, device=device, compile=compile)
 
 
 def resume_run(out: str | Path, *, data: Data | None = None, log: Log | None = None,
-               progress: bool = False) -> dict[str, Any]:
+               progress: bool = False, device: str | None = None, compile: bool = False) -> dict[str, Any]:
     """Continue the interrupted run in ``out`` from its last finished epoch, in the right
     phase (recording, or on the kept subset); a finished run returns its metrics. The
     config (digest-checked) and ``state.pt`` (digest-checked, every RNG state) decide all."""
@@ -77,7 +80,7 @@ def resume_run(out: str | Path, *, data: Data | None = None, log: Log | None = N
             refuse_lost_state(run)
         if log:
             log(f"resuming training run {run.path} after epoch {state['epoch'] if state else 0}")
-        return _train(run, config, data, state=state, log=log, progress=progress)
+        return _train(run, config, data, state=state, log=log, progress=progress, device=device, compile=compile)
 
 
 def _prune(run: RunDir, plan: PrunePlan, data: Data, log: Log | None) -> tuple[np.ndarray, float]:
@@ -104,11 +107,11 @@ class _Size:
 
 
 def _train(run: RunDir, config: RunConfig, data: Data, *, state: dict[str, Any] | None,
-           log: Log | None, progress: bool) -> dict[str, Any]:
+           log: Log | None, progress: bool, device: str | None, compile: bool) -> dict[str, Any]:
     cfg, plan = config.train, config.plan or PrunePlan()
     n = len(data.train_y)
     m = check_record_every(plan.record_every)
-    training = Training(data, config.model, cfg, budget=config.budget)
+    training = Training(data, config.model, cfg, budget=config.budget, device=device, compile=compile)
     ib = InfoBatch(n, cfg.epochs, ratio=plan.infobatch_ratio, delta=plan.infobatch_delta,
                    seed=cfg.seed) if plan.dynamic == "infobatch" else None
     start, seconds_before, select_seconds, cpu_before = 0, 0.0, 0.0, 0.0

@@ -15,6 +15,7 @@ import torch
 from ..errors import DataPruneError
 from ..methods import get, score
 from ..select import check_ratio, select
+from .order import epoch_order, shard_size
 
 #: Recordings a method needs at least, beyond the window rule (transitions need two).
 MIN_RECORDINGS = {"forgetting": 2}
@@ -92,8 +93,9 @@ class PruneAt(torch.utils.data.Sampler[int]):
     """Sample indices of a run that prunes itself after epoch ``prune_at`` (T).
 
     Epochs ``< T`` (or until :meth:`set_keep`/:meth:`prune` is called) iterate all N
-    samples; afterwards only the kept ones. Each epoch's order is a permutation seeded by
-    ``(seed, epoch)`` (call :meth:`set_epoch` first), identical on every rank; under
+    samples; afterwards only the kept ones. Each epoch's order is
+    :func:`~dataprune.train.order.epoch_order` for ``(seed, epoch)`` (call :meth:`set_epoch`
+    first; the order ``dataprune``'s own loaders use), identical on every rank; under
     torch.distributed the epoch's list is padded to a multiple of the world size (or cut,
     ``drop_last``) and rank r takes every world-size-th entry from r, like
     ``DistributedSampler``. :attr:`recording` says whether this epoch should be recorded.
@@ -146,22 +148,12 @@ class PruneAt(torch.utils.data.Sampler[int]):
 
     def _epoch_indices(self) -> np.ndarray:
         active = np.arange(self.num_samples, dtype=np.int64) if self.keep is None else self.keep
-        if self.shuffle:
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
-            active = active[rng.permutation(len(active))]
-        w = self.world_size
-        if w > 1:
-            if self.drop_last:
-                active = active[: len(active) // w * w]
-            else:
-                pad = -len(active) % w
-                active = np.concatenate([active, np.resize(active, pad)]) if pad else active
-        return active[self.rank::w]
+        return epoch_order(active, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle, rank=self.rank,
+                           world_size=self.world_size, drop_last=self.drop_last).numpy()
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._epoch_indices().tolist())
 
     def __len__(self) -> int:
-        n = self.num_samples if self.keep is None else len(self.keep)
-        w = self.world_size
-        return n // w if self.drop_last else -(-n // w)
+        return shard_size(self.num_samples if self.keep is None else len(self.keep), self.world_size,
+                          self.drop_last)

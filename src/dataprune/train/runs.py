@@ -20,6 +20,7 @@ from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
 from ..run_outputs import save_final_outputs
 from ..store import Dynamics
 from .data import InMemoryLoader, accuracy, evaluate, load_dataset
+from .device import check_precision, resolve_device
 from .imagefolder import DEFAULT_IMAGE_SIZE, FolderData
 from .loop import TrainConfig, predict
 from .models import model_image_size
@@ -147,7 +148,8 @@ def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
               cfg: TrainConfig | None = None, record_view: str = "clean",
               signals: tuple[str, ...] = ALL_SIGNALS + EXTRA_SIGNALS, force: bool = False,
               log: Log | None = None, data: Data | None = None, progress: bool = False,
-              keep_history: str = "full", window: int = 10) -> ScoreResult:
+              keep_history: str = "full", window: int = 10, device: str | None = None,
+              compile: bool = False) -> ScoreResult:
     """Train ``model`` on the full training set while recording dynamics into ``out``.
 
     Writes the run folder of :mod:`~dataprune.train.rundir`: ``config.json``, ``dynamics/``
@@ -157,15 +159,19 @@ def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
     written. Image-folder datasets also get ``dynamics/file_list.txt``. ``keep_history="none"``
     records only what Dyn-Unc with ``window`` needs (see Recorder).
 
-    Under torch.distributed (``torchrun`` or ``dataprune score --nproc``; the group is
-    joined from the environment) every rank trains on its shard with averaged gradients
-    and only rank 0 writes anything.
+    Trains on ``device`` (default: CUDA when available, else the CPU; see
+    :func:`~dataprune.train.device.resolve_device`), compiled with ``torch.compile`` when
+    ``compile``. Under torch.distributed (``torchrun`` or ``dataprune score --nproc``; the
+    group is joined from the environment) every rank trains a DistributedDataParallel model
+    on its shard and only rank 0 writes anything.
     """
     from . import distributed as ddp
     cfg = cfg or TrainConfig()
     check_score_settings(cfg, record_view, list(signals), keep_history,  # before any file or data
                          window if keep_history == "none" else None)
-    rank, world, created = ddp.init_from_env()
+    dev = resolve_device(device)
+    check_precision(cfg.precision, dev)
+    rank, world, created = ddp.init_from_env(dev)
     try:
         error, run = None, None
         claim = contextlib.ExitStack()
@@ -175,22 +181,18 @@ def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
             except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
                 claim.close()
                 error = e
-        if world > 1:  # every rank fails together rather than hanging in a collective
-            msg = [None if error is None else f"{type(error).__name__}: {error}"]
+        if world > 1:  # every rank refuses rank 0's refusal rather than hanging in a collective
+            msg = [None if error is None else str(error)]
             torch.distributed.broadcast_object_list(msg, 0)
             if msg[0] is not None and error is None:
-                raise ddp.RankLost(f"rank 0 failed: {msg[0]}")
+                raise DataPruneError(msg[0])
         if error is not None:
             raise error
         with claim:
             return _score_run(run or RunDir(out, "score"), data_spec, model=model, cfg=cfg,
                               record_view=record_view, signals=signals, log=log if rank == 0 else None,
                               data=data, progress=progress and rank == 0, keep_history=keep_history,
-                              window=window, rank=rank, world=world)
-    except Exception as e:
-        if world > 1 and ddp.is_rank_lost(e):
-            raise ddp.RankLost(f"rank {rank}: another rank died ({' '.join(str(e).split())[:160]})") from None
-        raise
+                              window=window, rank=rank, world=world, device=dev, compile=compile)
     finally:
         if created:
             torch.distributed.destroy_process_group()
@@ -198,13 +200,15 @@ def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
 
 def _score_run(run: RunDir, data_spec: DataSpec, *, model: str, cfg: TrainConfig, record_view: str,
                signals: tuple[str, ...], log: Log | None, data: Data | None, progress: bool,
-               keep_history: str, window: int, rank: int, world: int) -> ScoreResult:
+               keep_history: str, window: int, rank: int, world: int, device: torch.device,
+               compile: bool) -> ScoreResult:
     data_spec = data_spec.for_model(model)
     config_fields = dict(record_view=record_view, signals=list(signals), keep_history=keep_history,
                          window=window if keep_history == "none" else None, world_size=world)
     data = data if data is not None else data_spec.load()
     config = run_config("score", data_spec, data, model, cfg, **config_fields)
-    training = Training(data, model, cfg, record_view=record_view, rank=rank, world=world)  # fails before any file
+    training = Training(data, model, cfg, record_view=record_view, rank=rank, world=world,  # fails before any file
+                        device=device, compile=compile)
     if rank == 0:
         run.start(config)
         if log and isinstance(data, FolderData):
@@ -231,7 +235,8 @@ def _new_recorder(run: RunDir, config: RunConfig, data: Data, rank: int) -> Reco
 
 
 def resume_score_run(out: str | Path, *, log: Log | None = None, data: Data | None = None,
-                     progress: bool = False, workers: int | None = None) -> ScoreResult:
+                     progress: bool = False, workers: int | None = None, device: str | None = None,
+                     compile: bool = False) -> ScoreResult:
     """Continue the interrupted scoring run ``out`` from its last finished epoch.
 
     Everything (dataset, model, hyper-parameters, seed) comes from ``out/config.json``
@@ -242,14 +247,16 @@ def resume_score_run(out: str | Path, *, log: Log | None = None, data: Data | No
     the store recorded after that checkpoint (a crash between the two writes) is discarded,
     as are extra ``log.jsonl`` rows, so the finished run is identical to an uninterrupted one
     on the same machine and thread count. Single-process runs only. ``workers`` (image
-    folders) overrides the run's decoding processes (the results do not depend on it).
+    folders) overrides the run's decoding processes (the results do not depend on it);
+    ``device`` and ``compile`` are as for :func:`score_run`.
     """
     with RunDir.reopen(out, "score") as (run, config):
-        return _resume_score_run(run, config, log=log, data=data, progress=progress, workers=workers)
+        return _resume_score_run(run, config, log=log, data=data, progress=progress, workers=workers,
+                                 device=device, compile=compile)
 
 
 def _resume_score_run(run: RunDir, config: RunConfig, *, log: Log | None, data: Data | None, progress: bool,
-                      workers: int | None) -> ScoreResult:
+                      workers: int | None, device: str | None, compile: bool) -> ScoreResult:
     cfg = config.train
     if config.finished:
         raise DataPruneError(f"scoring run {run.path} already finished all {cfg.epochs} epochs; nothing to resume")
@@ -261,7 +268,7 @@ def _resume_score_run(run: RunDir, config: RunConfig, *, log: Log | None, data: 
                              "supports full-history stores only (restart it with --force)")
     data = data if data is not None else DataSpec.of(config, workers).load()
     check_same_data(config, data, run.path)
-    training = Training(data, config.model, cfg, record_view=config.record_view)
+    training = Training(data, config.model, cfg, record_view=config.record_view, device=device, compile=compile)
     if not (run / STATE_FILE).exists():
         refuse_lost_state(run)  # nothing to continue from: a new store, epoch 0
         if (run / STORE_DIR).exists():
@@ -326,8 +333,8 @@ def _score_epochs(run: RunDir, config: RunConfig, data: Data, training: Training
                   start: int, seconds_before: float, log: Log | None, progress: bool, rank: int,
                   world: int) -> ScoreResult:
     """Epochs ``start..K-1`` of a scoring run, then the final outputs. After each epoch the
-    store is written first (by the recorder), then the log row, then ``state.pt``
-    (single-process runs; only rank 0 writes)."""
+    store is written first (by the recorder), then the log row, then ``state.pt`` (only
+    rank 0 writes; DDP keeps the ranks' weights equal)."""
     t0 = time.perf_counter()
     epochs = config.train.epochs
     for epoch in range(start, epochs):
@@ -335,11 +342,10 @@ def _score_epochs(run: RunDir, config: RunConfig, data: Data, training: Training
         if rank == 0:
             run.append_log(row)
             log_epoch(log, "score", epoch, epochs, row)
-            if world == 1:
-                run.save_state(config, {**training.state_dict(), "epoch": epoch + 1,
-                                        "store_epochs": recorder.epoch, "store_fingerprint": recorder.fingerprint,
-                                        "recorder": recorder.state_dict(),
-                                        "seconds": seconds_before + time.perf_counter() - t0})
+            run.save_state(config, {**training.state_dict(), "epoch": epoch + 1,
+                                    "store_epochs": recorder.epoch, "store_fingerprint": recorder.fingerprint,
+                                    "recorder": recorder.state_dict(),
+                                    "seconds": seconds_before + time.perf_counter() - t0})
     seconds = seconds_before + time.perf_counter() - t0
     recorder.close()
     if rank == 0:
@@ -357,8 +363,8 @@ def _score_epochs(run: RunDir, config: RunConfig, data: Data, training: Training
 def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig | None = None,
               subset: np.ndarray | None = None, log: Log | None = None,
               data: Data | None = None, progress: bool = False,
-              evaluate_extra: Callable[[torch.nn.Module, Data], dict[str, Any]] | None = None
-              ) -> dict[str, Any]:
+              evaluate_extra: Callable[[torch.nn.Module, Data], dict[str, Any]] | None = None,
+              device: str | None = None, compile: bool = False) -> dict[str, Any]:
     """Train ``model`` on ``subset`` (sample indices; default all) and test it, through the
     same :class:`~.training.Training` as every run (so a full run here equals the full run of
     ``train --prune-at``'s lifecycle with the same seed), without a run folder.
@@ -367,13 +373,13 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     image folder's "val" or "test"), ``train_samples``, ``epochs``, ``seconds``,
     ``optimizer_steps``, ``sample_passes`` (samples forwarded and backwarded in all epochs),
     ``full_equivalent`` (``sample_passes / (epochs * N)``) and more; ``evaluate_extra(trained_model, data)`` may add its own
-    (e.g. out-of-distribution detection).
+    (e.g. out-of-distribution detection). ``device`` and ``compile`` are as for :func:`score_run`.
     """
     cfg = cfg or TrainConfig()
     data = data if data is not None else data_spec.for_model(model).load()
     if isinstance(data, FolderData) and data.eval_split is None:  # fail before training, not after
         data.loader(batch_size=1, shuffle=False, augment=False, split="eval")
-    training = Training(data, model, cfg, subset=subset)
+    training = Training(data, model, cfg, subset=subset, device=device, compile=compile)
     t0 = time.perf_counter()
     for epoch in range(training.epochs):
         row = training.epoch(epoch, progress=progress)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .data import ImageData
+from .device import check_precision, grad_scaler, prepare_model, resolve_device
 from .imagefolder import FolderData
 from .loop import SampleLoss, TrainConfig, make_optimizer, seed_everything, train
 from .models import build_model
@@ -28,16 +29,13 @@ def run_loader(data: Data, cfg: TrainConfig, model_name: str, indices: np.ndarra
     """The training batches of a run (augmented unless the model is ``mlp``): in memory, or
     decoded by workers for an image folder (with the clean view when ``record_view="clean"``);
     this rank's shard when ``world`` > 1."""
-    from . import distributed as ddp
     from .data import InMemoryLoader
     augment = model_name != "mlp"
     if isinstance(data, FolderData):
         return data.loader(indices, batch_size=cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
                            with_clean=record_view == "clean", rank=rank, world_size=world)
     kw = dict(mean=data.mean, std=data.std, indices=indices, batch_size=cfg.batch_size, shuffle=True,
-              augment=augment, seed=cfg.seed)
-    if world > 1:
-        return ddp.ShardLoader(data.train_x, data.train_y, rank=rank, world_size=world, **kw)
+              augment=augment, seed=cfg.seed, rank=rank, world_size=world)
     return InMemoryLoader(data.train_x, data.train_y, **kw)
 
 
@@ -68,18 +66,23 @@ class Training:
     data for ``round(B x cfg.epochs x steps per epoch)`` steps with the schedule compressed
     into them (:attr:`epochs` = the epochs that takes; the last may be partial). Counters:
     ``sample_passes``, ``optimizer_steps``, ``samples_per_epoch``.
+
+    Trains on ``device`` (default: CUDA when available, else the CPU) in ``cfg.precision``;
+    :attr:`net` is the model (checkpoint and evaluate it), :attr:`trained` the module that
+    trains it: ``net`` itself, or wrapped in ``DistributedDataParallel`` (``world`` > 1)
+    and/or ``torch.compile`` (``compile``).
     """
 
     def __init__(self, data: Data, model: str, cfg: TrainConfig, *, subset: np.ndarray | None = None,
                  budget: float | None = None, record_view: str | None = None, rank: int = 0,
-                 world: int = 1) -> None:
+                 world: int = 1, device: str | torch.device | None = None, compile: bool = False) -> None:
         self.cfg, self.model_name, self.world = cfg, model, world
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        check_precision(cfg.precision, self.device)
         seed_everything(cfg.seed)
         self.net = build_model(model, data.num_classes, data.in_channels, data.image_size)
-        if world > 1:
-            from . import distributed as ddp
-            self.net = self.net.to(ddp.device_for(rank))
-            ddp.broadcast_model(self.net)
+        self.trained = prepare_model(self.net, self.device, world_size=world, compile=compile)
+        self.scaler = grad_scaler(self.device, cfg.precision)  # one loss scale for the run (fp16 on CUDA)
         self.loader = run_loader(data, cfg, model, subset, record_view=record_view, rank=rank, world=world)
         self.steps_per_epoch = len(self.loader)
         self.total_steps = (None if budget is None else
@@ -96,7 +99,6 @@ class Training:
         """Train epoch ``epoch`` on ``indices`` (default: as the epoch before; at first the run's
         training set); returns its
         log row (``samples``: samples forwarded and backwarded)."""
-        from . import distributed as ddp
         if indices is not None:
             self.loader.indices = indices if isinstance(indices, torch.Tensor) else torch.from_numpy(indices)
         batches = len(self.loader)
@@ -105,10 +107,10 @@ class Training:
         if self.total_steps is not None:
             steps = min(batches, self.total_steps - epoch * self.steps_per_epoch)
             loader = FirstBatches(self.loader, steps) if steps < batches else loader
-        row = train(self.net, loader, self.cfg, recorder=recorder, record_view=record_view,
+        row = train(self.trained, loader, self.cfg, recorder=recorder, record_view=record_view,
                     optimizer=self.optimizer, scheduler=self.schedule, start_epoch=epoch, stop_epoch=epoch + 1,
                     progress=progress, sample_loss=sample_loss, record_every=record_every,
-                    grad_sync=ddp.grad_sync if self.world > 1 else None)[0]
+                    scaler=self.scaler)[0]
         self.sample_passes += int(row["samples"])
         self.optimizer_steps += steps
         self.samples_per_epoch.append(int(row["samples"]))
