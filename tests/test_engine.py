@@ -130,7 +130,7 @@ def test_score_in_bf16_writes_a_valid_store(tiny_idx_dir, tmp_path, capsys):
                        "--out", run, "--quiet")
     assert code == 0, err
     config = json.loads((run / "config.json").read_text())
-    assert config["train"]["precision"] == "bf16" and config["device"] == "cpu" and config["finished"]
+    assert config["train"]["precision"] == "bf16" and config["finished"]
     dyn = dp.Dynamics.open(run)
     prob = np.asarray(dyn.prob, float)
     assert dyn.epochs == 3 and np.isfinite(prob).all() and ((prob >= 0) & (prob <= 1)).all()
@@ -252,7 +252,8 @@ def test_no_progress_bar_in_logs(tiny_idx_dir, tmp_path):
     done = subprocess.run(_score_cmd(tiny_idx_dir, tmp_path / "log"), env=env, capture_output=True, text=True,
                           timeout=100)
     assert done.returncode == 0, done.stderr
-    assert "epoch 1/1:" not in done.stderr and "\r" not in done.stderr and "score epoch 1:" in done.stderr
+    # the epoch's log line, but no bar (tqdm draws "epoch 1/1:  ...| n/m [" with carriage returns)
+    assert "\r" not in done.stderr and "/1 [" not in done.stderr and "score epoch 1/1:" in done.stderr
 
 
 # ---------------------------------------------------------------------------------------------

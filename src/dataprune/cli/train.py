@@ -109,6 +109,11 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.resume:
+        for dest, default in args.run_setting_defaults.items():
+            if getattr(args, dest) is None:
+                setattr(args, dest, default)
+        train_config(args)  # bad settings refused before anything is written
     if args.metrics_out:
         within = inside_run(args.metrics_out)
         if within is not None:  # --force must never let it replace a run's or a store's file
@@ -116,13 +121,7 @@ def run(args: argparse.Namespace) -> int:
                                  f"{within}; write the metrics elsewhere")
         refuse_overwrite(args.metrics_out, args.force)
         check_writable(args.metrics_out)  # fail now, not after training
-    if args.resume:
-        metrics = resume(args)
-    else:
-        for dest, default in args.run_setting_defaults.items():
-            if getattr(args, dest) is None:
-                setattr(args, dest, default)
-        metrics = start(args)
+    metrics = resume(args) if args.resume else start(args)
     if args.metrics_out:
         atomic_write_json(args.metrics_out, metrics)
     pruned = f", keep file {metrics['keep_file']}" if metrics.get("keep_file") else ""
@@ -137,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
 
 def start(args: argparse.Namespace) -> dict[str, Any]:
     set_threads(args.threads)
-    train_config(args)  # bad settings refused before anything is written
     one_run = args.prune_at is not None or args.dynamic is not None or args.budget is not None
     if args.prune_at == "auto":
         args.prune_at = default_prune_at(args.epochs)
