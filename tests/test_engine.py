@@ -252,8 +252,8 @@ def test_no_progress_bar_in_logs(tiny_idx_dir, tmp_path):
     done = subprocess.run(_score_cmd(tiny_idx_dir, tmp_path / "log"), env=env, capture_output=True, text=True,
                           timeout=100)
     assert done.returncode == 0, done.stderr
-    # the epoch's log line, but no bar (tqdm draws "epoch 1/1:  ...| n/m [" with carriage returns)
-    assert "\r" not in done.stderr and "/1 [" not in done.stderr and "score epoch 1/1:" in done.stderr
+    # the epoch's log line, but no bar (tqdm draws "epoch 1/1: ...| n/10 [" with carriage returns)
+    assert "\r" not in done.stderr and "/10 [" not in done.stderr and "score epoch 1/1:" in done.stderr
 
 
 # ---------------------------------------------------------------------------------------------
