@@ -179,7 +179,7 @@ def test_parse_table_md():
 
 def test_eta_uses_each_models_measured_rate():
     from dataprune.bench.plan import TrainCell
-    from dataprune.bench.runner import _eta
+    from dataprune.bench.engine import _eta
     cells = [TrainCell(None, 0.0, "a", 0), TrainCell(None, 0.0, "b", 0), TrainCell(None, 0.0, "c", 0)]
     units = {"a": 10.0, "b": 20.0, "c": 5.0}
     # a: 2 s per unit, b: 0.5 s per unit, c unseen -> the slowest seen rate (2)

@@ -438,7 +438,8 @@ class Bench:
                        cost=(1 - cell.prune_ratio) * m["epochs"] / e_full)
         if cell.kind == "one-run":
             v = cell.variant
-            row.update(method_name=v.method or v.family, family=v.family,
+            row.update(kind=FULL if v.family == FULL else cell.kind,  # the study's full run, in its run folder
+                       method_name=v.method or v.family, family=v.family,
                        params=json.dumps({k: x for k, x in m["plan"]["params"].items() if k != "seed"}, sort_keys=True),
                        prune_at="" if v.prune_at is None else v.prune_at, record_every=v.record_every,
                        dynamic=v.dynamic or "", selection_seconds=m.get("selection_seconds", 0.0))

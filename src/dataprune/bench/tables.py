@@ -120,17 +120,17 @@ def budget_of(ratio: float) -> float:
 def baseline_means(rows: list[dict[str, Any]], value: str = "test_accuracy"
                    ) -> dict[tuple[Any, ...], tuple[float, float, int]]:
     """``{(train model, B): (mean, std, n)}`` of the baseline rows."""
-    return aggregate([r for r in rows if r["kind"] == BASELINE], ("train_model", "compute_budget"), value)
+    return aggregate([r for r in rows if r.get("kind") == BASELINE], ("train_model", "compute_budget"), value)
 
 
 def delta_tables(rows: list[dict[str, Any]], config: BenchConfig) -> str:
     """Per (scorer, train model): each method's Δ vs the matched-compute baseline at the same
     cost and Δ vs the full run, in points, each the mean over seeds of the paired differences."""
-    if not any(r["kind"] == BASELINE for r in rows):
+    if not any(r.get("kind") == BASELINE for r in rows):
         return ""
-    agg_b = aggregate([r for r in rows if r["kind"] == "subset"], ("scorer", "method", "train_model", "prune_ratio"),
+    agg_b = aggregate([r for r in rows if r.get("kind") == "subset"], ("scorer", "method", "train_model", "prune_ratio"),
                       "delta_vs_baseline")
-    agg_f = aggregate([r for r in rows if r["kind"] == "subset"], ("scorer", "method", "train_model", "prune_ratio"),
+    agg_f = aggregate([r for r in rows if r.get("kind") == "subset"], ("scorer", "method", "train_model", "prune_ratio"),
                       "delta_vs_full")
     out = []
     for scorer in config.scorers:
