@@ -139,7 +139,6 @@ def subset_budget(args: argparse.Namespace) -> str:
         if args.subset_budget is not None and args.subset_budget != args.old_budget:
             raise DataPruneError(f"--budget {args.old_budget} and --subset-budget {args.subset_budget} disagree; "
                                  "expected only --subset-budget")
-        logger(args)  # configures the warning's output
         from ..logs import get_logger
         get_logger("bench").warning("warning: `bench --budget epochs|iterations` is deprecated (it is not "
                                     "`train --budget B`); use --subset-budget")
