@@ -1,6 +1,8 @@
 """Shared test helpers: a tiny IDX writer and a synthetic IDX dataset; hypothesis profiles."""
 from __future__ import annotations
 
+import json
+
 import gzip
 import os
 import struct
@@ -82,3 +84,14 @@ def cli_error(capsys, *args) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("dataprune "), err
     return err
+
+
+def redigest(run: Path) -> None:
+    """Re-record a run's digests after a test edited its files on purpose, as someone who also
+    rewrites digests.json would: the checks behind the digests must still catch the edit."""
+    from dataprune.train.rundir import config_digest, sha256_file
+    digests = {"config.json": [config_digest(json.loads((run / "config.json").read_text()))]}
+    for name in ("state.pt", "checkpoint.pt"):
+        if (run / name).exists():
+            digests[name] = [sha256_file(run / name)]
+    (run / "digests.json").write_text(json.dumps(digests))

@@ -23,7 +23,7 @@ from dataprune.train.loop import TrainConfig
 from dataprune.train.models import build_model
 
 from conftest import write_idx
-from conftest import cli_error
+from conftest import cli_error, redigest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,12 +294,15 @@ def test_store_mismatch_with_dataset_n(finished_run, data_dir, tmp_path, monkeyp
     run = copy(finished_run, tmp_path)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "finished": False, "num_samples": 61}))
+    redigest(run)  # as if digests.json were rewritten too: the data checks still catch it
     with pytest.raises(DataPruneError, match=r"now has N=60 training samples, but the run .* N=61"):
         runs.resume_score_run(run)
     (run / "config.json").write_text(json.dumps({**config, "finished": False, "train_labels_digest": "x"}))
+    redigest(run)
     with pytest.raises(DataPruneError, match=r"training labels .* differ .* was the dataset replaced"):
         runs.resume_score_run(run)
     (run / "config.json").write_text(json.dumps({**config, "finished": False}))
+    redigest(run)
     shutil.rmtree(run / "dynamics")
     dp.Recorder(59, run / "dynamics", 10)
     with pytest.raises(DataPruneError, match=r"holds N=59 samples but the dataset has N=60"):
@@ -311,13 +314,18 @@ def test_corrupted_state_refused(finished_run, tmp_path):
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "finished": False}))
     _truncate(run / "state.pt", 1000)
+    with pytest.raises(DataPruneError, match=r"state.pt does not match its sha256"):
+        runs.resume_score_run(run)
+    redigest(run)  # digests.json rewritten too: loading still refuses the file
     with pytest.raises(DataPruneError, match=r"state.pt is truncated or corrupted"):
         runs.resume_score_run(run)
-    torch.save({"model": {"w": torch.zeros(1)}, "format": "dataprune-score-state"}, run / "state.pt")
+    torch.save({"model": {"w": torch.zeros(1)}, "format": "dataprune-run-state", "version": 2}, run / "state.pt")
+    redigest(run)
     with pytest.raises(DataPruneError, match=r"state.pt lacks the entry 'epoch'"):
         runs.resume_score_run(run)
     state = torch.load(finished_run / "state.pt", weights_only=True)
     torch.save({**state, "model": {"w": torch.zeros(1)}}, run / "state.pt")
+    redigest(run)
     with pytest.raises(DataPruneError, match=r"state.pt does not fit this run's model"):
         runs.resume_score_run(run)
 
@@ -433,10 +441,10 @@ def test_cli_out_on_unfinished_run_points_to_resume(finished_run, tmp_path, caps
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "finished": False}))
     err = cli_error(capsys, "score", "--out", run, "--epochs", 2)
-    assert "already exists and holds an unfinished scoring run; continue it with `dataprune score --resume" in err
+    assert "already holds an unfinished `dataprune score` run; continue it with `dataprune score --resume" in err
 
 
 def test_cli_resume_nothing_to_resume(finished_run, tmp_path, capsys):
     err = cli_error(capsys, "score", "--resume", finished_run)
     assert "already finished all 2 epochs; nothing to resume" in err
-    assert "no scoring run to resume" in cli_error(capsys, "score", "--resume", tmp_path / "nothing")
+    assert "no `dataprune score` run to resume" in cli_error(capsys, "score", "--resume", tmp_path / "nothing")

@@ -256,13 +256,14 @@ def test_resume_image_folder_run_with_other_workers(tmp_path, monkeypatch, one_t
     spec = DataSpec("imagefolder", str(root), limit=12)  # size from the model: 32 for small-cnn
     cfg = TrainConfig(epochs=3, batch_size=4, seed=2)
     runs.score_run(tmp_path / "full", spec, cfg=cfg, signals=("prob", "correct"))
-    save_state = runs._save_state
+    from dataprune.train.rundir import RunDir
+    save_state = RunDir.save_state
 
-    def crash_after_epoch_2(path, epochs_done, *a, **k):
-        save_state(path, epochs_done, *a, **k)
-        if epochs_done == 2:
+    def crash_after_epoch_2(run, config, state):
+        save_state(run, config, state)
+        if state["epoch"] == 2:
             raise Crash()
-    monkeypatch.setattr(runs, "_save_state", crash_after_epoch_2)
+    monkeypatch.setattr(RunDir, "save_state", crash_after_epoch_2)
     with pytest.raises(Crash):
         runs.score_run(tmp_path / "crashed", spec, cfg=cfg, signals=("prob", "correct"))
     monkeypatch.undo()

@@ -14,7 +14,7 @@ import dataprune as dp
 from dataprune.cli import main
 from dataprune.errors import DataPruneError
 from dataprune.keepfile import read_keep
-from dataprune.train import one_run
+from dataprune.train import one_run, training
 from dataprune.train.data import InMemoryLoader
 from dataprune.train.infobatch import InfoBatch
 from dataprune.train.loop import ProgressSchedule, TrainConfig, make_optimizer, record_points
@@ -88,16 +88,16 @@ def test_full_run_metrics(tmp_path, tiny_idx_dir, seen):
 def test_kill_and_resume_continues_in_the_right_phase(tmp_path, tiny_idx_dir, monkeypatch, kill_after, seen):
     plan = PrunePlan(prune_at=2, method="forgetting", prune_ratio=0.3)
     ref = _run(tmp_path, tiny_idx_dir, plan, "ref")
-    real_train = one_run.train
+    real_train = training.train
 
     def dying(*args, **kw):
         if kw["start_epoch"] == kill_after:
             raise KeyboardInterrupt
         return real_train(*args, **kw)
-    monkeypatch.setattr(one_run, "train", dying)
+    monkeypatch.setattr(training, "train", dying)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, tiny_idx_dir, plan, "killed")
-    monkeypatch.setattr(one_run, "train", real_train)
+    monkeypatch.setattr(training, "train", real_train)
     seen.clear()
     got = resume_run(tmp_path / "killed")
     assert sorted(seen) == list(range(kill_after, 5))  # only the missing epochs ran
@@ -122,7 +122,7 @@ def test_unpruned_one_run_equals_the_reference_training(tmp_path, tiny_idx_dir):
 
 def test_existing_run_folder_is_refused(tmp_path, tiny_idx_dir):
     _run(tmp_path, tiny_idx_dir, PrunePlan(), cfg=TrainConfig(epochs=1, batch_size=64))
-    with pytest.raises(DataPruneError, match="already holds a training run"):
+    with pytest.raises(DataPruneError, match="already holds a finished `dataprune train` run"):
         _run(tmp_path, tiny_idx_dir, PrunePlan(), cfg=TrainConfig(epochs=1, batch_size=64))
 
 
@@ -149,16 +149,18 @@ def test_second_process_on_the_same_run_folder_is_refused(tmp_path, tiny_idx_dir
 
 
 # --- schedule ------------------------------------------------------------------------------------
-def test_progress_schedule_equals_per_step_schedule_on_equal_epochs():
+def test_progress_schedule_advances_through_equal_epochs_by_itself():
+    """Without start_epoch calls (train()'s default), epochs of equal size follow each other,
+    and the LRs equal those of explicit start_epoch calls (the lifecycle's way)."""
     cfg = TrainConfig(epochs=4, warmup_epochs=1.0)
     a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     opt_a, sched_a = make_optimizer(a, cfg, 7)
     opt_b, _ = make_optimizer(b, cfg, 7)
-    prog = ProgressSchedule(opt_b, cfg)
+    prog = ProgressSchedule(opt_b, 4, 1.0)
     for epoch in range(4):
         prog.start_epoch(epoch, 7)
         for _ in range(7):
-            assert opt_b.param_groups[0]["lr"] == pytest.approx(opt_a.param_groups[0]["lr"], abs=1e-12)
+            assert opt_b.param_groups[0]["lr"] == opt_a.param_groups[0]["lr"]
             opt_a.step()
             sched_a.step()
             prog.step()
@@ -167,7 +169,7 @@ def test_progress_schedule_equals_per_step_schedule_on_equal_epochs():
 def test_progress_schedule_follows_epoch_progress_on_smaller_epochs():
     # epoch 2 of 4 with 3 batches: progress 2, 2.33, 2.67 -> cosine over (p - 1) / 3
     opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
-    prog = ProgressSchedule(opt, TrainConfig(epochs=4, warmup_epochs=1.0))
+    prog = ProgressSchedule(opt, 4, 1.0)
     prog.start_epoch(2, 3)
     lrs = []
     for _ in range(3):

@@ -19,6 +19,7 @@ import dataprune as dp
 from dataprune.errors import StoreError
 from dataprune.train import runs
 from dataprune.train.loop import TrainConfig
+from dataprune.train.rundir import RunDir
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -108,13 +109,13 @@ def test_crash_between_store_and_state_write(tiny_idx_dir, tmp_path, monkeypatch
     cfg = TrainConfig(epochs=4, batch_size=32, seed=5)
     runs.score_run(tmp_path / "full", spec, cfg=cfg, signals=("prob", "correct", "margin"))
 
-    save_state = runs._save_state
+    save_state = RunDir.save_state
 
-    def crash_at_epoch_3(path, epochs_done, *a, **k):
-        if epochs_done == 3:
+    def crash_at_epoch_3(run, config, state):
+        if state["epoch"] == 3:
             raise Crash()
-        save_state(path, epochs_done, *a, **k)
-    monkeypatch.setattr(runs, "_save_state", crash_at_epoch_3)
+        save_state(run, config, state)
+    monkeypatch.setattr(RunDir, "save_state", crash_at_epoch_3)
     with pytest.raises(Crash):
         runs.score_run(tmp_path / "crashed", spec, cfg=cfg, signals=("prob", "correct", "margin"))
     monkeypatch.undo()
@@ -135,7 +136,7 @@ def test_crash_before_first_checkpoint_restarts(tiny_idx_dir, tmp_path, monkeypa
     spec = runs.DataSpec("idx", str(tiny_idx_dir), 60)
     cfg = TrainConfig(epochs=2, batch_size=32)
     runs.score_run(tmp_path / "full", spec, model="mlp", cfg=cfg)
-    monkeypatch.setattr(runs, "_save_state", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    monkeypatch.setattr(RunDir, "save_state", lambda *a, **k: (_ for _ in ()).throw(Crash()))
     with pytest.raises(Crash):
         runs.score_run(tmp_path / "crashed", spec, model="mlp", cfg=cfg)
     monkeypatch.undo()

@@ -19,7 +19,7 @@ from dataprune.errors import StoreError
 from dataprune.integrity import fingerprint_of
 from dataprune.train import runs
 from dataprune.train.loop import TrainConfig
-from conftest import cli_error
+from conftest import cli_error, redigest
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,10 @@ def test_resume_refuses_store_that_lost_a_signal(finished_run, tmp_path):
         runs.resume_score_run(run)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "signals": ["correct"]}))
-    with pytest.raises(StoreError, match="does not match the checkpoint"):
+    with pytest.raises(dp.errors.DataPruneError, match="config.json was edited after the run started"):
+        runs.resume_score_run(run)  # its settings' digest
+    redigest(run)  # and digests.json rewritten too: state.pt belongs to other settings
+    with pytest.raises(dp.errors.DataPruneError, match="state.pt belongs to other settings"):
         runs.resume_score_run(run)
 
 
@@ -157,7 +160,8 @@ def test_force_keeps_foreign_directory(data_dir, tmp_path, capsys):
     (v / "precious.txt").write_text("x")
     err = cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp",
                     "--epochs", 1, "--out", v, "--force", "--quiet")
-    assert "refusing to delete" in err and "precious.txt" in err
+    assert "is not a dataprune run folder" in err and "--force or not" in err and "precious.txt" in err
+    assert sorted(p.name for p in v.iterdir()) == ["precious.txt"]  # no .lock left either
     with pytest.raises(dp.errors.DataPruneError, match="refusing to delete .* not a dataprune dynamics store"):
         dp.Recorder(4, v, 3, force=True)
     assert (v / "precious.txt").read_text() == "x"
@@ -241,7 +245,7 @@ def _raise(*a, **k):
 def test_run_killed_before_store_is_resumable(where, finished_run, data_dir, tmp_path, monkeypatch, capsys):
     spec, cfg = runs.DataSpec("idx", str(data_dir)), TrainConfig(epochs=3, batch_size=32)
     if where == "before the store":
-        monkeypatch.setattr(runs, "make_optimizer", _raise)  # the optimizer set-up window
+        monkeypatch.setattr(runs, "Recorder", _raise)  # config.json written, the store not yet
     else:
         from dataprune import store
         real = store.StoreWriter._new_array

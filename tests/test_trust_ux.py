@@ -78,8 +78,8 @@ from pathlib import Path  # noqa: E402
 
 from dataprune.cli import main  # noqa: E402
 from dataprune.keepfile import read_keep  # noqa: E402
-from dataprune.train import runs  # noqa: E402
-from conftest import cli_error  # noqa: E402
+from dataprune.train import runs, training  # noqa: E402
+from conftest import cli_error, redigest  # noqa: E402
 
 
 def unfinished(finished_run: Path, tmp_path: Path, **config_changes) -> Path:
@@ -142,9 +142,11 @@ def test_resume_checks_config(changes, message, finished_run, tmp_path):
         runs.resume_score_run(run)
 
 
-def test_resume_ignores_unknown_top_level_key(finished_run, tmp_path):
+def test_resume_refuses_unknown_top_level_key(finished_run, tmp_path):
+    """The typed config refuses what it does not know (it used to be ignored)."""
     run = unfinished(finished_run, tmp_path, written_by_a_newer_version=1)
-    runs.check_config(run / "config.json", json.loads((run / "config.json").read_text()))
+    with pytest.raises(DataPruneError, match=r"unknown field\(s\) \['written_by_a_newer_version'\]"):
+        runs.resume_score_run(run)
 
 
 def _edit_state(run: Path, **changes) -> None:
@@ -153,6 +155,7 @@ def _edit_state(run: Path, **changes) -> None:
     for k in [k for k, v in changes.items() if v is None]:  # None deletes the entry
         del state[k]
     torch.save(state, run / "state.pt")
+    redigest(run)  # as if digests.json were rewritten too: the entry checks still catch it
 
 
 @pytest.mark.parametrize("changes,message", [
@@ -161,7 +164,7 @@ def _edit_state(run: Path, **changes) -> None:
     ({"epoch": "x"}, r"state.pt has epoch='x'; expected int"),
     ({"store_epochs": torch.zeros(2)}, r"has store_epochs=tensor\(\[0\., 0\.\]\); expected int"),
     ({"optimizer": [1]}, r"has optimizer=\[1\]; expected dict"),
-    ({"torch_rng": torch.zeros(3)}, r"state.pt does not fit this run's model and optimizer"),
+    ({"rng": {"torch": torch.zeros(3)}}, r"state.pt does not fit this run's model and optimizer"),
     ({"model": {"0.weight": torch.zeros(2, 2)}}, r"does not fit this run's model"),
 ])
 def test_resume_checks_state(changes, message, finished_run, tmp_path):
@@ -180,7 +183,7 @@ def test_cli_resume_bad_state_one_line(finished_run, tmp_path, capsys):
 def test_resume_refuses_unreadable_log_before_training(finished_run, tmp_path, monkeypatch):
     run = unfinished(finished_run, tmp_path)
     (run / "log.jsonl").write_text('{"epoch": 0}\nnot json\n')
-    monkeypatch.setattr(runs, "train", lambda *a, **k: pytest.fail("trained despite the bad log"))
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("trained despite the bad log"))
     with pytest.raises(DataPruneError, match=r"log.jsonl line 2 is 'not json'; expected one JSON object"):
         runs.resume_score_run(run)
     (run / "log.jsonl").write_bytes(b'{"epoch": 0}\n\xff\xfe[1]\n')

@@ -9,9 +9,10 @@ from .select import select, select_stratified
 from .select_beta import select_beta
 from .store import Dynamics
 from .train.prune_at import PruneAt
+from .train.schedule import budget_lr_lambda, budget_schedule, budget_steps, lr_factor
 
 __version__ = "0.1.0"
 __all__ = ["DataPruneError", "Dynamics", "MissingSignalError", "PruneAt", "Recorder", "StoreError",
-           "WithIndex", "difficulty", "dual", "dyn_unc", "load_features", "load_final_logits", "methods",
+           "WithIndex", "budget_lr_lambda", "budget_schedule", "budget_steps", "difficulty", "dual", "dyn_unc", "load_features", "load_final_logits", "lr_factor", "methods",
            "read_keep", "register", "save_final_outputs", "score", "score_runs", "scores_table", "select",
            "select_beta", "select_stratified", "write_keep", "write_scores", "__version__"]

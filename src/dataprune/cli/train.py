@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from ..errors import DataPruneError
 from ..fileio import atomic_write_json, check_writable, refuse_overwrite
 from ..keepfile import read_keep
-from ..train.one_run import DYNAMICS, PrunePlan, resume_run, start_run
+from ..train.one_run import resume_run, start_run
+from ..train.plan import DYNAMICS, PrunePlan
+from ..train.rundir import RunConfig, RunDir, inside_run
 from ..train.runs import train_run
 from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
                      logger, set_threads, train_config)
@@ -28,6 +31,19 @@ def _prune_at(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--prune-at {text!r}: expected an epoch count T or 'auto'") from None
+
+
+#: run settings of a train run, and where its config.json holds each: with --resume a given
+#: value that differs from the run's is refused (as `score --resume` does)
+RUN_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
+    "dataset": lambda c: c.dataset, "data_dir": lambda c: c.data_dir, "limit": lambda c: c.limit,
+    "image_size": lambda c: c.image_size, "model": lambda c: c.model,
+    "epochs": lambda c: c.train.epochs, "batch_size": lambda c: c.train.batch_size, "lr": lambda c: c.train.lr,
+    "seed": lambda c: c.train.seed, "budget": lambda c: c.budget,
+    **{k: (lambda c, k=k: getattr(c.plan, k) if c.plan else None)
+       for k in ("prune_at", "method", "prune_ratio", "record_every", "dynamic", "infobatch_ratio",
+                 "infobatch_delta")},
+    "window": lambda c: c.plan.params.get("window") if c.plan else None}
 
 
 def default_prune_at(epochs: int) -> int:
@@ -60,6 +76,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record-every", type=float, default=1.0, metavar="F",
                    help="end a recording every F of an epoch (1, 0.5, 0.25...; default 1): more, finer "
                         "recordings of the T epochs (in the train view each sample is still seen once an epoch)")
+    p.add_argument("--budget", type=float, metavar="B",
+                   help="the matched-compute baseline: all data, no pruning, for round(B x the full run's "
+                        "optimizer steps) steps (0 < B <= 1) with the warm-up + cosine schedule compressed into "
+                        "them (the last epoch may be partial); needs --out or --metrics-out, resumable")
     p.add_argument("--dynamic", choices=DYNAMICS, help="dynamic pruning instead: infobatch (Qin et al. 2024)")
     p.add_argument("--infobatch-ratio", type=float, default=0.5, metavar="P",
                    help="infobatch: drop probability of below-mean-loss samples (default 0.5)")
@@ -68,50 +88,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="run folder of --prune-at / --dynamic (keep file, dynamics, checkpoints); default "
                         "the --metrics-out path without .json, plus .run")
-    p.add_argument("--resume", metavar="DIR", help="continue the interrupted --prune-at/--dynamic run in DIR")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the interrupted --prune-at/--dynamic/--budget run in DIR; its settings come "
+                        "from DIR/config.json (other values are refused)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads (default: all cores; with --resume, the run's own count)")
     add_output_args(p)
-    p.set_defaults(func=run)
+    # Defaults become None so that --resume can tell which settings were given explicitly.
+    defaults = {dest: p.get_default(dest) for dest in RUN_SETTINGS}
+    p.set_defaults(func=run, run_setting_defaults=defaults, **{dest: None for dest in RUN_SETTINGS})
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
     if args.out:
         return Path(args.out)
     if not args.metrics_out:
-        raise DataPruneError("--prune-at/--dynamic need a run folder; pass --out DIR or --metrics-out JSON")
+        raise DataPruneError("--prune-at/--dynamic/--budget need a run folder; pass --out DIR or --metrics-out JSON")
     m = Path(args.metrics_out)
     return m.with_name((m.stem if m.suffix == ".json" else m.name) + ".run")
 
 
 def run(args: argparse.Namespace) -> int:
-    set_threads(args.threads)
     if args.metrics_out:
+        within = inside_run(args.metrics_out)
+        if within is not None:  # --force must never let it replace a run's or a store's file
+            raise DataPruneError(f"--metrics-out {args.metrics_out} lies inside the dataprune run or store "
+                                 f"{within}; write the metrics elsewhere")
         refuse_overwrite(args.metrics_out, args.force)
         check_writable(args.metrics_out)  # fail now, not after training
-    one_run = args.prune_at is not None or args.dynamic is not None or args.resume
-    if args.prune_at == "auto":
-        args.prune_at = default_prune_at(args.epochs)
-    if one_run and args.subset:
-        raise DataPruneError("--subset excludes --prune-at/--dynamic/--resume; expected one of them")
     if args.resume:
-        metrics = resume_run(args.resume, log=logger(args), progress=not args.quiet)
-    elif one_run:
-        plan = PrunePlan(prune_at=args.prune_at, method=args.method if args.prune_at is not None else None,
-                         prune_ratio=args.prune_ratio, record_every=args.record_every,
-                         params={} if args.window is None else {"window": args.window}, dynamic=args.dynamic,
-                         infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta)
-        cfg = train_config(args)
-        plan.resolved(cfg.epochs, cfg.seed)  # bad input fails before the data loads
-        metrics = start_run(_run_dir(args), data_spec(args).for_model(args.model), model=args.model, cfg=cfg, plan=plan,
-                            force=args.force, log=logger(args), progress=not args.quiet)
+        metrics = resume(args)
     else:
-        spec = data_spec(args).for_model(args.model)
-        data = spec.load()
-        subset = (read_keep(args.subset, len(data.train_y), dataset=data.name, labels=data.train_y.numpy(),
-                            data_dir=data.data_dir) if args.subset else None)
-        metrics = train_run(spec, model=args.model, cfg=train_config(args), subset=subset,
-                            log=logger(args), data=data, progress=not args.quiet)
-        metrics["subset"] = args.subset
+        for dest, default in args.run_setting_defaults.items():
+            if getattr(args, dest) is None:
+                setattr(args, dest, default)
+        metrics = start(args)
     if args.metrics_out:
         atomic_write_json(args.metrics_out, metrics)
     pruned = f", keep file {metrics['keep_file']}" if metrics.get("keep_file") else ""
@@ -120,3 +131,73 @@ def run(args: argparse.Namespace) -> int:
           f"{metrics['train_samples']} samples (last epoch), {metrics['full_equivalent']:.3f} of full training's "
           f"sample passes ({metrics['seconds']:.0f} s){pruned}")
     return 0
+
+
+def start(args: argparse.Namespace) -> dict[str, Any]:
+    set_threads(args.threads)
+    one_run = args.prune_at is not None or args.dynamic is not None or args.budget is not None
+    if args.prune_at == "auto":
+        args.prune_at = default_prune_at(args.epochs)
+    if one_run and args.subset:
+        raise DataPruneError("--subset excludes --prune-at/--dynamic/--budget; expected one of them")
+    if args.budget is not None:
+        if not (0 < args.budget <= 1):  # nan and inf too
+            raise DataPruneError(f"--budget {args.budget}; expected a fraction 0 < B <= 1 of the full run's "
+                                 "optimizer steps")
+        if args.prune_at is not None or args.dynamic is not None:
+            raise DataPruneError("--budget excludes --prune-at/--dynamic (it trains on all data, unpruned); "
+                                 "expected one of them")
+    if args.out and not one_run:
+        raise DataPruneError("--out is the run folder of --prune-at/--dynamic/--budget; a plain train writes "
+                             "--metrics-out only")
+    if one_run:
+        plan = PrunePlan(prune_at=args.prune_at, method=args.method if args.prune_at is not None else None,
+                         prune_ratio=args.prune_ratio, record_every=args.record_every,
+                         params={} if args.window is None else {"window": args.window}, dynamic=args.dynamic,
+                         infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta)
+        cfg = train_config(args)
+        plan.resolved(cfg.epochs, cfg.seed)  # bad input fails before the data loads
+        return start_run(_run_dir(args), data_spec(args).for_model(args.model), model=args.model, cfg=cfg,
+                         plan=plan, budget=args.budget, force=args.force, log=logger(args),
+                         progress=not args.quiet)
+    spec = data_spec(args).for_model(args.model)
+    data = spec.load()
+    subset = (read_keep(args.subset, len(data.train_y), dataset=data.name, labels=data.train_y.numpy(),
+                        data_dir=data.data_dir) if args.subset else None)
+    metrics = train_run(spec, model=args.model, cfg=train_config(args), subset=subset,
+                        log=logger(args), data=data, progress=not args.quiet)
+    return {**metrics, "subset": args.subset}
+
+
+def resume(args: argparse.Namespace) -> dict[str, Any]:
+    """``--resume DIR``: the run's own settings and thread count; other given values refused."""
+    run_dir = Path(args.resume)
+    if args.force:
+        raise DataPruneError("--force cannot be combined with --resume (resuming overwrites nothing); "
+                             f"to start over use `dataprune train --out {run_dir} --force`")
+    if args.subset or args.out:
+        raise DataPruneError(f"--resume takes everything from {run_dir}; drop --subset/--out")
+    config = RunDir(run_dir, "train").read_config() if (run_dir / "config.json").is_file() else None
+    if config is not None:
+        conflicts = [f"--{dest.replace('_', '-')} {given} (the run has {used})"
+                     for dest, given, used in _given_settings(args, config) if given != used]
+        if conflicts:
+            raise DataPruneError(f"--resume takes the run's settings from {run_dir / 'config.json'}; drop "
+                                 f"{', '.join(conflicts)}, or start a new run with --out")
+    set_threads(args.threads if args.threads is not None else config.threads if config else None)
+    return resume_run(run_dir, log=logger(args), progress=not args.quiet)
+
+
+def _given_settings(args: argparse.Namespace, config: RunConfig) -> Iterator[tuple[str, Any, Any]]:
+    """(dest, given value, the run's value) for every run setting given on the command line."""
+    for dest, used_in in RUN_SETTINGS.items():
+        given = getattr(args, dest)
+        if given is None:
+            continue
+        used = used_in(config)
+        if dest == "data_dir":
+            given = str(Path(given).resolve())
+        if dest == "prune_at" and given == "auto":
+            given = default_prune_at(config.train.epochs)
+        yield dest, given, used
+

@@ -7,23 +7,26 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataPruneError
-from ..fileio import read_json
 from ..integrity import fingerprint_of
 from ..run_outputs import FEATURES_FILE, LOGITS_FILE
 from ..store import Dynamics
-from .runs import STATE_FILE, _finished, check_store_against_config, load_checkpoint
+from .rundir import CHECKPOINT_FILE, STATE_FILE, RunDir, load_checkpoint, run_command
+from .runs import check_store_against_config
 
 
 def check_run(path: str | os.PathLike) -> str:
     """Verify ``path`` (a run directory of ``dataprune score``, or a dynamics store).
 
     Reads every recorded row once: the store's content must match its fingerprint and each
-    value its signal's range; a run's ``config.json``, ``state.pt`` and final outputs must
-    agree with the store. Returns a one-line summary starting ``OK:``; raises
+    value its signal's range; a run's ``config.json`` (its settings' digest), ``state.pt`` and
+    ``checkpoint.pt`` (their sha256 in ``digests.json``) and final outputs must agree with the
+    store. Returns a one-line summary starting ``OK:``; raises
     :class:`~dataprune.errors.DataPruneError` at the first mismatch.
     """
     path = Path(path)
     run_dir = path if (path / "config.json").is_file() else None
+    if run_dir is not None and run_command(run_dir) != "score":
+        raise DataPruneError(f"{run_dir / 'config.json'} does not describe a `dataprune score` run")
     store = Dynamics.open(path)
     summary = (f"store {store.path}: N={store.num_samples}, C={store.num_classes}, {store.epochs} epochs, "
                f"signals {','.join(store.signals) or 'none (keep_history none: dyn-unc running sums)'}, "
@@ -31,18 +34,21 @@ def check_run(path: str | os.PathLike) -> str:
     if run_dir is None:
         store.verify()
         return f"OK: {summary}"
-    config = read_json(run_dir / "config.json")
-    if not isinstance(config, dict) or config.get("command") != "score":
-        raise DataPruneError(f"{run_dir / 'config.json'} does not describe a `dataprune score` run")
+    run = RunDir(run_dir, "score")
+    config = run.read_config()  # typed, and its settings' digest
     check_store_against_config(store, config, run_dir)
-    planned = int(config.get("train", {}).get("epochs", store.epochs))
+    planned = config.train.epochs
     state_file = run_dir / STATE_FILE
     if not state_file.exists():
         store.verify()
+        if run.has_state():
+            return (f"OK: store of run {run_dir} holds {store.epochs} of {planned} epochs, but {STATE_FILE} is "
+                    f"missing: `--resume` cannot continue it (restore {STATE_FILE}, or start over with --force); "
+                    f"{summary}")
         done = 0
     else:
-        state = load_checkpoint(state_file)
-        done, at = int(state.get("epoch", -1)), int(state.get("store_epochs", -1))
+        state = run.load_state(config)  # its digest, entries and config
+        done, at = int(state["epoch"]), int(state["store_epochs"])
         if not (0 <= at <= store.epochs <= at + 1):
             raise DataPruneError(f"{state_file} checkpoints {at} store epochs but the store holds "
                                  f"{store.epochs}; expected {at} (or {at + 1} after a crash)")
@@ -50,11 +56,11 @@ def check_run(path: str | os.PathLike) -> str:
             store.verify()  # a ring store cannot go back: compare only when in step
         else:
             expected = fingerprint_of(store.digests_after(at))
-            if expected != state.get("store_fingerprint"):
+            if expected != state["store_fingerprint"]:
                 raise DataPruneError(f"store {store.path} does not match {state_file}: its first {at} "
                                      f"epochs have fingerprint {expected}, the checkpoint expects "
-                                     f"{state.get('store_fingerprint')}")
-    if _finished(config):
+                                     f"{state['store_fingerprint']}")
+    if config.finished:
         if store.epochs != planned or done != planned:
             raise DataPruneError(f"{run_dir / 'config.json'} says finished but the store holds "
                                  f"{store.epochs} and {STATE_FILE} {done} of {planned} epochs")
@@ -65,8 +71,10 @@ def check_run(path: str | os.PathLike) -> str:
                 raise DataPruneError(f"{run_dir / name} is missing or unreadable ({e})") from None
             if rows != store.num_samples:
                 raise DataPruneError(f"{run_dir / name} has {rows} rows; expected {store.num_samples}")
-        load_checkpoint(run_dir / "checkpoint.pt")
+        run.verify(CHECKPOINT_FILE)
+        load_checkpoint(run_dir / CHECKPOINT_FILE)
         state_text = "finished"
     else:
-        state_text = f"unfinished, {done} of {planned} epochs: `dataprune score --resume {run_dir}`"
+        state_text = (f"unfinished, {done} of {planned} epochs checkpointed, the store holds {store.epochs}: "
+                      f"`dataprune score --resume {run_dir}`")
     return f"OK: run {run_dir} ({state_text}); {summary}"

@@ -1,4 +1,4 @@
-"""The reference training loop: SGD + warm-up/cosine, optionally recording dynamics.
+"""The reference training loop: SGD + warm-up/cosine (:mod:`.schedule`), optionally recording dynamics.
 
 Read top to bottom: build the optimizer and schedule, then per epoch iterate batches of
 ``(x, y, idx)``, step, record, and log.
@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..errors import DataPruneError
 from ..record import Recorder
+from .schedule import ProgressSchedule
 
 VIEWS = ("clean", "train")
 
@@ -53,72 +54,24 @@ class TrainConfig:
         return asdict(self)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """SGD with Nesterov momentum (no weight decay on biases and norms), and a per-step
-    schedule: linear warm-up for ``warmup_epochs`` (factor (s+1)/(W+1) at step s < W), then
-    cosine decay towards zero over the remaining T - W steps (torch's LinearLR, then
-    CosineAnnealingLR, chained by SequentialLR)."""
+def make_optimizer(model: nn.Module, cfg: TrainConfig, steps_per_epoch: int, *, steps: int | None = None
+                   ) -> tuple[torch.optim.Optimizer, ProgressSchedule]:
+    """SGD with Nesterov momentum (no weight decay on biases and norms), and the run's
+    warm-up/cosine :class:`~dataprune.train.schedule.ProgressSchedule` over ``cfg.epochs``
+    epochs of ``steps_per_epoch`` steps, or compressed into ``steps`` steps (a budget run):
+    the one schedule of every dataprune training."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
-    sched = torch.optim.lr_scheduler
-    if warmup == 0:
-        return optimizer, sched.CosineAnnealingLR(optimizer, T_max=total)
-    ramp = sched.LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
-    cosine = sched.CosineAnnealingLR(optimizer, T_max=total - warmup)
-    return optimizer, sched.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
+    return optimizer, ProgressSchedule.for_run(optimizer, cfg.epochs, cfg.warmup_epochs,
+                                               steps_per_epoch=steps_per_epoch, steps=steps)
 
 
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA) for repeatable initialisation."""
     torch.manual_seed(seed)
-
-
-class ProgressSchedule:
-    """The warm-up/cosine schedule of :func:`make_optimizer` as a function of epoch progress
-    ``p = epoch + batch / batches_in_epoch`` in [0, E), so that epochs of different sizes
-    (a pruned subset after epoch T, InfoBatch's per-epoch subsets) follow the LR curve of the
-    full run epoch for epoch. With equal epochs it gives exactly the per-step schedule.
-
-    Call :meth:`start_epoch` before each epoch and :meth:`step` after each optimizer step.
-    """
-
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
-        self.optimizer, self.epochs, self.warmup = optimizer, cfg.epochs, min(cfg.warmup_epochs, cfg.epochs)
-        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]  # before any scheduler
-        self.epoch, self.batch, self.batches = 0, 0, 1
-
-    def factor(self) -> float:
-        p, d = self.epoch + self.batch / self.batches, 1.0 / self.batches
-        if p < self.warmup:
-            return (p + d) / (self.warmup + d)
-        return 0.5 * (1 + math.cos(math.pi * (p - self.warmup) / max(d, self.epochs - self.warmup)))
-
-    def _apply(self) -> None:
-        f = self.factor()
-        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
-            g["lr"] = base * f
-
-    def start_epoch(self, epoch: int, batches: int) -> None:
-        self.epoch, self.batch, self.batches = epoch, 0, max(1, batches)
-        self._apply()
-
-    def step(self) -> None:
-        self.batch += 1
-        if self.batch < self.batches:
-            self._apply()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batch": self.batch, "batches": self.batches, "base_lrs": self.base_lrs}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.batch, self.batches = int(state["epoch"]), int(state["batch"]), int(state["batches"])
-        self.base_lrs = [float(x) for x in state["base_lrs"]]
 
 
 SampleLoss = Callable[[Tensor, Tensor, Tensor], Tensor]

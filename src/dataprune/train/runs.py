@@ -1,13 +1,10 @@
-"""One scoring run and one training run, end to end, as the CLI and benchmarks use them."""
+"""A scoring run (``dataprune score``) and a plain training (``dataprune train``), end to end,
+as the CLI and benchmarks use them. Both train through :class:`~.training.Training` (the
+one training path); a scoring run lives in a :class:`~.rundir.RunDir`."""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
-import json
-import os
-import pickle
-import platform
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,21 +14,23 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .. import __version__, keepfile
+from .. import keepfile
 from ..errors import DataPruneError
-from ..fileio import (LOCK_FILE, atomic_write_bytes, atomic_write_json, atomic_write_text, clear_for_force,
-                      exclusive_lock, read_json, remove_stale_temps)
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
-from ..run_outputs import is_run_dir, save_final_outputs
+from ..run_outputs import save_final_outputs
 from ..store import Dynamics
-from .data import ImageData, InMemoryLoader, accuracy, evaluate, load_dataset
+from .data import InMemoryLoader, accuracy, evaluate, load_dataset
 from .imagefolder import DEFAULT_IMAGE_SIZE, FolderData
-from .loop import TrainConfig, make_optimizer, predict, seed_everything, train
-from .models import build_model, model_image_size
+from .loop import TrainConfig, predict
+from .models import model_image_size
+from .rundir import (CHECKPOINT_FILE, STATE_FILE, STORE_DIR, RunConfig, RunDir, check_score_settings,
+                     load_checkpoint, read_log, set_rng_states)
+from .training import Data, Training, run_loader
+
+__all__ = ["DataSpec", "ScoreResult", "score_run", "resume_score_run", "train_run", "evaluate_data",
+           "load_checkpoint", "read_log", "run_loader", "Data", "STATE_FILE"]
 
 Log = Callable[[str], None]
-Data = ImageData | FolderData
-"""In-memory IDX data or a streamed image folder."""
 
 
 @dataclass
@@ -57,12 +56,50 @@ class DataSpec:
         return load_dataset(self.dataset, self.data_dir, self.limit, image_size=self.image_size,
                             workers=self.workers)
 
+    @classmethod
+    def of(cls, config: RunConfig, workers: int | None = None) -> "DataSpec":
+        """The data a run's config names (``workers`` overrides the run's own count)."""
+        return cls(config.dataset, config.data_dir, config.limit, config.image_size,
+                   workers=config.workers if workers is None else workers)
 
-#: Training state checkpointed after every epoch of a scoring run, for ``--resume``.
-STATE_FILE = "state.pt"
-STATE_FORMAT = "dataprune-score-state"
-#: who holds a run directory's lock (see :func:`~dataprune.fileio.exclusive_lock`)
-RUN_USER = "`dataprune score` process"
+
+def run_config(command: str, spec: DataSpec, data: Data, model: str, cfg: TrainConfig, **fields: Any) -> RunConfig:
+    """A new run's config: the data as loaded, the model, the settings, this process's threads."""
+    return RunConfig(command=command, dataset=data.name, data_dir=str(Path(data.data_dir).resolve()),
+                     limit=spec.limit, image_size=data.image_size,
+                     workers=spec.workers, num_samples=len(data.train_y), num_classes=data.num_classes,
+                     train_labels_digest=labels_digest(data.train_y), model=model, train=cfg,
+                     threads=torch.get_num_threads(), **fields)
+
+
+def check_same_data(config: RunConfig, data: Data, run: Path) -> None:
+    """Refuse to resume ``run`` on data that is not what it was started on (N, labels)."""
+    n = len(data.train_y)
+    if n != config.num_samples:
+        raise DataPruneError(f"dataset {config.dataset!r} at {config.data_dir} now has N={n} training "
+                             f"samples, but the run {run} was started with N={config.num_samples}")
+    if config.train_labels_digest != labels_digest(data.train_y):
+        raise DataPruneError(f"the training labels of dataset {config.dataset!r} at {config.data_dir} "
+                             f"differ from those the run {run} was started with; was the dataset replaced?")
+
+
+def store_epochs(run: RunDir) -> int:
+    """Epochs the run's store holds (0 when it is absent or was never completed)."""
+    try:
+        return Dynamics.open(run / STORE_DIR).epochs
+    except DataPruneError:
+        return 0
+
+
+def refuse_lost_state(run: RunDir) -> None:
+    """Item of trust: ``--resume`` without ``state.pt`` may restart from epoch 0 only when
+    nothing was checkpointed yet (no digest of a state, at most the one epoch a crash between
+    the store and the first checkpoint leaves); otherwise it refuses, deleting nothing."""
+    held = store_epochs(run)
+    if run.has_state() or held > 1:
+        raise DataPruneError(f"{run / STATE_FILE} is missing, but the run checkpointed epochs before (the store "
+                             f"holds {held}); --resume cannot continue without it and deletes nothing: restore "
+                             f"it, or start over with `dataprune {run.command} --out {run.path} --force`")
 
 
 @dataclass
@@ -72,23 +109,6 @@ class ScoreResult:
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
     """Epochs already finished when this process took over the run (0 for a fresh run)."""
-
-
-def run_loader(data: Data, cfg: TrainConfig, model_name: str, indices: np.ndarray | None = None, *,
-            record_view: str | None = None, rank: int = 0, world: int = 1) -> Any:
-    """The training batches of a run (augmented unless the model is ``mlp``): in memory, or
-    decoded by workers for an image folder (with the clean view when ``record_view="clean"``);
-    this rank's shard when ``world`` > 1."""
-    from . import distributed as ddp
-    augment = model_name != "mlp"
-    if isinstance(data, FolderData):
-        return data.loader(indices, batch_size=cfg.batch_size, shuffle=True, augment=augment, seed=cfg.seed,
-                           with_clean=record_view == "clean", rank=rank, world_size=world)
-    kw = dict(mean=data.mean, std=data.std, indices=indices, batch_size=cfg.batch_size, shuffle=True,
-              augment=augment, seed=cfg.seed)
-    if world > 1:
-        return ddp.ShardLoader(data.train_x, data.train_y, rank=rank, world_size=world, **kw)
-    return InMemoryLoader(data.train_x, data.train_y, **kw)
 
 
 def _clean_batches(data: Data, batch_size: int = 1024) -> Iterator[torch.Tensor]:
@@ -110,135 +130,32 @@ def evaluate_data(model: torch.nn.Module, data: Data) -> tuple[float, str]:
     return evaluate(model, data.test_x, data.test_y, data.mean, data.std), "test"
 
 
-def atomic_torch_save(path: Path, obj: dict[str, Any]) -> None:
-    """``torch.save(obj)`` to ``path`` through a temp file and a rename (crash-safe)."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _save_checkpoint(path: Path, model: torch.nn.Module, extra: dict[str, Any]) -> None:
-    atomic_torch_save(path, {"model": model.state_dict(), **extra})
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint or training state written by dataprune (tensors and primitives only,
-    ``torch.load(weights_only=True)``), with a one-line error on a missing or corrupted file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataPruneError(f"checkpoint {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        raise DataPruneError(f"checkpoint {path} is truncated or corrupted ({' '.join(str(e).split())[:200]})") from None
-    if not isinstance(obj, dict) or "model" not in obj:
-        raise DataPruneError(f"checkpoint {path} is not a dataprune checkpoint (no 'model' entry)")
-    return obj
-
-
-#: config.json entries a resumed run reads, with the types they must have
-CONFIG_TYPES: dict[str, Any] = {"dataset": str, "data_dir": str, "limit": (int, type(None)),
-                                "image_size": (int, type(None)), "num_samples": int, "model": str,
-                                "record_view": str, "train": dict}
-#: state.pt entries, with their types
-STATE_TYPES: dict[str, Any] = {"epoch": int, "store_epochs": int, "store_fingerprint": str,
-                               "train_seconds": (int, float), "model": dict, "optimizer": dict,
-                               "scheduler": dict, "torch_rng": torch.Tensor, "cuda_rng": list}
-
-
-def _check_entries(path: Path, obj: dict[str, Any], types: dict[str, Any], what: str) -> None:
-    """One-line error unless every key of ``types`` is in ``obj`` with that type (no bools)."""
-    for key, kind in types.items():
-        if key not in obj:
-            raise DataPruneError(f"{path} lacks the entry {key!r}; it is not a complete {what}")
-        value = obj[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise DataPruneError(f"{path} has {key}={' '.join(repr(value).split())[:60]}; expected {names}")
-
-
-def check_config(path: Path, config: Any) -> TrainConfig:
-    """Validate a scoring run's ``config.json`` (read from ``path``); returns its TrainConfig.
-    Unknown top-level keys are ignored; unknown training settings are refused."""
-    if not isinstance(config, dict) or config.get("command") != "score":
-        raise DataPruneError(f"{path} does not describe a `dataprune score` run")
-    _check_entries(path, {"image_size": None, **config}, CONFIG_TYPES, "scoring-run config")
-    known = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(config["train"]) - set(known))
-    if unknown:
-        raise DataPruneError(f"{path} has unknown training setting(s) {unknown} under 'train'; "
-                             f"expected only {sorted(known)}")
-    _check_entries(path, {**known, **config["train"]},
-                   {k: int if isinstance(v, int) else (int, float) for k, v in known.items()},
-                   "scoring-run config")
-    return TrainConfig(**config["train"])
-
-
-def read_log(path: Path, lines: int | None = None) -> list[dict[str, Any]]:
-    """The per-epoch rows of a run's ``log.jsonl`` (the first ``lines`` of them), with a
-    one-line error on a row that is not a JSON object."""
-    if not path.exists():
-        return []
-    rows = []
-    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    for i, line in enumerate(text[:lines], 1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if not isinstance(row, dict):
-            raise DataPruneError(f"{path} line {i} is {line[:40]!r}; expected one JSON object per "
-                                 "finished epoch (repair or delete the file)")
-        rows.append(row)
-    return rows
-
-
 def labels_digest(labels: torch.Tensor) -> str:
     """Hash of the training labels, recorded in ``config.json`` so a resumed run can tell
     that it trains on the same data."""
     return keepfile.labels_digest(labels.cpu().numpy())
 
 
-def _finished(config: dict[str, Any]) -> bool:
-    return bool(config.get("finished", "train_seconds" in config))
+def log_epoch(log: Log | None, what: str, epoch: int, epochs: int, row: dict[str, float]) -> None:
+    if log:
+        log(f"{what} epoch {epoch + 1}/{epochs}: {row['samples']} samples, loss {row['loss']:.4f}  train acc "
+            f"{100 * row['train_accuracy']:.2f} %  {row['seconds']:.1f}s")
 
 
-def _refuse_existing_run(out: Path) -> None:
-    try:
-        config = read_json(out / "config.json")
-    except DataPruneError:
-        config = None
-    if isinstance(config, dict) and config.get("command") == "score" and not _finished(config):
-        raise DataPruneError(f"{out} already exists and holds an unfinished scoring run; continue it with "
-                             f"`dataprune score --resume {out}`, or pass --force to start over")
-    raise DataPruneError(f"{out / 'config.json'} already exists; pass --force (force=True) to overwrite it")
-
-
-def _epoch_logger(log_path: Path, log: Log | None, what: str) -> Callable[[int, dict[str, float]], None]:
-    def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-        with open(fd, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        if log:
-            log(f"{what} epoch {epoch + 1}: loss {row['loss']:.4f}  train acc "
-                f"{100 * row['train_accuracy']:.2f} %  {row['seconds']:.1f}s")
-    return on_epoch_end
-
-
-def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "small-cnn",
+# --- dataprune score -----------------------------------------------------------------------------
+def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
               cfg: TrainConfig | None = None, record_view: str = "clean",
               signals: tuple[str, ...] = ALL_SIGNALS + EXTRA_SIGNALS, force: bool = False,
               log: Log | None = None, data: Data | None = None, progress: bool = False,
               keep_history: str = "full", window: int = 10) -> ScoreResult:
     """Train ``model`` on the full training set while recording dynamics into ``out``.
 
-    Writes ``out/config.json``, ``out/dynamics/`` (the store), ``out/log.jsonl`` (per-epoch
-    loss/accuracy), ``out/state.pt`` (model, optimizer, schedule and RNG state after the
-    last finished epoch, for :func:`resume_score_run`), ``out/checkpoint.pt`` (final
-    weights), and ``out/features.npy`` / ``out/final_logits.npy`` (final model, clean view).
-    ``config.json`` says ``"finished": true`` once everything is written. Image-folder
-    datasets also get ``out/dynamics/file_list.txt`` (``relative/path label`` per sample).
-    ``keep_history="none"`` records only what Dyn-Unc with ``window`` needs (see Recorder).
+    Writes the run folder of :mod:`~dataprune.train.rundir`: ``config.json``, ``dynamics/``
+    (the store), ``log.jsonl``, ``state.pt`` after every epoch (for :func:`resume_score_run`),
+    ``checkpoint.pt`` (final weights), ``features.npy`` / ``final_logits.npy`` (final model,
+    clean view) and ``digests.json``; ``config.json`` says ``"finished": true`` once all is
+    written. Image-folder datasets also get ``dynamics/file_list.txt``. ``keep_history="none"``
+    records only what Dyn-Unc with ``window`` needs (see Recorder).
 
     Under torch.distributed (``torchrun`` or ``dataprune score --nproc``; the group is
     joined from the environment) every rank trains on its shard with averaged gradients
@@ -246,20 +163,17 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
     """
     from . import distributed as ddp
     cfg = cfg or TrainConfig()
-    out = Path(out)
+    check_score_settings(cfg, record_view, list(signals), keep_history,  # before any file or data
+                         window if keep_history == "none" else None)
     rank, world, created = ddp.init_from_env()
     try:
-        error = None
-        lock = contextlib.ExitStack()
+        error, run = None, None
+        claim = contextlib.ExitStack()
         if rank == 0:
             try:
-                lock.enter_context(exclusive_lock(out, RUN_USER))
-                if (out / "config.json").exists() and not force:
-                    _refuse_existing_run(out)
-                if force:
-                    clear_for_force(out, is_run_dir, "dataprune scoring run", keep=[LOCK_FILE])
+                run = claim.enter_context(RunDir.claim(out, "score", force=force))
             except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
-                lock.close()
+                claim.close()
                 error = e
         if world > 1:  # every rank fails together rather than hanging in a collective
             msg = [None if error is None else f"{type(error).__name__}: {error}"]
@@ -268,10 +182,10 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
                 raise ddp.RankLost(f"rank 0 failed: {msg[0]}")
         if error is not None:
             raise error
-        with lock:
-            return _score_run(out, data_spec, model=model, cfg=cfg, record_view=record_view,
-                              signals=signals, log=log if rank == 0 else None, data=data,
-                              progress=progress and rank == 0, keep_history=keep_history,
+        with claim:
+            return _score_run(run or RunDir(out, "score"), data_spec, model=model, cfg=cfg,
+                              record_view=record_view, signals=signals, log=log if rank == 0 else None,
+                              data=data, progress=progress and rank == 0, keep_history=keep_history,
                               window=window, rank=rank, world=world)
     except Exception as e:
         if world > 1 and ddp.is_rank_lost(e):
@@ -282,240 +196,172 @@ def score_run(out: str | os.PathLike, data_spec: DataSpec, *, model: str = "smal
             torch.distributed.destroy_process_group()
 
 
-def _score_run(out: Path, data_spec: DataSpec, *, model: str, cfg: TrainConfig, record_view: str,
+def _score_run(run: RunDir, data_spec: DataSpec, *, model: str, cfg: TrainConfig, record_view: str,
                signals: tuple[str, ...], log: Log | None, data: Data | None, progress: bool,
                keep_history: str, window: int, rank: int, world: int) -> ScoreResult:
     data_spec = data_spec.for_model(model)
+    config_fields = dict(record_view=record_view, signals=list(signals), keep_history=keep_history,
+                         window=window if keep_history == "none" else None, world_size=world)
     data = data if data is not None else data_spec.load()
-    n = len(data.train_y)
-    config = {"command": "score", "dataset": data.name, "data_dir": str(Path(data.data_dir).resolve()),
-              "limit": data_spec.limit, "image_size": data.image_size, "workers": data_spec.workers,
-              "num_samples": n,
-              "num_classes": data.num_classes, "train_labels_digest": labels_digest(data.train_y),
-              "model": model, "record_view": record_view, "signals": list(signals),
-              "keep_history": keep_history, "world_size": world,
-              "train": cfg.to_dict(), "threads": torch.get_num_threads(), "dataprune": __version__,
-              "torch": torch.__version__, "python": platform.python_version(), "finished": False}
-    if keep_history == "none":
-        config["window"] = window
-    seed_everything(cfg.seed)
-    net = build_model(model, data.num_classes, data.in_channels, data.image_size)  # fails before any file
+    config = run_config("score", data_spec, data, model, cfg, **config_fields)
+    training = Training(data, model, cfg, record_view=record_view, rank=rank, world=world)  # fails before any file
     if rank == 0:
-        start_run_files(out, 0)
-        atomic_write_json(out / "config.json", config)
+        run.start(config)
         if log and isinstance(data, FolderData):
-            log(f"image folder {data.root}: {n} training images in {len(data.classes)} classes at "
-                f"{data.image_size}x{data.image_size}, decoded by {data_spec.workers or 'the main'} "
+            log(f"image folder {data.root}: {len(data.train_y)} training images in {len(data.classes)} classes "
+                f"at {data.image_size}x{data.image_size}, decoded by {data_spec.workers or 'the main'} "
                 f"{'worker process(es)' if data_spec.workers else 'process'}")
-    if world > 1:
-        from . import distributed as ddp
-        net = net.to(ddp.device_for(rank))
-        ddp.broadcast_model(net)
-    loader = run_loader(data, cfg, model, record_view=record_view, rank=rank, world=world)
-    optimizer, scheduler = make_optimizer(net, cfg, len(loader))
-    recorder = _new_recorder(out, config, data, cfg, rank)
-    return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
-                         start=0, seconds_before=0.0, log=log, progress=progress, rank=rank, world=world)
+    recorder = _new_recorder(run, config, data, rank)
+    return _score_epochs(run, config, data, training, recorder, start=0, seconds_before=0.0, log=log,
+                         progress=progress, rank=rank, world=world)
 
 
-def _new_recorder(out: Path, config: dict[str, Any], data: Data, cfg: TrainConfig, rank: int) -> Recorder:
-    """The run's store ``out/dynamics`` (created by rank 0) and a Recorder writing it."""
-    recorder = Recorder(len(data.train_y), out / "dynamics", data.num_classes, signals=config["signals"],
-                        epochs=cfg.epochs, view=config["record_view"], labels=data.train_y.numpy(),
-                        meta={"dataset": data.name, "model": config["model"], "seed": cfg.seed},
-                        keep_history=config.get("keep_history", "full"), window=config.get("window", 10))
+def _new_recorder(run: RunDir, config: RunConfig, data: Data, rank: int) -> Recorder:
+    """The run's store ``RUN/dynamics`` (created by rank 0) and a Recorder writing it."""
+    recorder = Recorder(len(data.train_y), run / STORE_DIR, data.num_classes, signals=config.signals,
+                        epochs=config.train.epochs, view=config.record_view, labels=data.train_y.numpy(),
+                        meta={"dataset": data.name, "model": config.model, "seed": config.train.seed},
+                        keep_history=config.keep_history, window=config.window or 10)
     file_list = getattr(data, "file_list", None)
     if file_list is not None and rank == 0:
+        from ..fileio import atomic_write_text
         from ..interop import FILE_LIST, format_file_list
-        atomic_write_text(out / "dynamics" / FILE_LIST, format_file_list(*file_list))
+        atomic_write_text(run / STORE_DIR / FILE_LIST, format_file_list(*file_list))
     return recorder
 
 
-def resume_score_run(out: str | os.PathLike, *, log: Log | None = None, data: Data | None = None,
+def resume_score_run(out: str | Path, *, log: Log | None = None, data: Data | None = None,
                      progress: bool = False, workers: int | None = None) -> ScoreResult:
     """Continue the interrupted scoring run ``out`` from its last finished epoch.
 
-    Everything (dataset, model, hyper-parameters, seed) comes from ``out/config.json``;
-    model, optimizer, schedule and RNG states come from ``out/state.pt``; without one (a
-    crash before the first epoch finished, even before or while the store was created) the
-    run restarts from epoch 0 with a new store. An epoch the store recorded after that checkpoint (a crash
-    between the two writes) is discarded, as are extra ``log.jsonl`` rows, so the finished
-    run is identical to an uninterrupted one on the same machine and thread count.
-    Single-process runs only: a run started with several processes is refused. ``workers``
-    (image folders) overrides the run's decoding processes (the results do not depend on it).
+    Everything (dataset, model, hyper-parameters, seed) comes from ``out/config.json``
+    (refused if edited: its digest is in ``digests.json``); model, optimizer, schedule and
+    every RNG state come from ``out/state.pt`` (refused if its digest does not match). Without
+    a ``state.pt`` (a crash before the first epoch's checkpoint) the run restarts from epoch 0;
+    a ``state.pt`` that was written and is now missing is refused, deleting nothing. An epoch
+    the store recorded after that checkpoint (a crash between the two writes) is discarded,
+    as are extra ``log.jsonl`` rows, so the finished run is identical to an uninterrupted one
+    on the same machine and thread count. Single-process runs only. ``workers`` (image
+    folders) overrides the run's decoding processes (the results do not depend on it).
     """
-    out = Path(out)
-    if not (out / "config.json").is_file():
-        raise DataPruneError(f"no scoring run to resume at {out} (config.json missing); "
-                             f"start one with `dataprune score --out {out}`")
-    with exclusive_lock(out, RUN_USER):
-        return _resume_score_run(out, log=log, data=data, progress=progress, workers=workers)
+    with RunDir.reopen(out, "score") as (run, config):
+        return _resume_score_run(run, config, log=log, data=data, progress=progress, workers=workers)
 
 
-def _resume_score_run(out: Path, *, log: Log | None, data: Data | None, progress: bool,
+def _resume_score_run(run: RunDir, config: RunConfig, *, log: Log | None, data: Data | None, progress: bool,
                       workers: int | None) -> ScoreResult:
-    config = read_json(out / "config.json")
-    cfg = check_config(out / "config.json", config)
-    if _finished(config):
-        raise DataPruneError(f"scoring run {out} already finished all {cfg.epochs} epochs; nothing to resume")
-    if config.get("world_size", 1) > 1:
-        raise DataPruneError(f"scoring run {out} ran with {config['world_size']} processes; --resume "
+    cfg = config.train
+    if config.finished:
+        raise DataPruneError(f"scoring run {run.path} already finished all {cfg.epochs} epochs; nothing to resume")
+    if config.world_size > 1:
+        raise DataPruneError(f"scoring run {run.path} ran with {config.world_size} processes; --resume "
                              "supports single-process runs only (restart it with --force)")
-    state_path = out / STATE_FILE
-    if config.get("keep_history", "full") != "full" and state_path.exists():
-        raise DataPruneError(f"scoring run {out} records keep_history={config['keep_history']!r}; --resume "
+    if config.keep_history != "full" and run.has_state():
+        raise DataPruneError(f"scoring run {run.path} records keep_history={config.keep_history!r}; --resume "
                              "supports full-history stores only (restart it with --force)")
-    spec = DataSpec(config["dataset"], config["data_dir"], config["limit"], config.get("image_size"),
-                    workers=config.get("workers", 0) if workers is None else workers)
-    data = data if data is not None else spec.load()
-    n = len(data.train_y)
-    if n != config["num_samples"]:
-        raise DataPruneError(f"dataset {config['dataset']!r} at {config['data_dir']} now has N={n} training "
-                             f"samples, but the run {out} was started with N={config['num_samples']}")
-    if config.get("train_labels_digest", labels_digest(data.train_y)) != labels_digest(data.train_y):
-        raise DataPruneError(f"the training labels of dataset {config['dataset']!r} at {config['data_dir']} "
-                             f"differ from those the run {out} was started with; was the dataset replaced?")
-    model = config["model"]
-    seed_everything(cfg.seed)
-    net = build_model(model, data.num_classes, data.in_channels, data.image_size)
-    loader = run_loader(data, cfg, model, record_view=config["record_view"])
-    optimizer, scheduler = make_optimizer(net, cfg, len(loader))
-    if not state_path.exists():  # nothing to continue from: a new store, epoch 0
-        if (out / "dynamics").exists():
-            shutil.rmtree(out / "dynamics")
-        recorder = _new_recorder(out, config, data, cfg, 0)
-        start_run_files(out, 0)
+    data = data if data is not None else DataSpec.of(config, workers).load()
+    check_same_data(config, data, run.path)
+    training = Training(data, config.model, cfg, record_view=config.record_view)
+    if not (run / STATE_FILE).exists():
+        refuse_lost_state(run)  # nothing to continue from: a new store, epoch 0
+        if (run / STORE_DIR).exists():
+            shutil.rmtree(run / STORE_DIR)
+        run.prepare(0)
+        recorder = _new_recorder(run, config, data, 0)
         if log:
-            log(f"resuming scoring run {out}: no epoch finished yet, starting from epoch 0")
-        return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
-                             start=0, seconds_before=0.0, log=log, progress=progress, rank=0, world=1)
-    state = load_checkpoint(state_path)
-    if state.get("format") != STATE_FORMAT:
-        raise DataPruneError(f"{state_path} is not a dataprune scoring-run state")
-    _check_entries(state_path, state, STATE_TYPES, "scoring-run state")
-    try:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        if torch.cuda.is_available() and state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise DataPruneError(f"{state_path} does not fit this run's model and optimizer "
-                             f"({' '.join(str(e).split())[:200]})") from None
-    start, store_epochs = int(state["epoch"]), int(state["store_epochs"])
-    fingerprint, seconds_before = str(state["store_fingerprint"]), float(state["train_seconds"])
+            log(f"resuming scoring run {run.path}: no epoch finished yet, starting from epoch 0")
+        return _score_epochs(run, config, data, training, recorder, start=0, seconds_before=0.0, log=log,
+                             progress=progress, rank=0, world=1)
+    state = run.load_state(config)
+    restore(training, state, run / STATE_FILE)
+    start, at = int(state["epoch"]), int(state["store_epochs"])
     if not 0 <= start <= cfg.epochs:
-        raise DataPruneError(f"{state_path} says {start} epochs finished; expected 0..{cfg.epochs}")
-    store = Dynamics.open(out / "dynamics")
-    if store.num_samples != n:
+        raise DataPruneError(f"{run / STATE_FILE} says {start} epochs finished; expected 0..{cfg.epochs}")
+    store = Dynamics.open(run / STORE_DIR)
+    if store.num_samples != len(data.train_y):
         raise DataPruneError(f"store {store.path} holds N={store.num_samples} samples but the "
-                             f"dataset has N={n}")
-    check_store_against_config(store, config, out)
+                             f"dataset has N={len(data.train_y)}")
+    check_store_against_config(store, config, run.path)
     recorded = store.epochs
     del store
-    recorder = Recorder.resume(out / "dynamics", epochs=store_epochs, fingerprint=fingerprint)
+    recorder = Recorder.resume(run / STORE_DIR, epochs=at, fingerprint=str(state["store_fingerprint"]))
     recorder.load_state_dict(state.get("recorder", {}))
-    start_run_files(out, start)  # refuses a symlinked log before reading it
-    read_log(out / "log.jsonl", start)  # the rows kept must be readable before any training
+    run.prepare(start)  # refuses a symlinked log; the rows kept must be readable
     if log:
-        note = (f"; discarded {recorded - store_epochs} epoch(s) the store recorded after that checkpoint"
-                if recorded > store_epochs else "")
-        log(f"resuming scoring run {out} after epoch {start} of {cfg.epochs} (from {STATE_FILE}){note}")
-    return _score_epochs(out, config, data, net, loader, optimizer, scheduler, recorder, cfg,
-                         start=start, seconds_before=seconds_before, log=log, progress=progress,
-                         rank=0, world=1)
+        note = (f"; discarded {recorded - at} epoch(s) the store recorded after that checkpoint"
+                if recorded > at else "")
+        log(f"resuming scoring run {run.path} after epoch {start} of {cfg.epochs} (from {STATE_FILE}){note}")
+    return _score_epochs(run, config, data, training, recorder, start=start, seconds_before=float(state["seconds"]),
+                         log=log, progress=progress, rank=0, world=1)
 
 
-def check_store_against_config(store: Dynamics, config: dict[str, Any], run_dir: Path) -> None:
+def restore(training: Training, state: dict[str, Any], path: Path) -> None:
+    """Load a checkpointed ``state`` (model, optimizer, schedule, counters, RNG) into ``training``."""
+    try:
+        training.load_state_dict(state)
+        set_rng_states(state["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as e:
+        raise DataPruneError(f"{path} does not fit this run's model and optimizer "
+                             f"({' '.join(str(e).split())[:200]})") from None
+
+
+def check_store_against_config(store: Dynamics, config: RunConfig, run_dir: Path) -> None:
     """Refuse a store that does not hold what the run's ``config.json`` says it records:
     N, C, the signals (full history) and the training labels (O(N), from ``meta.json``)."""
     where = f"{run_dir / 'config.json'} records"
     for key in ("num_samples", "num_classes"):
-        if config.get(key) is not None and config[key] != store.meta[key]:
-            raise DataPruneError(f"store {store.path} holds {key}={store.meta[key]} but {where} {config[key]}")
-    if store.keep_history == "full" and list(config.get("signals", store.signals)) != store.signals:
+        if getattr(config, key) != store.meta[key]:
+            raise DataPruneError(f"store {store.path} holds {key}={store.meta[key]} but {where} "
+                                 f"{getattr(config, key)}")
+    if store.keep_history == "full" and list(config.signals or store.signals) != store.signals:
         raise DataPruneError(f"store {store.path} lists signals {store.signals} but {where} "
-                             f"{config['signals']}; its meta.json was edited")
+                             f"{config.signals}; its meta.json was edited")
     stored = store.meta.get("digests", {}).get("labels")
-    if config.get("train_labels_digest") not in (None, stored):
+    if config.train_labels_digest != stored:
         raise DataPruneError(f"the labels of store {store.path} differ from the training labels "
                              f"{where} (train_labels_digest); labels.npy or meta.json was replaced")
 
 
-#: files of a run directory (and of its store) written with a temp name and a rename; a
-#: crash can leave ``.<name>.XXXXXXXX.tmp`` behind, removed when the run is next started
-ATOMIC_FILES = {"": ("config.json", STATE_FILE, "checkpoint.pt", "log.jsonl", "features.npy",
-                     "final_logits.npy"), "dynamics": ("meta.json", "file_list.txt")}
-
-
-def start_run_files(out: Path, log_rows: int) -> None:
-    """Remove temp files a crash left, and cut ``log.jsonl`` to its first ``log_rows`` rows
-    (0: a fresh run starts its own log). A symbolic link there is refused, never followed."""
-    for sub, names in ATOMIC_FILES.items():
-        remove_stale_temps(out / sub, names)
-    path = out / "log.jsonl"
-    if path.is_symlink():
-        raise DataPruneError(f"{path} is a symbolic link; refusing to write the run's log through it "
-                             "(remove it)")
-    if path.exists():
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        if len(lines) > log_rows:  # an unfinished last line counts as one
-            atomic_write_text(path, "".join(line + "\n" for line in lines[:log_rows]))
-
-
-def _save_state(path: Path, epochs_done: int, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                scheduler: Any, recorder: Recorder, seconds: float) -> None:
-    """Checkpoint everything the next epoch depends on (tensors and primitives only)."""
-    atomic_torch_save(path, {
-        "format": STATE_FORMAT, "version": 1, "epoch": epochs_done, "model": net.state_dict(),
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "store_epochs": recorder.epoch, "store_fingerprint": recorder.fingerprint,
-        "recorder": recorder.state_dict(), "train_seconds": seconds})
-
-
-def _score_epochs(out: Path, config: dict[str, Any], data: Data, net: torch.nn.Module,
-                  loader: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
-                  recorder: Recorder, cfg: TrainConfig, *, start: int, seconds_before: float,
-                  log: Log | None, progress: bool, rank: int, world: int) -> ScoreResult:
+def _score_epochs(run: RunDir, config: RunConfig, data: Data, training: Training, recorder: Recorder, *,
+                  start: int, seconds_before: float, log: Log | None, progress: bool, rank: int,
+                  world: int) -> ScoreResult:
     """Epochs ``start..K-1`` of a scoring run, then the final outputs. After each epoch the
     store is written first (by the recorder), then the log row, then ``state.pt``
     (single-process runs; only rank 0 writes)."""
-    from . import distributed as ddp
-    log_row = _epoch_logger(out / "log.jsonl", log, "score")
     t0 = time.perf_counter()
-
-    def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
-        log_row(epoch, row)
-        if world == 1:
-            _save_state(out / STATE_FILE, epoch + 1, net, optimizer, scheduler, recorder,
-                        seconds_before + time.perf_counter() - t0)
-
-    train(net, loader, cfg, recorder=recorder, record_view=config["record_view"], optimizer=optimizer,
-          scheduler=scheduler, start_epoch=start, on_epoch_end=on_epoch_end if rank == 0 else None,
-          progress=progress, grad_sync=ddp.grad_sync if world > 1 else None)
+    epochs = config.train.epochs
+    for epoch in range(start, epochs):
+        row = training.epoch(epoch, recorder=recorder, record_view=config.record_view, progress=progress)
+        if rank == 0:
+            run.append_log(row)
+            log_epoch(log, "score", epoch, epochs, row)
+            if world == 1:
+                run.save_state(config, {**training.state_dict(), "epoch": epoch + 1,
+                                        "store_epochs": recorder.epoch, "store_fingerprint": recorder.fingerprint,
+                                        "recorder": recorder.state_dict(),
+                                        "seconds": seconds_before + time.perf_counter() - t0})
     seconds = seconds_before + time.perf_counter() - t0
     recorder.close()
     if rank == 0:
-        logits, feats = predict(net, _clean_batches(data))
-        save_final_outputs(out, logits, feats, force=True)  # the run's own files (a crash may leave them)
-        _save_checkpoint(out / "checkpoint.pt", net, {"model_name": config["model"],
-                                                      "num_classes": data.num_classes, "epoch": cfg.epochs})
-        atomic_write_json(out / "config.json", {**config, "train_seconds": seconds, "finished": True})
+        logits, feats = predict(training.net, _clean_batches(data))
+        save_final_outputs(run.path, logits, feats, force=True)  # the run's own files (a crash may leave them)
+        run.save_torch(CHECKPOINT_FILE, {"model": training.net.state_dict(), "model_name": config.model,
+                                         "num_classes": data.num_classes, "epoch": epochs})
+        run.finish(config, train_seconds=seconds)
     if world > 1:
         torch.distributed.barrier()
-    history = read_log(out / "log.jsonl")
-    return ScoreResult(out, seconds, history, resumed_from=start)
+    return ScoreResult(run.path, seconds, run.read_log(), resumed_from=start)
 
 
+# --- dataprune train (no run folder) -------------------------------------------------------------
 def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig | None = None,
               subset: np.ndarray | None = None, log: Log | None = None,
               data: Data | None = None, progress: bool = False,
               evaluate_extra: Callable[[torch.nn.Module, Data], dict[str, Any]] | None = None
               ) -> dict[str, Any]:
-    """Train ``model`` on ``subset`` (sample indices; default all) and test it.
+    """Train ``model`` on ``subset`` (sample indices; default all) and test it, through the
+    same :class:`~.training.Training` as every run (so a full run here equals the full run of
+    ``train --prune-at``'s lifecycle with the same seed), without a run folder.
 
     Returns metrics: ``test_accuracy`` (on the split named by ``eval_split``: IDX "test", an
     image folder's "val" or "test"), ``train_samples``, ``epochs``, ``seconds``,
@@ -527,28 +373,14 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     data = data if data is not None else data_spec.for_model(model).load()
     if isinstance(data, FolderData) and data.eval_split is None:  # fail before training, not after
         data.loader(batch_size=1, shuffle=False, augment=False, split="eval")
-    seed_everything(cfg.seed)
-    net = build_model(model, data.num_classes, data.in_channels, data.image_size)
-    loader = run_loader(data, cfg, model, subset)
+    training = Training(data, model, cfg, subset=subset)
     t0 = time.perf_counter()
-
-    def on_epoch_end(epoch: int, row: dict[str, float]) -> None:
-        if log:
-            log(f"train epoch {epoch + 1}/{cfg.epochs}: loss {row['loss']:.4f}  "
-                f"train acc {100 * row['train_accuracy']:.2f} %  {row['seconds']:.1f}s")
-
-    history = train(net, loader, cfg, on_epoch_end=on_epoch_end, progress=progress)
+    for epoch in range(training.epochs):
+        row = training.epoch(epoch, progress=progress)
+        log_epoch(log, "train", epoch, training.epochs, row)
     seconds = time.perf_counter() - t0
-    acc, split = evaluate_data(net, data)
+    acc, split = evaluate_data(training.net, data)
     if log:
         log(f"evaluated on the {split} split ({len(data.test_y)} samples): accuracy {acc:.4f}")
-    extra = evaluate_extra(net, data) if evaluate_extra is not None else {}
-    passes = int(sum(row["samples"] for row in history))
-    return {"test_accuracy": acc, "eval_split": split, "image_size": data.image_size,
-            "train_samples": int(len(loader.indices)),
-            "num_samples": int(len(data.train_y)), "epochs": cfg.epochs, "seconds": seconds,
-            "sample_passes": passes, "full_equivalent": passes / (cfg.epochs * len(data.train_y)),
-            "optimizer_steps": cfg.epochs * len(loader),
-            "dataset": data.name, "model": model, "seed": cfg.seed,
-            "final_train_loss": history[-1]["loss"], "train": cfg.to_dict(), **extra}
-
+    extra = evaluate_extra(training.net, data) if evaluate_extra is not None else {}
+    return {**training.metrics(data, row, acc, split), "seconds": seconds, **extra}
