@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dataprune.bench import BenchConfig, Scorer, Selector, cost_config, main_config
-from dataprune.bench.engine import Bench, baseline_missing
+from dataprune.bench.engine import Bench
 from dataprune.bench.plan import TrainCell
 from dataprune.bench.report import OUTPUTS
 from dataprune.bench.tables import FIELDS, parse_table_md
@@ -26,10 +26,8 @@ def test_bench_smoke_outputs_table_resume(tiny_idx_dir, tmp_path, capsys):
     out = tmp_path / "bench"
     args = bench_args(tiny_idx_dir, out, "--label-noise", "0.2", "--ood-dataset", "digits")
     assert main(args) == 0
-    got = capsys.readouterr().out
-    # full, dyn-unc, random, and the matched-compute baseline at cost 0.75 (when this version has it)
-    assert f"{3 if baseline_missing() else 4} of 4 training cells finished" in got
-    assert ("not run: the matched-compute baseline" in got) == bool(baseline_missing())
+    # full, dyn-unc, random, and the matched-compute baseline at cost 1 - 0.25
+    assert "4 of 4 training cells finished" in capsys.readouterr().out
     for name in (*OUTPUTS, "bench.json", "score/small-cnn/dynamics/meta.json",
                  "keep/small-cnn/dyn-unc-r0.25.txt", "keep/small-cnn/random-r0.25.json",
                  "keep/small-cnn/dyn-unc.scores.npy", "noise/is_noisy.npy"):
@@ -51,7 +49,15 @@ def test_bench_smoke_outputs_table_resume(tiny_idx_dir, tmp_path, capsys):
     assert noisy.sum() == 60
 
     results = json.loads((out / "results.json").read_text())
-    assert results["cells_planned"] == 4 and results["cells_finished"] == len(results["rows"])
+    assert results["cells_finished"] == results["cells_planned"] == 4 and len(results["rows"]) == 4
+    # the baseline: all 300 samples for round(0.75 x 2 epochs x 5 steps) = 8 steps; Δ paired by seed
+    base = next(r for r in results["rows"] if r["kind"] == "baseline")
+    assert base["compute_budget"] == base["cost"] == 0.75 and base["optimizer_steps"] == 8
+    assert base["train_samples"] == 300 and base["sample_passes"] == 300 + 3 * 64  # an epoch, then 3 of 5 batches
+    assert (out / "runs/baseline/B0.75/mlp-seed0/metrics.json").exists()
+    dyn_row = next(r for r in results["rows"] if r["method"] == "dyn-unc")
+    assert dyn_row["cost"] == 0.75
+    assert dyn_row["delta_vs_baseline"] == pytest.approx(dyn_row["test_accuracy"] - base["test_accuracy"])
 
     tables = parse_table_md((out / "table.md").read_text())
     main_table = tables[0]
@@ -75,7 +81,7 @@ def test_bench_smoke_outputs_table_resume(tiny_idx_dir, tmp_path, capsys):
     # report only, after deleting a cell: the report shows what has finished
     (out / "cells/small-cnn/random/r0.25/mlp-seed0.json").unlink()
     assert main(["bench", "--report-only", "--out", str(out), "--quiet"]) == 0
-    assert f"{2 if baseline_missing() else 3} of 4 training cells finished" in capsys.readouterr().out
+    assert "3 of 4 training cells finished" in capsys.readouterr().out
 
 
 def test_interrupted_bench_reruns_only_what_is_missing(tiny_idx_dir, tmp_path, capsys):

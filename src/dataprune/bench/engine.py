@@ -46,7 +46,8 @@ from ..methods import get, methods, score
 from ..store import Dynamics
 from ..train.loop import TrainConfig
 from ..train.one_run import resume_run, start_run
-from ..train.runs import Data, DataSpec, score_run, train_run
+from ..train.plan import PrunePlan
+from ..train.runs import Data, DataSpec, labels_digest, score_run, train_run
 from .noise import noisy_removed_share, symmetric_label_noise
 from .plan import BASELINE, FULL, BenchConfig, Scorer, Selector, StudyConfig, TrainCell, keep_relpath, slug
 from .regimes import long_tail_indices
@@ -69,22 +70,6 @@ def read_cell(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-
-
-def baseline_missing() -> str | None:
-    """Why the matched-compute baseline cannot run in this version (None when it can)."""
-    return ("the matched-compute baseline (all data at cost B) needs `dataprune train --budget B`, which "
-            "this version lacks; its cells stay unrun")
-
-
-def train_baseline(spec: DataSpec, *, model: str, cfg: TrainConfig, budget: float, data: Data,
-                   progress: bool = False,
-                   evaluate_extra: Callable[[torch.nn.Module, Data], dict[str, Any]] | None = None
-                   ) -> dict[str, Any]:
-    """The matched-compute baseline: ``model`` on all data for ``round(budget x`` the full
-    run's optimizer steps``)`` steps, warm-up + cosine compressed to exactly those steps
-    (``dataprune train --budget B``); returns that run's metrics."""
-    raise DataPruneError(baseline_missing() or "")
 
 
 class Bench:
@@ -322,12 +307,8 @@ class Bench:
     def run_cell(self, cell: TrainCell) -> dict[str, Any]:
         """Train ``cell`` and write its JSON; returns it."""
         extra: dict[str, Any] = {}
-        if cell.kind == BASELINE:
-            metrics = train_baseline(self.spec, model=cell.train_model, cfg=self._cfg(cell, self.train_epochs(cell)),
-                                     budget=cell.budget, data=self.data, progress=self.progress,
-                                     evaluate_extra=self._extra())
-        elif cell.kind == "one-run":
-            metrics = self._run_one_run(cell)
+        if cell.kind in (BASELINE, "one-run"):
+            metrics = self._run_in_folder(cell)
         else:
             subset = None
             if cell.selector is not None:
@@ -343,18 +324,22 @@ class Bench:
         atomic_write_json(self.out / cell.relpath(), result)
         return result
 
-    def _run_one_run(self, cell: TrainCell) -> dict[str, Any]:
-        """A one-run cell: ``dataprune train`` (``--prune-at`` / ``--dynamic``) in its run folder,
-        resumed from its last finished epoch when the folder holds this very run."""
+    def _run_in_folder(self, cell: TrainCell) -> dict[str, Any]:
+        """A one-run cell (``dataprune train --prune-at`` / ``--dynamic``) or a matched-compute
+        baseline cell (``dataprune train --budget B``: all data, ``round(B x`` the full run's
+        optimizer steps``)``, warm-up + cosine compressed to them) in its run folder under
+        ``runs/``, resumed from its last finished epoch when the folder holds this very run
+        (same model, training settings, plan, budget and training labels), else started over."""
         run_dir = self.out / cell.run_relpath()
-        key = self.cell_key(cell)
-        if (run_dir / "config.json").exists():
-            cfg = read_json(run_dir / "config.json")
-            if norm({**self.config.fixed(), "model": cfg.get("model"), "epochs": cfg["train"]["epochs"],
-                     "seed": cfg["train"]["seed"], "plan": cfg.get("plan")}) == key:
-                return resume_run(run_dir, data=self.data, progress=self.progress)
-        return start_run(run_dir, self.spec, model=cell.train_model, cfg=self._cfg(cell, cell.epochs),
-                         plan=cell.variant.plan(), data=self.data, force=True, progress=self.progress)
+        cfg = self._cfg(cell, self.train_epochs(cell))
+        plan = cell.variant.plan() if cell.variant is not None else PrunePlan()
+        want = norm({"model": cell.train_model, "train": cfg.to_dict(), "plan": plan.resolved(cfg.epochs, cfg.seed).to_dict(),
+                     "budget": cell.budget, "train_labels_digest": labels_digest(self.data.train_y)})
+        stored = read_cell(run_dir / "config.json")
+        if stored is not None and {k: stored.get(k) for k in want} == want:
+            return resume_run(run_dir, data=self.data, progress=self.progress)
+        return start_run(run_dir, self.spec, model=cell.train_model, cfg=cfg, plan=plan, budget=cell.budget,
+                         data=self.data, force=True, progress=self.progress)
 
     def pending(self, skipped: dict[str, str]) -> list[TrainCell]:
         return [c for c in self.config.train_cells()
@@ -372,10 +357,6 @@ class Bench:
                      max_cells: int | None = None, after_cell: Callable[[], Any] | None = None) -> int:
         """Train the pending cells (or ``cells``), one progress line each; returns how many ran."""
         todo = self.pending(skipped) if cells is None else [c for c in cells if not self.cell_done(c)]
-        missing = baseline_missing()
-        if missing and any(c.kind == BASELINE for c in todo):
-            _log.warning(f"warning: {missing}")
-            todo = [c for c in todo if c.kind != BASELINE]
         if max_cells is not None:
             todo = todo[:max_cells]
         spent: dict[str, list[float]] = {}  # train model -> [seconds, units] so far
@@ -424,6 +405,8 @@ class Bench:
             "train_seconds": m["seconds"], "cpu_seconds": m.get("cpu_seconds", ""),
             "ood_aupr": m.get("ood_aupr", ""), "ood_chance": m.get("ood_chance", ""),
             "cost": {FULL: 1.0, BASELINE: cell.budget}.get(cell.kind, m.get("full_equivalent", ""))}
+        if cell.kind == BASELINE:  # all data (its last epoch may be partial)
+            row["train_samples"] = m.get("num_samples", "")
         if cell.kind == "subset":  # per-training cost of the subset: (1 - r) of the samples, E' / E epochs
             sel = cell.selector
             scorer = self.subsets.scorer(sel.scorer)

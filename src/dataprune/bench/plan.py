@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from ..errors import DataPruneError
 from ..select import check_ratio
-from ..train.one_run import PrunePlan
+from ..train.plan import PrunePlan
 
 BUDGETS = ("epochs", "iterations")
 FULL = "full"

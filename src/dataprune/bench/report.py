@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -27,10 +27,10 @@ OUTPUTS = ("results.csv", "results.json", "table.md", "accuracy_vs_ratio.png", "
 the three figures)."""
 
 
-def write_report(bench: Any, errors: Mapping[str, str] | None = None, notes: Iterable[str] = ()) -> dict[str, Any]:
+def write_report(bench: Any, errors: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Write every output of ``bench`` (a :class:`~dataprune.bench.engine.Bench`) from the
     cells that have finished; ``errors``: methods that could not select (default: those the
-    folder records), ``notes``: cells that could not run. Returns results.json."""
+    folder records). Returns results.json."""
     out, config = bench.out, bench.config
     errors = dict(bench.skipped() if errors is None else errors)
     rows = bench.rows()
@@ -38,7 +38,7 @@ def write_report(bench: Any, errors: Mapping[str, str] | None = None, notes: Ite
     results: dict[str, Any] = {
         "format": "dataprune-bench-results", "version": 2, "study": config.study, "dataprune": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "config": config.to_json(), "fields": list(FIELDS),
-        "cells_finished": len(rows), "cells_planned": expected, "skipped_methods": errors, "not_run": list(notes),
+        "cells_finished": len(rows), "cells_planned": expected, "skipped_methods": errors,
         "rows": rows}
     if bench.subsets is not None:
         results["scoring_seconds"] = {name: bench.scoring_seconds(s, (i,)) for s in config.scorers
@@ -47,7 +47,7 @@ def write_report(bench: Any, errors: Mapping[str, str] | None = None, notes: Ite
         results["summary"] = summary(rows)
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "results.csv", to_csv(rows))
-    atomic_write_text(out / "table.md", table_md(rows, config, errors, results["not_run"]))
+    atomic_write_text(out / "table.md", table_md(rows, config, errors))
     if isinstance(config, OneRunConfig):
         if results["summary"]:
             _guard("accuracy_vs_cost.png", lambda: accuracy_vs_cost(out / "accuracy_vs_cost.png", results["summary"],

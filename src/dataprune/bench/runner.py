@@ -14,8 +14,8 @@ from ..errors import DataPruneError
 from ..fileio import LOCK_FILE, atomic_write_json, exclusive_lock, read_json, remove_stale_temps
 from ..methods import get
 from ..train.runs import Data
-from .engine import Bench, baseline_missing, norm
-from .plan import BASELINE, BenchConfig, StudyConfig, diff_keys
+from .engine import Bench, norm
+from .plan import BenchConfig, StudyConfig, diff_keys
 from .report import write_report
 from .studies import config_from_json
 
@@ -110,14 +110,6 @@ def load_config(out: str | Path) -> StudyConfig:
     return config_from_json(read_json(path)["config"])
 
 
-def _notes(bench: Bench) -> list[str]:
-    """Cells the folder plans but this version cannot run."""
-    missing = baseline_missing()
-    if missing and any(c.kind == BASELINE and not bench.cell_done(c) for c in bench.config.train_cells()):
-        return [missing]
-    return []
-
-
 def run_bench(out: str | Path, config: StudyConfig, *, force: bool = False, log: Log | None = None,
               progress: bool = False, data: Data | None = None, max_cells: int | None = None,
               report: bool = True) -> Bench:
@@ -141,11 +133,11 @@ def run_bench(out: str | Path, config: StudyConfig, *, force: bool = False, log:
         bench.run_scoring()
         errors = bench.run_selection()
         whole = Bench(out, merged, log=log, progress=progress)
-        after = (lambda: write_report(whole, notes=_notes(whole))) if report and not bench.subsets else None
+        after = (lambda: write_report(whole)) if report and not bench.subsets else None
         bench.run_training(errors, max_cells=max_cells, after_cell=after)
         whole._data, whole._clean_labels, whole.is_noisy = bench._data, bench._clean_labels, bench.is_noisy
         if report:
-            write_report(whole, errors=errors, notes=_notes(whole))
+            write_report(whole, errors=errors)
     return whole
 
 
@@ -158,5 +150,5 @@ def report_only(out: str | Path, *, log: Log | None = None) -> dict[str, Any]:
     with exclusive_lock(out, BENCH_USER):
         sweep_temps(Path(out))
         bench = Bench(out, load_config(out), log=log)
-        return write_report(bench, notes=_notes(bench))
+        return write_report(bench)
 

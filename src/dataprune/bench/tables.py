@@ -304,10 +304,8 @@ def ablation_table(rows: list[dict[str, Any]], config: BenchConfig) -> str:
     return "\n".join(out)
 
 
-def table_md(rows: list[dict[str, Any]], config: StudyConfig, skipped: Mapping[str, str] | None = None,
-             notes: Iterable[str] = ()) -> str:
-    """The whole table.md of any study; ``skipped``: methods that could not select, ``notes``:
-    cells that could not run (one line each)."""
+def table_md(rows: list[dict[str, Any]], config: StudyConfig, skipped: Mapping[str, str] | None = None) -> str:
+    """The whole table.md of any study; ``skipped``: methods that could not select."""
     if isinstance(config, OneRunConfig):
         parts = [one_run_table(summary(rows), config, len(rows), sum(1 for _ in config.train_cells()))]
     else:
@@ -329,11 +327,6 @@ def table_md(rows: list[dict[str, Any]], config: StudyConfig, skipped: Mapping[s
     if skipped:
         parts.append("### Skipped methods\n")
         parts += [f"- {k}: {v}" for k, v in skipped.items()]
-        parts.append("")
-    notes = list(notes)
-    if notes:
-        parts.append("### Not run\n")
-        parts += [f"- {n}" for n in notes]
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 

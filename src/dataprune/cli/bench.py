@@ -224,6 +224,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"{results['cells_finished']} of {results['cells_planned']} training cells finished (planned: every "
           f"cell this folder was ever asked for: methods or variants, ratios, baselines, train models, seeds); "
           f"table: {args.out}/table.md, results: {args.out}/results.csv")
-    for note in results.get("not_run", []):
-        print(f"not run: {note}")
     return 0
