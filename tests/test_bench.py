@@ -71,10 +71,15 @@ def test_bench_smoke_outputs_table_resume(tiny_idx_dir, tmp_path, capsys):
     assert any("Share of noisy" in t for t in (out / "table.md").read_text().splitlines())
     assert any(t[0][0] == "Pruning ratio" for t in tables)  # the OOD table
 
-    # resume: nothing is retrained, outputs are regenerated
+    # resume: nothing is retrained, outputs are regenerated; a baseline cell whose JSON is lost
+    # comes back from its finished run folder without training again
     stamp = (out / "cells/full/mlp-seed0.json").stat().st_mtime_ns
+    run_stamp = (out / "runs/baseline/B0.75/mlp-seed0/metrics.json").stat().st_mtime_ns
+    (out / "cells/baseline/B0.75/mlp-seed0.json").unlink()
     assert main(args) == 0
     assert (out / "cells/full/mlp-seed0.json").stat().st_mtime_ns == stamp
+    assert (out / "runs/baseline/B0.75/mlp-seed0/metrics.json").stat().st_mtime_ns == run_stamp
+    assert json.loads((out / "cells/baseline/B0.75/mlp-seed0.json").read_text())["metrics"]["optimizer_steps"] == 8
     # a conflicting configuration is refused without --force
     assert main(bench_args(tiny_idx_dir, out, "--label-noise", "0.1", "--ood-dataset", "digits")) == 2
     assert "another configuration" in capsys.readouterr().err
