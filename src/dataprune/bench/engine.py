@@ -394,7 +394,7 @@ class Bench:
         e_full = self.train_epochs(cell)
         row: dict[str, Any] = {k: "" for k in FIELDS}
         row |= {
-            "study": getattr(cfg, "study", "main"), "dataset": cfg.dataset, "label_noise": cfg.label_noise,
+            "study": cfg.study, "dataset": cfg.dataset, "label_noise": cfg.label_noise,
             "imbalance": cfg.imbalance, "kind": cell.kind, "method": cell.method, "method_name": cell.kind,
             "family": cell.kind, "params": "", "prune_ratio": cell.prune_ratio,
             "compute_budget": cell.budget if cell.budget is not None else "",
