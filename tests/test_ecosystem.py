@@ -122,7 +122,7 @@ def test_cli_quiet_keeps_warnings_only(tiny_idx_dir, tmp_path, capsys):
     assert capsys.readouterr().err == "warning: something\n"
     assert main(["train", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--limit", "40",
                  "--epochs", "1", "--model", "mlp"]) == 0
-    assert "train epoch 1/1: loss" in capsys.readouterr().err  # progress through the logger
+    assert "train epoch 1/1: 40 samples, loss" in capsys.readouterr().err  # progress through the logger
 
 
 def test_scores_debug_lines_with_v(tmp_path, capsys):

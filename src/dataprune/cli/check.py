@@ -10,7 +10,7 @@ from .common import command_parser
 def register(sub: argparse._SubParsersAction) -> None:
     p = command_parser(sub, "check", "verify a scoring run or dynamics store: content vs fingerprint, "
                        "value ranges, checkpoint and config", "dataprune check runs/fm")
-    p.add_argument("run", metavar="RUN", help="run directory of `dataprune score`, or a dynamics store")
+    p.add_argument("run", metavar="RUN", help="run directory of `dataprune score` or `train`, or a dynamics store")
     p.set_defaults(func=run)
 
 

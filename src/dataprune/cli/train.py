@@ -126,9 +126,11 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_out:
         atomic_write_json(args.metrics_out, metrics)
     pruned = f", keep file {metrics['keep_file']}" if metrics.get("keep_file") else ""
+    length = (f"{metrics['optimizer_steps']} optimizer steps (budget {metrics['budget']} of {metrics['epochs']} "
+              f"epochs) on all {metrics['num_samples']} samples" if metrics.get("budget") is not None else
+              f"{metrics['epochs']} epochs on {metrics['train_samples']} samples (last epoch)")
     print(f"{metrics.get('eval_split', 'test')} accuracy {100 * metrics['test_accuracy']:.2f} % (top-1) after "
-          f"{metrics['epochs']} epochs on "
-          f"{metrics['train_samples']} samples (last epoch), {metrics['full_equivalent']:.3f} of full training's "
+          f"{length}, {metrics['full_equivalent']:.3f} of full training's "
           f"sample passes ({metrics['seconds']:.0f} s){pruned}")
     return 0
 

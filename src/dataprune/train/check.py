@@ -7,15 +7,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataPruneError
+from ..fileio import read_json
 from ..integrity import fingerprint_of
+from ..keepfile import read_keep
 from ..run_outputs import FEATURES_FILE, LOGITS_FILE
 from ..store import Dynamics
-from .rundir import CHECKPOINT_FILE, STATE_FILE, RunDir, load_checkpoint, run_command
+from .rundir import (CHECKPOINT_FILE, DIGESTS_FILE, KEEP_FILE, METRICS_FILE, STATE_FILE, STORE_DIR, RunDir,
+                     load_checkpoint, run_command)
 from .runs import check_store_against_config
 
 
 def check_run(path: str | os.PathLike) -> str:
-    """Verify ``path`` (a run directory of ``dataprune score``, or a dynamics store).
+    """Verify ``path`` (a run directory of ``dataprune score`` or ``train``, or a dynamics store).
 
     Reads every recorded row once: the store's content must match its fingerprint and each
     value its signal's range; a run's ``config.json`` (its settings' digest), ``state.pt`` and
@@ -25,8 +28,10 @@ def check_run(path: str | os.PathLike) -> str:
     """
     path = Path(path)
     run_dir = path if (path / "config.json").is_file() else None
+    if run_dir is not None and run_command(run_dir) == "train":
+        return check_train_run(run_dir)
     if run_dir is not None and run_command(run_dir) != "score":
-        raise DataPruneError(f"{run_dir / 'config.json'} does not describe a `dataprune score` run")
+        raise DataPruneError(f"{run_dir / 'config.json'} does not describe a dataprune run")
     store = Dynamics.open(path)
     summary = (f"store {store.path}: N={store.num_samples}, C={store.num_classes}, {store.epochs} epochs, "
                f"signals {','.join(store.signals) or 'none (keep_history none: dyn-unc running sums)'}, "
@@ -78,3 +83,32 @@ def check_run(path: str | os.PathLike) -> str:
         state_text = (f"unfinished, {done} of {planned} epochs checkpointed, the store holds {store.epochs}: "
                       f"`dataprune score --resume {run_dir}`")
     return f"OK: run {run_dir} ({state_text}); {summary}"
+
+
+def check_train_run(run_dir: Path) -> str:
+    """Verify a ``dataprune train`` run folder (``--prune-at``, ``--dynamic``, ``--budget``):
+    its config (settings' digest), ``state.pt`` (sha256, entries), the store of its T scoring
+    epochs and the keep file (against its manifest) when it has them; one line starting ``OK:``."""
+    run = RunDir(run_dir, "train")
+    config = run.read_config()
+    parts = []
+    if (run_dir / STATE_FILE).exists():
+        done = int(run.load_state(config)["epoch"])
+    elif run.has_state():
+        raise DataPruneError(f"{run_dir / STATE_FILE} is missing, though {run_dir / DIGESTS_FILE} records it; "
+                             "`--resume` cannot continue the run")
+    else:
+        done = 0
+    if (run_dir / STORE_DIR).is_dir():
+        store = Dynamics.open(run_dir / STORE_DIR)
+        store.verify()
+        parts.append(f"store of {store.epochs} recordings, fingerprint {store.fingerprint}")
+    if (run_dir / KEEP_FILE).exists():
+        keep = read_keep(run_dir / KEEP_FILE, config.num_samples)
+        parts.append(f"keep file of {len(keep)} of {config.num_samples} samples")
+    if config.finished:
+        read_json(run_dir / METRICS_FILE)
+        state_text = f"finished, {done} epochs"
+    else:
+        state_text = f"unfinished, {done} epochs checkpointed: `dataprune train --resume {run_dir}`"
+    return f"OK: train run {run_dir} ({state_text}){'; ' + ', '.join(parts) if parts else ''}"

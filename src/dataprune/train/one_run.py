@@ -39,15 +39,9 @@ from .rundir import KEEP_FILE, METRICS_FILE, STATE_FILE, STORE_DIR, RunConfig, R
 from .runs import DataSpec, check_same_data, evaluate_data, log_epoch, refuse_lost_state, restore, run_config
 from .training import Data, Training
 
-__all__ = ["PrunePlan", "DYNAMICS", "start_run", "resume_run", "is_train_run_dir"]
+__all__ = ["PrunePlan", "DYNAMICS", "start_run", "resume_run"]
 
 Log = Callable[[str], None]
-
-
-def is_train_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a run folder of ``dataprune train`` (its ``config.json`` says so)."""
-    from .rundir import run_command
-    return run_command(Path(path)) == "train"
 
 
 def start_run(out: str | Path, spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig | None = None,

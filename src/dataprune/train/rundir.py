@@ -40,7 +40,6 @@ from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import (LOCK_FILE, atomic_output, atomic_write_json, atomic_write_text, exclusive_lock, read_json,
                       remove_stale_temps)
-from ..methods._common import check_window
 from .loop import VIEWS, TrainConfig
 from .plan import PrunePlan
 from .schedule import check_budget
@@ -193,9 +192,11 @@ def check_score_settings(cfg: TrainConfig, record_view: Any, signals: Any, keep_
     if (keep_history == "none") != (window is not None):
         raise DataPruneError(f"{where} has keep_history={keep_history!r} and window={window}; "
                              "expected a window exactly when keep_history is 'none'")
-    if window is not None:
-        check_window(window, cfg.epochs, span=f"--epochs {cfg.epochs} (keep_history 'none' scores only "
-                                              "dyn-unc with this window)")
+    ok = isinstance(window, int) and not isinstance(window, bool) and 2 <= window < cfg.epochs
+    if window is not None and not ok:  # Dyn-Unc's K-J windows must be at least one
+        raise DataPruneError(f"--window {window} with --keep-history none and --epochs {cfg.epochs}; expected "
+                             f"2 <= J < {cfg.epochs} (such a run scores only dyn-unc with this window, which "
+                             f"needs at least J+1 epochs)")
 
 
 def check_train_settings(cfg: TrainConfig, plan: PrunePlan | None, budget: Any, where: str = "train") -> None:
@@ -338,11 +339,11 @@ def _is_store(folder: Path) -> bool:
 
 
 def _foreign(path: Path) -> list[str]:
-    """Names in ``path`` that no dataprune run writes (empty for an absent or empty folder)."""
+    """Names in ``path``, a folder that holds no dataprune run, other than a lock and the temp
+    files a run killed before its config.json was written leaves (empty: absent or empty)."""
     if not path.is_dir():
         return []
-    own = set(RUN_FILES) | {STORE_DIR, LOCK_FILE}
-    return sorted(e.name for e in path.iterdir() if e.name not in own and not _is_temp(e.name))
+    return sorted(e.name for e in path.iterdir() if e.name != LOCK_FILE and not _is_temp(e.name))
 
 
 def _is_temp(name: str) -> bool:

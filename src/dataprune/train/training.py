@@ -81,7 +81,6 @@ class Training:
             self.net = self.net.to(ddp.device_for(rank))
             ddp.broadcast_model(self.net)
         self.loader = run_loader(data, cfg, model, subset, record_view=record_view, rank=rank, world=world)
-        self.indices = self.loader.indices  # the run's training set
         self.steps_per_epoch = len(self.loader)
         self.total_steps = (None if budget is None else
                             budget_steps(budget, cfg.epochs, self.steps_per_epoch))
