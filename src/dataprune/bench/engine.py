@@ -333,8 +333,9 @@ class Bench:
         run_dir = self.out / cell.run_relpath()
         cfg = self._cfg(cell, self.train_epochs(cell))
         plan = cell.variant.plan() if cell.variant is not None else PrunePlan()
-        want = norm({"model": cell.train_model, "train": cfg.to_dict(), "plan": plan.resolved(cfg.epochs, cfg.seed).to_dict(),
-                     "budget": cell.budget, "train_labels_digest": labels_digest(self.data.train_y)})
+        want = norm({"model": cell.train_model, "train": cfg.to_dict(),
+                     "plan": plan.resolved(cfg.epochs, cfg.seed).to_dict(), "budget": cell.budget,
+                     "train_labels_digest": labels_digest(self.data.train_y)})
         stored = read_cell(run_dir / "config.json")
         if stored is not None and {k: stored.get(k) for k in want} == want:
             return resume_run(run_dir, data=self.data, progress=self.progress)

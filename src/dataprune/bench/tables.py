@@ -128,10 +128,9 @@ def delta_tables(rows: list[dict[str, Any]], config: BenchConfig) -> str:
     cost and Δ vs the full run, in points, each the mean over seeds of the paired differences."""
     if not any(r.get("kind") == BASELINE for r in rows):
         return ""
-    agg_b = aggregate([r for r in rows if r.get("kind") == "subset"], ("scorer", "method", "train_model", "prune_ratio"),
-                      "delta_vs_baseline")
-    agg_f = aggregate([r for r in rows if r.get("kind") == "subset"], ("scorer", "method", "train_model", "prune_ratio"),
-                      "delta_vs_full")
+    subsets = [r for r in rows if r.get("kind") == "subset"]
+    keys = ("scorer", "method", "train_model", "prune_ratio")
+    agg_b, agg_f = aggregate(subsets, keys, "delta_vs_baseline"), aggregate(subsets, keys, "delta_vs_full")
     out = []
     for scorer in config.scorers:
         labels = [s.label for s in config.selectors if s.scorer == scorer.id]
