@@ -373,8 +373,9 @@ class Bench:
             ood = f"  OOD AUPR {100 * m['ood_aupr']:.2f} %" if "ood_aupr" in m else ""
             what = describe(cell)
             arm = f" E={cell.epochs}" if cell.epochs is not None else ""
+            samples = m.get("num_samples" if cell.kind == BASELINE else "train_samples", "?")
             self.log(f"[{i}/{len(todo)}] {cell.train_model}{arm} seed {cell.seed} {what}: test acc "
-                     f"{100 * m['test_accuracy']:.2f} %{ood} ({m.get('train_samples', '?')} samples, "
+                     f"{100 * m['test_accuracy']:.2f} %{ood} ({samples} samples, "
                      f"{m['epochs']} epochs, {m['seconds']:.0f} s)  elapsed {_hms(time.perf_counter() - t0)}  "
                      f"ETA {_hms(eta)}")
             if after_cell is not None:
