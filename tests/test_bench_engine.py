@@ -88,6 +88,10 @@ def test_regimes_outputs_complete_or_absent(tiny_idx_dir, tmp_path, capsys, monk
 def test_imbalance_needs_in_memory_data_and_a_factor(tiny_idx_dir, tmp_path, capsys):
     assert main(tiny_bench(tiny_idx_dir, tmp_path / "x", "--imbalance", "0.5")) == 2
     assert "--imbalance 0.5; expected a finite factor >= 1" in capsys.readouterr().err
+    args = tiny_bench(tiny_idx_dir, tmp_path / "y", "--imbalance", "10")
+    args[args.index("idx")] = "imagefolder"
+    assert main(args) == 2
+    assert "works with IDX datasets only" in capsys.readouterr().err and not (tmp_path / "y").exists()
 
 
 def test_deprecated_budget_spelling(capsys):

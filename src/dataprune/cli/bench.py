@@ -156,6 +156,9 @@ def baseline_budgets(args: argparse.Namespace, default: list[float]) -> list[flo
 
 def common_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings every study shares (data and its regime, optimizer, seeds)."""
+    if args.dataset == "imagefolder" and args.imbalance != 1:
+        raise DataPruneError(f"--imbalance {args.imbalance:g} works with IDX datasets only; drop it for "
+                             "--dataset imagefolder")
     return dict(dataset=args.dataset, data_dir=args.data_dir, limit=args.limit, workers=args.workers,
                 seeds=args.seeds, batch_size=args.batch_size, lr=args.lr, label_noise=args.label_noise,
                 noise_seed=args.noise_seed, imbalance=args.imbalance, imbalance_seed=args.imbalance_seed)
