@@ -320,12 +320,22 @@ def test_second_score_on_same_out_is_refused(finished_run, data_dir, tmp_path, c
 def test_fresh_run_starts_its_own_log(data_dir, tmp_path):
     out = tmp_path / "r"
     out.mkdir()
-    (out / "log.jsonl").write_text('{"epoch": 7}\n' * 5)
-    (out / ".config.json.abcd1234.tmp").write_text("half")
+    (out / ".config.json.abcd1234.tmp").write_text("half")  # a run killed while writing its config
     result = runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp",
                             cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob",))
     assert [r["epoch"] for r in result.history] == [0, 1]
     assert not (out / ".config.json.abcd1234.tmp").exists()
+    (out / "log.jsonl").write_text('{"epoch": 7}\n' * 5)
+    result = runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp", force=True,
+                            cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob",))
+    assert [r["epoch"] for r in result.history] == [0, 1]  # --force: a log of its own
+    stale = tmp_path / "stale"  # a log.jsonl in a folder that holds no run is someone's file (item 15)
+    stale.mkdir()
+    (stale / "log.jsonl").write_text('{"epoch": 7}\n')
+    with pytest.raises(dp.errors.DataPruneError, match="is not a dataprune run folder"):
+        runs.score_run(stale, runs.DataSpec("idx", str(data_dir)), model="mlp", force=True,
+                       cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob",))
+    assert (stale / "log.jsonl").read_text() == '{"epoch": 7}\n'
 
 
 def test_symlinked_log_is_refused(finished_run, data_dir, tmp_path, capsys):
@@ -337,9 +347,9 @@ def test_symlinked_log_is_refused(finished_run, data_dir, tmp_path, capsys):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "log.jsonl").symlink_to(outside)
-    for args in (["--resume", run], ["--dataset", "idx", "--data-dir", data_dir, "--model", "mlp",
-                                     "--epochs", 1, "--out", fresh]):
-        assert "is a symbolic link" in cli_error(capsys, "score", "--quiet", *args)
+    assert "is a symbolic link" in cli_error(capsys, "score", "--quiet", "--resume", run)
+    assert "is not a dataprune run folder" in cli_error(capsys, "score", "--quiet", "--dataset", "idx", "--data-dir",
+                                                        data_dir, "--model", "mlp", "--epochs", 1, "--out", fresh)
     assert outside.read_text() == "mine\n"
 
 

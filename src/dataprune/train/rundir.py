@@ -377,13 +377,13 @@ class RunDir:
         run._refuse_to_claim(force)  # before the lock: a refused folder gets no .lock
         with exclusive_lock(run.path, run.user):
             run._refuse_to_claim(force)  # again, now that no other process can change it
-            if force:
-                for name in RUN_FILES:
-                    (run / name).unlink(missing_ok=True)
+            if force:  # config.json last: a kill half-way leaves a folder still known as a run
                 if (run / STORE_DIR).is_dir() and not (run / STORE_DIR).is_symlink():
                     shutil.rmtree(run / STORE_DIR)
                 else:
                     (run / STORE_DIR).unlink(missing_ok=True)
+                for name in [*RUN_FILES[1:], CONFIG_FILE]:
+                    (run / name).unlink(missing_ok=True)
             yield run
 
     def _refuse_to_claim(self, force: bool) -> None:
@@ -430,7 +430,10 @@ class RunDir:
         if isinstance(obj, dict) and obj.get("command") in WHAT and obj["command"] != self.command:
             raise DataPruneError(f"{path} describes a {WHAT[obj['command']]}, not a {self.what}")
         config = RunConfig.from_json(path, obj)
-        recorded = self.digests().get(CONFIG_FILE, [])
+        recorded = self.digests().get(CONFIG_FILE)
+        if recorded is None:
+            raise DataPruneError(f"{self / DIGESTS_FILE} records no digest of {path} (was the run killed while "
+                                 "starting, or the file deleted?); start the run again with --force")
         if config.digest() not in recorded:
             raise DataPruneError(f"{path} was edited after the run started (its settings no longer match "
                                  f"{self / DIGESTS_FILE}); restore it, or start the run again with --force")
