@@ -141,3 +141,32 @@ def test_add_deltas_pairs_by_seed():
     assert rows[2]["wall_vs_full"] == 0.5 and math.isnan(rows[2]["cpu_vs_full"])
     assert rows[1]["delta_vs_baseline"] == "" and rows[0]["delta_vs_full"] == 0
     assert math.isnan(rows[4]["delta_vs_baseline"]) and rows[4]["delta_vs_full"] == pytest.approx(-0.005)
+
+
+def test_a_killed_baseline_cell_resumes_in_its_run_folder(tiny_idx_dir, tmp_path, monkeypatch):
+    # one-run study with only the full run and a baseline at B = 0.6 of 3 epochs x 5 steps = 9 steps
+    # (2 epochs: 5 + 4 steps); killed after its first epoch, the rerun trains only the second
+    from dataprune.bench.one_run import OneRunConfig
+    from dataprune.bench.runner import run_bench
+    from dataprune.bench.plan import Variant
+    from dataprune.train.training import Training
+    config = OneRunConfig(dataset="idx", data_dir=str(tiny_idx_dir), batch_size=64, arms=[("mlp", 3)], seeds=[0],
+                          variants=[Variant("full")], baseline_budgets=[0.6])
+    ref = run_bench(tmp_path / "ref", config).rows()
+    real, trained, killed = Training.epoch, [], []
+
+    def dying(self, epoch, **kw):
+        if self.total_steps is not None and epoch == 1 and not killed:
+            killed.append(epoch)
+            raise KeyboardInterrupt
+        trained.append((self.total_steps, epoch))
+        return real(self, epoch, **kw)
+    monkeypatch.setattr(Training, "epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(tmp_path / "b", config)
+    trained.clear()
+    got = run_bench(tmp_path / "b", config).rows()
+    assert trained == [(9, 1)]                       # only the baseline's missing epoch ran
+    base, ref_base = (next(r for r in rows if r["kind"] == "baseline") for rows in (got, ref))
+    assert base["optimizer_steps"] == ref_base["optimizer_steps"] == 9
+    assert base["test_accuracy"] == ref_base["test_accuracy"] and base["sample_passes"] == 300 + 4 * 64
