@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The long CPU benchmarks whose outputs live in benchmarks/results/. Each command is
 # resumable: rerun it after an interruption and only the missing cells run; run
-# `dataprune bench --report-only --out DIR` to tabulate a partial run.
+# `dataprune bench --report-only --out DIR` to tabulate a partial run. Every study also trains
+# the matched-compute baseline (all data at cost 1 - r, or the one-run study's budget curve
+# 0.5..0.9): rerunning a command on a folder made before it adds and trains only those cells.
 # Times are for 2 CPU cores (see docs/bench.md for the estimate); set LIMIT= (e.g.
 # LIMIT="--limit 20000") to run everything on the first 20000 training samples, ~3x faster.
 set -euo pipefail
@@ -35,6 +37,22 @@ noise|all)
     --methods random,forgetting,entropy,el2n,ssp,moderate,dyn-unc --prune-ratios 0.25,0.5 \
     --label-noise 0.2 --noise-seed 0 --out $R/fashion-mnist-noise20
   ;;&
+noise40|all)
+  # 40 % symmetric label noise, the same methods and ratios (not run yet)
+  dataprune bench $COMMON --score-model small-cnn --train-models small-cnn \
+    --methods random,forgetting,entropy,el2n,ssp,moderate,dyn-unc --prune-ratios 0.25,0.5 \
+    --label-noise 0.4 --noise-seed 0 --out $R/fashion-mnist-noise40
+  ;;&
+longtail10|longtail100|all)
+  # Long-tailed training sets: class c keeps floor(6000 * F^(-c/9)) samples (seeded subset),
+  # the test set unchanged (not run yet)
+  for F in 10 100; do
+    case "${1:-all}" in longtail10) [ $F = 10 ] || continue;; longtail100) [ $F = 100 ] || continue;; esac
+    dataprune bench $COMMON --score-model small-cnn --train-models small-cnn \
+      --methods random,forgetting,el2n,aum,dyn-unc,dual --prune-ratios 0.25,0.5 \
+      --imbalance $F --imbalance-seed 0 --out $R/fashion-mnist-longtail$F
+  done
+  ;;&
 ablation|all)
   # Table 7: Dyn-Unc from 3 scoring runs (seeds 0-2, scores averaged) vs from 1 run, vs one
   # variance over the run (cartography).
@@ -65,8 +83,8 @@ high-60k-balanced|all)
   ;;&
 high-iters|all)
   # The CCS and DUAL papers' protocol: every subset trains for as many optimizer steps as the
-  # full set gets (--budget iterations), so a 10 % subset runs 99 epochs; first 20000 samples.
-  dataprune bench $HIGH ${HIGH_LIMIT---limit 20000} --budget iterations --out $R/fashion-mnist-high-iters
+  # full set gets (--subset-budget iterations), so a 10 % subset runs 99 epochs; first 20000 samples.
+  dataprune bench $HIGH ${HIGH_LIMIT---limit 20000} --subset-budget iterations --out $R/fashion-mnist-high-iters
   ;;&
 cost|all)
   # What scoring can cost: clean vs train view, J=5/10/20, K=10/20 vs 30, mlp proxy scoring;

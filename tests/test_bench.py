@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from dataprune.bench import BenchConfig, Scorer, Selector, cost_config, main_config
+from dataprune.bench.engine import Bench
 from dataprune.bench.plan import TrainCell
 from dataprune.bench.report import OUTPUTS
-from dataprune.bench.runner import Bench
 from dataprune.bench.tables import FIELDS, parse_table_md
 from dataprune.cli import main
 
@@ -26,13 +26,14 @@ def test_bench_smoke_outputs_table_resume(tiny_idx_dir, tmp_path, capsys):
     out = tmp_path / "bench"
     args = bench_args(tiny_idx_dir, out, "--label-noise", "0.2", "--ood-dataset", "digits")
     assert main(args) == 0
-    assert "3 of 3 training cells finished" in capsys.readouterr().out
+    # full, dyn-unc, random, and the matched-compute baseline at cost 1 - 0.25
+    assert "4 of 4 training cells finished" in capsys.readouterr().out
     for name in (*OUTPUTS, "bench.json", "score/small-cnn/dynamics/meta.json",
                  "keep/small-cnn/dyn-unc-r0.25.txt", "keep/small-cnn/random-r0.25.json",
                  "keep/small-cnn/dyn-unc.scores.npy", "noise/is_noisy.npy"):
         assert (out / name).exists(), name
 
-    rows = list(csv.DictReader((out / "results.csv").open()))
+    rows = [r for r in csv.DictReader((out / "results.csv").open()) if r["kind"] != "baseline"]
     assert [r["method"] for r in rows] == ["full", "dyn-unc", "random"]
     assert set(FIELDS) <= set(rows[0])
     full, dyn = rows[0], rows[1]
@@ -48,13 +49,21 @@ def test_bench_smoke_outputs_table_resume(tiny_idx_dir, tmp_path, capsys):
     assert noisy.sum() == 60
 
     results = json.loads((out / "results.json").read_text())
-    assert results["cells_finished"] == results["cells_planned"] == 3 and len(results["rows"]) == 3
+    assert results["cells_finished"] == results["cells_planned"] == 4 and len(results["rows"]) == 4
+    # the baseline: all 300 samples for round(0.75 x 2 epochs x 5 steps) = 8 steps; Δ paired by seed
+    base = next(r for r in results["rows"] if r["kind"] == "baseline")
+    assert base["compute_budget"] == base["cost"] == 0.75 and base["optimizer_steps"] == 8
+    assert base["train_samples"] == 300 and base["sample_passes"] == 300 + 3 * 64  # an epoch, then 3 of 5 batches
+    assert (out / "runs/baseline/B0.75/mlp-seed0/metrics.json").exists()
+    dyn_row = next(r for r in results["rows"] if r["method"] == "dyn-unc")
+    assert dyn_row["cost"] == 0.75
+    assert dyn_row["delta_vs_baseline"] == pytest.approx(dyn_row["test_accuracy"] - base["test_accuracy"])
 
     tables = parse_table_md((out / "table.md").read_text())
     main_table = tables[0]
     assert main_table[0] == ["Method \\ Pruning ratio", "25%", "rank", "avg rank"]
     body = {r[0]: r[1:] for r in main_table[1:]}
-    assert set(body) == {"dyn-unc", "random", "No pruning"}
+    assert set(body) - {"All data, cost 1 − r (matched compute)"} == {"dyn-unc", "random", "No pruning"}
     for lab in ("dyn-unc", "random"):
         acc = float(body[lab][0].strip("*"))
         assert acc == pytest.approx(100 * float(next(r for r in rows if r["method"] == lab)["test_accuracy"]), abs=0.006)
@@ -62,22 +71,27 @@ def test_bench_smoke_outputs_table_resume(tiny_idx_dir, tmp_path, capsys):
     assert any("Share of noisy" in t for t in (out / "table.md").read_text().splitlines())
     assert any(t[0][0] == "Pruning ratio" for t in tables)  # the OOD table
 
-    # resume: nothing is retrained, outputs are regenerated
+    # resume: nothing is retrained, outputs are regenerated; a baseline cell whose JSON is lost
+    # comes back from its finished run folder without training again
     stamp = (out / "cells/full/mlp-seed0.json").stat().st_mtime_ns
+    run_stamp = (out / "runs/baseline/B0.75/mlp-seed0/metrics.json").stat().st_mtime_ns
+    (out / "cells/baseline/B0.75/mlp-seed0.json").unlink()
     assert main(args) == 0
     assert (out / "cells/full/mlp-seed0.json").stat().st_mtime_ns == stamp
+    assert (out / "runs/baseline/B0.75/mlp-seed0/metrics.json").stat().st_mtime_ns == run_stamp
+    assert json.loads((out / "cells/baseline/B0.75/mlp-seed0.json").read_text())["metrics"]["optimizer_steps"] == 8
     # a conflicting configuration is refused without --force
     assert main(bench_args(tiny_idx_dir, out, "--label-noise", "0.1", "--ood-dataset", "digits")) == 2
     assert "another configuration" in capsys.readouterr().err
     # report only, after deleting a cell: the report shows what has finished
     (out / "cells/small-cnn/random/r0.25/mlp-seed0.json").unlink()
     assert main(["bench", "--report-only", "--out", str(out), "--quiet"]) == 0
-    assert "2 of 3 training cells finished" in capsys.readouterr().out
+    assert "3 of 4 training cells finished" in capsys.readouterr().out
 
 
 def test_interrupted_bench_reruns_only_what_is_missing(tiny_idx_dir, tmp_path, capsys):
     out = tmp_path / "b"
-    args = bench_args(tiny_idx_dir, out, "--score-model", "mlp", "--prune-ratios", "0.25,0.5")
+    args = bench_args(tiny_idx_dir, out, "--score-model", "mlp", "--prune-ratios", "0.25,0.5", "--no-baseline")
     assert main([*args, "--max-cells", "2"]) == 0
     assert "2 of 5 training cells finished" in capsys.readouterr().out
     done = {p: p.stat().st_mtime_ns for p in (out / "cells").rglob("*seed0.json")}
@@ -99,7 +113,7 @@ def test_interrupted_bench_reruns_only_what_is_missing(tiny_idx_dir, tmp_path, c
 def test_iteration_budget_and_configs(tiny_idx_dir, tmp_path):
     config = main_config(score_models=["mlp"], methods_="dyn-unc", window=2, score_epochs=3,
                          dataset="idx", data_dir=str(tiny_idx_dir), train_models=["mlp"], seeds=[0],
-                         budget="iterations", train_epochs=4, batch_size=64, prune_ratios=[0.5])
+                         subset_budget="iterations", train_epochs=4, batch_size=64, prune_ratios=[0.5])
     bench = Bench(tmp_path / "x", config)
     assert bench.epochs_for(300) == 4                       # 5 steps/epoch: 20 steps
     assert bench.epochs_for(150) == 7                       # 3 steps/epoch: round(20 / 3)

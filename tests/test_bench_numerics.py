@@ -179,7 +179,7 @@ def test_parse_table_md():
 
 def test_eta_uses_each_models_measured_rate():
     from dataprune.bench.plan import TrainCell
-    from dataprune.bench.runner import _eta
+    from dataprune.bench.engine import _eta
     cells = [TrainCell(None, 0.0, "a", 0), TrainCell(None, 0.0, "b", 0), TrainCell(None, 0.0, "c", 0)]
     units = {"a": 10.0, "b": 20.0, "c": 5.0}
     # a: 2 s per unit, b: 0.5 s per unit, c unseen -> the slowest seen rate (2)
@@ -226,3 +226,26 @@ def test_cost_table_rows_and_relative_cost():
     assert dyn[col["scoring s"]] == "330" and dyn[col["× full training"]] == "3.00" and dyn[col["K"]] == "30"
     assert dyn[col["25%"]] == "91.50 (n=1)"
     assert table[-1][0] == "no pruning (reference)" and table[-1][col["25%"]] == "92.50 ± 0.71"
+
+
+def test_baseline_row_and_delta_table_hand_case():
+    # Two seeds. Full: 92, 93; all data at cost 0.75: 90, 91; dyn-unc at r = 0.25: 91.5, 90.5.
+    # Paired Δ vs baseline: +1.5, -0.5 -> mean +0.50, std 1.41; Δ vs full: -0.5, -2.5 -> -1.50 ± 1.41.
+    from dataprune.bench.stats import add_deltas
+    from dataprune.bench.studies import main_config
+    from dataprune.bench.tables import BASELINE_ROW, delta_tables, main_tables
+    cfg = main_config(score_models=["small-cnn"], methods_=["dyn-unc"], prune_ratios=[0.25],
+                      train_models=["small-cnn"], seeds=[0, 1], baseline_budgets=[0.75])
+
+    def row(kind, method, seed, acc, cost, ratio=0.0, budget=""):
+        return dict(kind=kind, method=method, scorer="small-cnn" if kind == "subset" else "", seed=seed,
+                    train_model="small-cnn", train_epochs=10, prune_ratio=ratio, compute_budget=budget,
+                    test_accuracy=acc, cost=cost, train_seconds=1.0, cpu_seconds="")
+    rows = add_deltas([row("full", "full", s, a, 1.0) for s, a in ((0, 0.92), (1, 0.93))]
+                      + [row("baseline", "baseline", s, a, 0.75, budget=0.75) for s, a in ((0, 0.90), (1, 0.91))]
+                      + [row("subset", "dyn-unc", s, a, 0.75, ratio=0.25) for s, a in ((0, 0.915), (1, 0.905))])
+    (main,) = parse_table_md(main_tables(rows, cfg))
+    assert main[-1][:2] == [BASELINE_ROW, "90.50 ± 0.71"] and main[-2][:2] == ["No pruning", "92.50 ± 0.71"]
+    (delta,) = parse_table_md(delta_tables(rows, cfg))
+    assert delta[0] == ["Method \\ Pruning ratio", "25% vs baseline", "vs full"]
+    assert delta[1] == ["dyn-unc", "+0.50 ± 1.41", "-1.50 ± 1.41"]

@@ -35,7 +35,7 @@ def test_bench_runs_the_variants(tiny_idx_dir, tmp_path, capsys):
                              "--score-model", "mlp", "--train-models", "mlp", "--methods",
                              "dual,dual+beta,aum+ccs", "--prune-ratios", "0.7,0.9", "--seeds", "1",
                              "--score-epochs", "4", "--window", "2", "--train-epochs", "1",
-                             "--batch-size", "64", "--quiet", "--no-full")]
+                             "--batch-size", "64", "--quiet", "--no-full", "--no-baseline")]
     assert main(args) == 0
     assert "6 of 6 training cells finished" in capsys.readouterr().out
     dyn = dp.Dynamics.open(out / "score/mlp")

@@ -172,3 +172,24 @@ def test_bench_datamaps_integer_colour_bar(tmp_path):
     dyn = _store(tmp_path / "s", n=60, k=5)
     datamaps(tmp_path / "m.png", dyn, {"dyn-unc": np.arange(30, 60), "random": np.arange(0, 60, 2)}, 0.5)
     assert (tmp_path / "m.png").stat().st_size > 1000
+
+
+def test_accuracy_figures_draw_the_matched_compute_baseline(tmp_path):
+    from dataprune.bench.figures import BASELINE_NAME, accuracy_vs_cost
+    from dataprune.bench.one_run import OneRunConfig
+    config = main_config(score_models=["small-cnn"], methods_=["random", "dyn-unc"], prune_ratios=[0.25, 0.5],
+                         train_models=["small-cnn"], seeds=[0])
+    rows = _rows(config, lambda m, r, s: 0.9 - 0.05 * r)
+    rows += [dict(scorer="", method="baseline", kind="baseline", train_model="small-cnn", prune_ratio=0.0,
+                  compute_budget=b, seed=0, test_accuracy=a) for b, a in ((0.75, 0.885), (0.5, 0.87))]
+    fig = accuracy_figure(rows, config)
+    (panel,) = [ax for ax in fig.axes if ax.has_data()]
+    line = next(ln for ln in panel.get_lines() if ln.get_label() == BASELINE_NAME)
+    assert line.get_xdata().tolist() == [25.0, 50.0] and line.get_ydata().tolist() == pytest.approx([88.5, 87.0])
+    assert BASELINE_NAME in [t.get_text() for t in fig.legends[0].get_texts()]
+    # the one-run figure: the budget curve through the baselines and the full run (cost 1)
+    summ = [dict(model="mlp", epochs=3, family=f, cost=c, acc_mean=a, acc_std=0.0)
+            for f, c, a in (("full", 1.0, 0.9), ("baseline", 0.5, 0.85), ("baseline", 0.7, 0.88),
+                            ("el2n", 0.76, 0.89))]
+    accuracy_vs_cost(tmp_path / "c.png", summ, OneRunConfig(arms=[("mlp", 3)]))
+    assert (tmp_path / "c.png").stat().st_size > 1000 and not list(tmp_path.glob(".*.tmp"))

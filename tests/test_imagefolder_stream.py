@@ -197,7 +197,7 @@ def test_bench_with_timm_model_on_rgb_folder(tmp_path, capsys, monkeypatch):
                    "--score-model", "timm:resnet10t", "--train-models", "timm:resnet10t", "--methods",
                    "dyn-unc,random", "--prune-ratios", 0.25, "--seeds", 1, "--score-epochs", 3, "--window", 2,
                    "--train-epochs", 1, "--batch-size", 8, "--out", out, "--quiet") == 0
-    assert "3 of 3 training cells finished" in capsys.readouterr().out
+    assert "4 of 4 training cells finished" in capsys.readouterr().out  # full, 2 subsets, the baseline
     for name in ("table.md", "results.csv", "accuracy_vs_ratio.png", "datamaps.png", "removed_hard.png",
                  "score/timm:resnet10t/dynamics/file_list.txt"):
         assert (out / name).exists(), name

@@ -335,7 +335,7 @@ def test_readme_prune_at_example_runs(tmp_path, monkeypatch):
 
 # --- the bench study ------------------------------------------------------------------------------
 def test_pareto_front():
-    from dataprune.bench.one_run import pareto
+    from dataprune.bench.stats import pareto
     assert pareto([(1, 90), (0.5, 91), (0.7, 89)]) == [1]
     pts = [(1.0, 0.9), (0.8, 0.89), (0.8, 0.88), (0.5, 0.85), (0.9, 0.87)]
     slow = [i for i, (c, a) in enumerate(pts)
@@ -349,12 +349,16 @@ def test_bench_one_run_study_resumes_and_reports(tmp_path, tiny_idx_dir, capsys)
             "mlp", "--train-epochs", "3", "--methods", "forgetting,dyn-unc", "--prune-at", "1,2", "--prune-ratios",
             "0.5", "--seeds", "1", "--batch-size", "64", "--out", str(out), "--quiet", "--threads", "1"]
     assert main([*argv, "--max-cells", "2"]) == 0
-    assert "2 of 4 training runs finished" in capsys.readouterr().out  # dyn-unc: T <= 2; forgetting: T = 1
+    # 4 variants (dyn-unc: T <= 2; forgetting: T = 1) + the baseline budget curve 0.5..0.9
+    assert "2 of 9 training cells finished" in capsys.readouterr().out
     assert main(argv) == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["full", "random r=0.5", "infobatch", "forgetting T=2 r=0.5"]
-    by = {r["variant"]: r for r in rows}
-    assert by["random r=0.5"]["full_equivalent"] == 0.5 and by["full"]["wall_vs_full"] == 1.0
+    variants = [r["method"] for r in rows if r["kind"] != "baseline"]
+    assert variants == ["full", "random r=0.5", "infobatch", "forgetting T=2 r=0.5"]
+    assert [r["compute_budget"] for r in rows if r["kind"] == "baseline"] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    by = {r["method"]: r for r in rows}
+    assert by["random r=0.5"]["full_equivalent"] == 0.5 == by["random r=0.5"]["cost"]
+    assert by["full"]["wall_vs_full"] == 1.0
     assert by["forgetting T=2 r=0.5"]["sample_passes"] == 2 * N + 150
     f = by["forgetting T=2 r=0.5"]
     assert by["full"]["delta_vs_full"] == 0 and f["delta_vs_full"] == f["test_accuracy"] - by["full"]["test_accuracy"]

@@ -1,5 +1,7 @@
 """The paper's figures at CPU scale: accuracy vs prune ratio (Fig. 1), data maps of what
-each method prunes (Fig. 2), and the hardest images Dyn-Unc removes vs keeps (Fig. 3)."""
+each method prunes (Fig. 2), the hardest images Dyn-Unc removes vs keeps (Fig. 3), and the
+one-run study's accuracy vs cost; the matched-compute baseline drawn as a curve in both
+accuracy figures. Every PNG is written complete or not at all (:func:`save_figure`)."""
 from __future__ import annotations
 
 import math
@@ -10,10 +12,37 @@ import numpy as np
 
 from ..keepfile import read_keep
 from ..errors import DataPruneError
+from ..fileio import atomic_output
 from ..report.datamap import count_colorbar, count_colors, datamap_coordinates, pyplot
 from ..store import Dynamics
-from .plan import FULL, BenchConfig, Selector
-from .stats import aggregate
+from .one_run import OneRunConfig
+from .plan import BASELINE, FULL, BenchConfig, Selector
+from .stats import aggregate, pareto
+
+#: how the matched-compute baseline is drawn in every accuracy figure
+BASELINE_STYLE = dict(color="black", ls=":", lw=1.4, marker="|", ms=8)
+BASELINE_NAME = "all data, same cost (matched compute)"
+
+
+class FigureWriteError(DataPruneError):
+    """A figure was drawn but could not be written (full disk, unwritable folder): unlike a
+    figure that cannot be drawn from the finished cells, this stops the report."""
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 130) -> None:
+    """Write ``fig`` as a PNG to ``path`` through a temp file renamed into place (a kill or a
+    full disk leaves the old file or none, never a truncated one), then close it. Raises
+    :class:`FigureWriteError` naming ``path`` when it cannot be written."""
+    plt = pyplot()
+    try:
+        with atomic_output(path) as f:
+            fig.savefig(f, format="png", dpi=dpi)
+    except DataPruneError as e:  # atomic_output's full-disk error: it names the path
+        raise FigureWriteError(str(e)) from None
+    except OSError as e:
+        raise FigureWriteError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
 
 CLASS_NAMES = {
     "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -52,10 +81,7 @@ def method_styles(labels: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def accuracy_vs_ratio(path: str | os.PathLike, rows: list[dict[str, Any]], config: BenchConfig) -> None:
     """Write :func:`accuracy_figure` to ``path`` (PNG)."""
-    plt = pyplot()
-    fig = accuracy_figure(rows, config)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(accuracy_figure(rows, config), path)
 
 
 def accuracy_figure(rows: list[dict[str, Any]], config: BenchConfig) -> Any:
@@ -71,6 +97,7 @@ def accuracy_figure(rows: list[dict[str, Any]], config: BenchConfig) -> Any:
                   if any(s.scorer == sc.id for s in config.selectors)]
     agg = aggregate(rows, ("scorer", "method", "train_model", "prune_ratio"), "test_accuracy")
     full = aggregate([r for r in rows if r["method"] == FULL], ("train_model",), "test_accuracy")
+    base = aggregate([r for r in rows if r["method"] == BASELINE], ("train_model", "compute_budget"), "test_accuracy")
     styles = method_styles([s.label for s in config.selectors])
     cols = min(2, max(1, len(panels)))
     nrows = math.ceil(max(1, len(panels)) / cols)
@@ -85,11 +112,13 @@ def accuracy_figure(rows: list[dict[str, Any]], config: BenchConfig) -> Any:
                 series[sel.label] = np.array(pts, dtype=float)
         full_acc = 100 * full[(tm,)][0] if (tm,) in full else None
         ratios = sorted({r for pts in series.values() for r in pts[:, 0]})
+        baseline = np.array([(r, 100 * base[(tm, round(1 - r, 6))][0]) for r in ratios
+                             if (tm, round(1 - r, 6)) in base], dtype=float).reshape(-1, 2)
         if len(ratios) == 1:
-            _dot_panel(ax, series, styles, full_acc)
+            _dot_panel(ax, series, styles, full_acc, baseline)
             what = f" at {100 * ratios[0]:g}%"
         else:
-            _line_panel(ax, series, styles, full_acc)
+            _line_panel(ax, series, styles, full_acc, baseline)
             what = ""
         ax.set_title(f"{config.dataset}: " + (f"score {sc.model} → " if sc else "scoring variants → ")
                      + f"train {tm}{what}", fontsize=9)
@@ -98,9 +127,12 @@ def accuracy_figure(rows: list[dict[str, Any]], config: BenchConfig) -> Any:
         shown.update({label: styles[label] for label in series})
         if full_acc is not None:
             shown["no pruning"] = None
+        if len(baseline):
+            shown[BASELINE_NAME] = BASELINE_STYLE
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
     handles = [Line2D([], [], color="black", ls="--", lw=1) if st is None else
+               Line2D([], [], **BASELINE_STYLE) if st is BASELINE_STYLE else
                Line2D([], [], color=st["color"], marker=st["marker"], lw=st["lw"], ms=5)
                for st in shown.values()]
     entry_in = 0.06 * max(map(len, shown), default=1) + 0.55  # an entry's width at fontsize 8
@@ -112,20 +144,23 @@ def accuracy_figure(rows: list[dict[str, Any]], config: BenchConfig) -> Any:
 
 
 def _line_panel(ax: Any, series: dict[str, np.ndarray], styles: dict[str, dict[str, Any]],
-                full_acc: float | None) -> None:
-    """Accuracy (%) against prune ratio (%): one line with error bars per label."""
+                full_acc: float | None, baseline: np.ndarray) -> None:
+    """Accuracy (%) against prune ratio (%): one line with error bars per label; the
+    matched-compute baseline (``baseline``: (M, 2) ratio, accuracy %) as a dotted curve."""
     for label, pts in series.items():
         st = styles[label]
         ax.errorbar(100 * pts[:, 0], 100 * pts[:, 1], yerr=100 * np.nan_to_num(pts[:, 2]), ms=4, capsize=2,
                     zorder=3 if label == "dyn-unc" else 2, label=label, **st)
     if full_acc is not None:
         ax.axhline(full_acc, color="black", ls="--", lw=1)
+    if len(baseline):
+        ax.plot(100 * baseline[:, 0], baseline[:, 1], label=BASELINE_NAME, zorder=4, **BASELINE_STYLE)
     ax.set_xlabel("prune ratio (% of training samples removed)", fontsize=8)
     ax.set_ylabel("test top-1 accuracy (%)", fontsize=8)
 
 
 def _dot_panel(ax: Any, series: dict[str, np.ndarray], styles: dict[str, dict[str, Any]],
-               full_acc: float | None) -> None:
+               full_acc: float | None, baseline: np.ndarray) -> None:
     """One ratio only: a dot plot, one row per label (accuracy ± std), the full set as a
     vertical dashed line."""
     labels = list(series)
@@ -135,6 +170,8 @@ def _dot_panel(ax: Any, series: dict[str, np.ndarray], styles: dict[str, dict[st
                     ms=6, capsize=3, lw=1.2, ls="none", label=label)
     if full_acc is not None:
         ax.axvline(full_acc, color="black", ls="--", lw=1)
+    if len(baseline):
+        ax.axvline(baseline[0, 1], color="black", ls=":", lw=1.4)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylim(len(labels) - 0.5, -0.5)
     ax.set_xlabel("test top-1 accuracy (%)", fontsize=8)
@@ -180,8 +217,7 @@ def datamaps(path: str | os.PathLike, dynamics: Dynamics, keeps: dict[str, np.nd
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     cax = fig.add_axes((0.945, 0.15, 0.012, 0.7))
     count_colorbar(fig, sc, dynamics.epochs, cax=cax)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def removed_hard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, dynamics: Dynamics,
@@ -219,8 +255,7 @@ def removed_hard(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray
     fig.suptitle(title or "hardest training samples (lowest mean p(label)) removed vs kept by Dyn-Unc",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(fig, path)
     return shown
 
 
@@ -252,3 +287,42 @@ def keeps_for(bench: Any, selectors: list[Selector], ratio: float) -> dict[str, 
         if path.exists():
             out[sel.label] = read_keep(path)
     return out
+
+
+MARKERS = {"full": "*", "random": "s", "infobatch": "D", "dual": "o", "dyn-unc": "^", "el2n": "v",
+           "forgetting": "P"}
+
+
+def accuracy_vs_cost(path: str | os.PathLike, summ: list[dict[str, Any]], config: OneRunConfig) -> None:
+    """One panel per arm: mean test top-1 vs cost (full_equivalent), one marker per method,
+    the Pareto front as a step line, the matched-compute baseline's budget curve (and the
+    full run at cost 1) as a dotted line."""
+    plt = pyplot()
+    arms = [a for a in config.arms if any((s["model"], s["epochs"]) == a for s in summ)]
+    fig, axes = plt.subplots(1, len(arms), figsize=(6 * len(arms), 4.5), squeeze=False)
+    for ax, (model, epochs) in zip(axes[0], arms):
+        arm = [s for s in summ if (s["model"], s["epochs"]) == (model, epochs)]
+        full = next((s for s in arm if s["family"] == FULL), None)
+        for fam in dict.fromkeys(s["family"] for s in arm if s["family"] != BASELINE):
+            pts = [s for s in arm if s["family"] == fam]
+            ax.errorbar([s["cost"] for s in pts], [100 * s["acc_mean"] for s in pts],
+                        yerr=[100 * (0 if math.isnan(s["acc_std"]) else s["acc_std"]) for s in pts],
+                        fmt=MARKERS.get(fam, "x"), ms=7 if fam == FULL else 5, capsize=2, label=fam, alpha=0.85)
+        curve = sorted([s for s in arm if s["family"] == BASELINE] + ([full] if full else []), key=lambda s: s["cost"])
+        if len(curve) > 1:
+            ax.plot([s["cost"] for s in curve], [100 * s["acc_mean"] for s in curve], label=BASELINE_NAME,
+                    **BASELINE_STYLE)
+        front = [arm[i] for i in pareto([(s["cost"], s["acc_mean"]) for s in arm])]
+        ax.step([s["cost"] for s in front], [100 * s["acc_mean"] for s in front], where="post", color="grey",
+                lw=1, ls="--", label="Pareto front")
+        if full:
+            ax.axhline(100 * full["acc_mean"] - 0.2, color="grey", lw=0.8, ls=":", label="full − 0.2 points")
+        ax.set_xlabel("cost (sample passes / full training's)")
+        ax.set_ylabel("test top-1 (%)")
+        ax.set_title(f"{config.dataset} ({config.regime()}): one-run pruning, {model}, E={epochs}", fontsize=9)
+        lo = np.nanmin([100 * s["acc_mean"] for s in arm])
+        ax.set_ylim(max(lo - 0.5, (100 * full["acc_mean"] - 3) if full else lo - 0.5), None)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -75,3 +75,55 @@ def best(values: Mapping[Any, float], better: Callable[[float, float], bool] = l
         if better(v, top):
             top = v
     return {k for k, v in finite.items() if v == top}
+
+
+def pareto(points: Iterable[tuple[float, float]]) -> list[int]:
+    """Indices of the points (cost, accuracy) that no other point beats: none has lower or
+    equal cost and higher accuracy, or lower cost and equal accuracy; ordered by cost.
+    Example: [(1, 90), (0.5, 91), (0.7, 89)] -> [1]."""
+    points = list(points)
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best_acc = [], -math.inf
+    for i in order:
+        if points[i][1] > best_acc:
+            front.append(i)
+            best_acc = points[i][1]
+    return front
+
+
+def baseline_at(points: Iterable[tuple[float, float]], cost: float) -> float:
+    """Accuracy of the matched-compute baseline at ``cost``: linear interpolation between the
+    measured (budget B, accuracy) ``points`` (the full run is the point B = 1); NaN outside
+    their range or without points. Example: [(0.5, 0.90), (1.0, 0.92)] at 0.75 -> 0.91."""
+    pts = sorted((float(b), float(a)) for b, a in points if not math.isnan(float(a)))
+    c = float(cost)
+    if not pts or math.isnan(c) or not pts[0][0] - 1e-9 <= c <= pts[-1][0] + 1e-9:
+        return math.nan
+    xs, ys = zip(*pts)
+    return float(np.interp(c, xs, ys))
+
+
+def add_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add to every row, paired by (train model, E, seed): ``delta_vs_full`` (accuracy - the
+    full run's), ``delta_vs_baseline`` (accuracy - :func:`baseline_at` its ``cost``; blank for
+    the full and baseline rows themselves), ``wall_vs_full`` and ``cpu_vs_full`` (seconds /
+    the full run's). NaN where the partner has not finished. Returns ``rows``."""
+    arm = lambda r: (r["train_model"], r["train_epochs"], r["seed"])  # noqa: E731
+    full = {arm(r): r for r in rows if r["kind"] == "full"}
+    points: dict[tuple, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r["kind"] in ("full", "baseline"):
+            points.setdefault(arm(r), []).append((r["cost"], r["test_accuracy"]))
+    for r in rows:
+        f = full.get(arm(r))
+        r["delta_vs_full"] = r["test_accuracy"] - f["test_accuracy"] if f else math.nan
+        r["wall_vs_full"] = r["train_seconds"] / f["train_seconds"] if f and f["train_seconds"] else math.nan
+        cpu, fcpu = _num(r.get("cpu_seconds")), _num(f.get("cpu_seconds")) if f else math.nan
+        r["cpu_vs_full"] = cpu / fcpu if fcpu > 0 else math.nan  # NaN: not measured
+        r["delta_vs_baseline"] = ("" if r["kind"] in ("full", "baseline") else
+                                  r["test_accuracy"] - baseline_at(points.get(arm(r), ()), _num(r["cost"])))
+    return rows
+
+
+def _num(v: Any) -> float:
+    return float(v) if v not in ("", None) else math.nan

@@ -1,5 +1,6 @@
-"""Ready-made benchmark configurations: the paper's comparison (``main``) and the scoring
-cost/accuracy study (``cost``). Both run through the same resumable runner."""
+"""Ready-made benchmark configurations: the paper's comparison (``main``), the scoring
+cost/accuracy study (``cost``) and, in :mod:`~dataprune.bench.one_run`, pruning inside one
+run (``one-run``). All run through the one bench engine."""
 from __future__ import annotations
 
 import inspect
@@ -7,10 +8,12 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import DataPruneError
 from ..methods import get, methods
-from .plan import BenchConfig, Scorer, Selector
+from .one_run import STUDY as ONE_RUN
+from .one_run import OneRunConfig
+from .plan import BenchConfig, Scorer, Selector, StudyConfig
 from .selection import parse_spec
 
-STUDIES = ("main", "cost")
+STUDIES = ("main", "cost", ONE_RUN)
 #: methods whose window is the benchmark's ``--window`` (Dyn-Unc's J)
 WINDOWED = ("dyn-unc", "dual")
 
@@ -88,3 +91,8 @@ def cost_config(*, model: str = "small-cnn", proxy: str = "mlp", score_epochs: i
         j = window if sc.epochs == k else min(window, sc.epochs // 2)
         selectors.append(Selector(f"dyn-unc J={j}, {sc.id}", "dyn-unc", sc.id, (("window", j),)))
     return BenchConfig(scorers=scorers, selectors=selectors, study="cost", **common)
+
+
+def config_from_json(obj: dict[str, Any]) -> StudyConfig:
+    """The config a ``bench.json`` holds: a one-run study's or a main/cost study's."""
+    return OneRunConfig.from_json(obj) if obj.get("study") == ONE_RUN else BenchConfig.from_json(obj)

@@ -1,4 +1,6 @@
-"""results.csv / results.json and table.md in the paper's layouts (Tables 2, 4, 6, 7)."""
+"""results.csv / results.json rows and table.md of every study: the paper's layouts (Tables
+2, 4, 6, 7) for the main and cost studies, the cost/accuracy table of the one-run study, and
+in both the matched-compute baseline with Δ vs it (paired by seed) beside Δ vs full."""
 from __future__ import annotations
 
 import csv
@@ -7,14 +9,20 @@ import math
 from typing import Any, Iterable, Mapping
 
 from ..methods._registry import get
-from .plan import FULL, BenchConfig
-from .stats import aggregate, best, rank_table
+from .one_run import OneRunConfig
+from .plan import BASELINE, FULL, BenchConfig, StudyConfig
+from .stats import aggregate, best, mean_std, pareto, rank_table
 
-FIELDS = ("dataset", "method", "method_name", "params", "prune_ratio", "scorer", "score_model",
-          "score_epochs", "record_view", "score_runs", "train_model", "seed", "label_noise",
-          "test_accuracy", "train_samples", "noisy_removed_share", "ood_aupr", "budget", "epochs",
-          "optimizer_steps", "train_seconds", "score_seconds", "selection_seconds", "ood_chance")
-"""Columns of results.csv, in order (results.json rows hold the same fields)."""
+FIELDS = ("study", "dataset", "label_noise", "imbalance", "kind", "method", "method_name", "family", "params",
+          "prune_ratio", "compute_budget", "scorer", "score_model", "score_epochs", "record_view", "score_runs",
+          "prune_at", "record_every", "dynamic", "train_model", "train_epochs", "seed", "test_accuracy", "cost",
+          "delta_vs_full", "delta_vs_baseline", "train_samples", "noisy_removed_share", "ood_aupr", "ood_chance",
+          "subset_budget", "epochs", "optimizer_steps", "sample_passes", "full_equivalent", "train_seconds",
+          "cpu_seconds", "wall_vs_full", "cpu_vs_full", "score_seconds", "selection_seconds")
+"""Columns of results.csv, in order (results.json rows hold the same fields). ``kind``: full,
+subset, baseline (all data at cost ``compute_budget``) or one-run; ``cost``: per-training
+cost (subset: (1 - r) x its epochs / E, one-run: ``full_equivalent``, baseline: B); the
+deltas are paired by seed (see :func:`~dataprune.bench.stats.add_deltas`)."""
 
 
 def to_csv(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -64,6 +72,7 @@ def main_tables(rows: list[dict[str, Any]], config: BenchConfig, value: str = "t
                     ("scorer", "method", "train_model", "prune_ratio"), value)
     full = aggregate([r for r in rows if r["method"] == FULL and r.get(value) not in ("", None)],
                      ("train_model",), value)
+    base = baseline_means(rows, value)
     nseeds = len(config.seeds)
     for scorer in config.scorers:
         labels = [s.label for s in config.selectors if s.scorer == scorer.id]
@@ -92,8 +101,58 @@ def main_tables(rows: list[dict[str, Any]], config: BenchConfig, value: str = "t
                 out.append("| " + " | ".join(cells) + " |")
             m, s, n = full.get((tm,), (math.nan, math.nan, 0))
             out.append("| No pruning | " + " | ".join([fmt_mean_std(m, s, n, nseeds)] + [""] * (len(head) - 2)) + " |")
+            if any((tm, budget_of(r)) in base for r in ratios):
+                out.append(f"| {BASELINE_ROW} | " + " | ".join(
+                    x for r in ratios for x in (fmt_mean_std(*base.get((tm, budget_of(r)), (math.nan, math.nan, 0)),
+                                                             nseeds), "")) + " |  |")
             out.append("")
     return "\n".join(out)
+
+
+BASELINE_ROW = "All data, cost 1 − r (matched compute)"
+
+
+def budget_of(ratio: float) -> float:
+    """The matched-compute baseline's budget for prune ratio ``ratio`` (1 - r, as stored)."""
+    return round(1 - ratio, 6)
+
+
+def baseline_means(rows: list[dict[str, Any]], value: str = "test_accuracy"
+                   ) -> dict[tuple[Any, ...], tuple[float, float, int]]:
+    """``{(train model, B): (mean, std, n)}`` of the baseline rows."""
+    return aggregate([r for r in rows if r.get("kind") == BASELINE], ("train_model", "compute_budget"), value)
+
+
+def delta_tables(rows: list[dict[str, Any]], config: BenchConfig) -> str:
+    """Per (scorer, train model): each method's Δ vs the matched-compute baseline at the same
+    cost and Δ vs the full run, in points, each the mean over seeds of the paired differences."""
+    if not any(r.get("kind") == BASELINE for r in rows):
+        return ""
+    subsets = [r for r in rows if r.get("kind") == "subset"]
+    keys = ("scorer", "method", "train_model", "prune_ratio")
+    agg_b, agg_f = aggregate(subsets, keys, "delta_vs_baseline"), aggregate(subsets, keys, "delta_vs_full")
+    out = []
+    for scorer in config.scorers:
+        labels = [s.label for s in config.selectors if s.scorer == scorer.id]
+        for tm in config.train_models:
+            ratios = _measured_ratios(agg_b, scorer.id, labels, tm, config.prune_ratios)
+            out.append(f"### {scorer.model} → {tm}: Δ vs the matched-compute baseline (all data at cost 1 − r) "
+                       "| Δ vs full, test top-1 points, mean over seeds of paired differences\n")
+            out.append("| Method \\ Pruning ratio | " + " | ".join(
+                f"{ratio_header(r)} vs baseline | vs full" for r in ratios) + " |")
+            out.append("| --- | " + " | ".join(["---:"] * (2 * len(ratios))) + " |")
+            for lab in labels:
+                cells = [x for r in ratios for x in (_delta(agg_b.get((scorer.id, lab, tm, r))),
+                                                      _delta(agg_f.get((scorer.id, lab, tm, r))))]
+                out.append(f"| {lab} | " + " | ".join(cells) + " |")
+            out.append("")
+    return "\n".join(out)
+
+
+def _delta(v: tuple[float, float, int] | None) -> str:
+    if v is None or v[2] == 0:
+        return "–"
+    return f"{100 * v[0]:+.2f}" + (f" ± {100 * v[1]:.2f}" if v[2] > 1 else "")
 
 
 def _measured_ratios(agg: Mapping[tuple, Any], scorer: str, labels: list[str], train_model: str,
@@ -244,26 +303,134 @@ def ablation_table(rows: list[dict[str, Any]], config: BenchConfig) -> str:
     return "\n".join(out)
 
 
-def table_md(rows: list[dict[str, Any]], config: BenchConfig, skipped: Mapping[str, str] | None = None) -> str:
-    """The whole table.md: main tables, then noise, cross-architecture, OOD, ablation, cost."""
-    parts = [f"# dataprune bench: {config.dataset}"
-             f"{f' (first {config.limit} training samples)' if config.limit else ''}\n",
-             f"Train: {config.train_epochs} epochs ({config.budget} budget), batch {config.batch_size}, "
-             f"lr {config.lr}; seeds {', '.join(map(str, config.seeds))}; label noise "
-             f"{100 * config.label_noise:g}%. Mean ± sample std over seeds; rank 1 = best mean; "
-             f"best per column in bold.\n"]
-    if config.study == "cost":
-        parts.append(cost_table(rows, config))
-    parts.append(main_tables(rows, config, min_methods=2 if config.study == "cost" else 1))
-    cross = cross_arch_table(rows, config) if config.study != "cost" else ""  # cost_table covers the proxy
-    for section in (noise_table(rows, config), cross, ood_tables(rows, config), ablation_table(rows, config)):
-        if section:
-            parts.append(section)
+def table_md(rows: list[dict[str, Any]], config: StudyConfig, skipped: Mapping[str, str] | None = None) -> str:
+    """The whole table.md of any study; ``skipped``: methods that could not select."""
+    if isinstance(config, OneRunConfig):
+        parts = [one_run_table(summary(rows), config, len(rows), sum(1 for _ in config.train_cells()))]
+    else:
+        parts = [f"# dataprune bench: {config.dataset}"
+                 f"{f' (first {config.limit} training samples)' if config.limit else ''}\n",
+                 f"Train: {config.train_epochs} epochs ({config.subset_budget} budget for subsets), batch "
+                 f"{config.batch_size}, lr {config.lr}; seeds {', '.join(map(str, config.seeds))}; data: "
+                 f"{config.regime()}. Mean ± sample std over seeds; rank 1 = best mean; best per column in bold. "
+                 "Matched-compute baseline: all data for round((1 − r) × the full run's optimizer steps), "
+                 "warm-up + cosine compressed to them.\n"]
+        if config.study == "cost":
+            parts.append(cost_table(rows, config))
+        parts.append(main_tables(rows, config, min_methods=2 if config.study == "cost" else 1))
+        cross = cross_arch_table(rows, config) if config.study != "cost" else ""  # cost_table covers the proxy
+        for section in (delta_tables(rows, config), noise_table(rows, config), cross, ood_tables(rows, config),
+                        ablation_table(rows, config)):
+            if section:
+                parts.append(section)
     if skipped:
         parts.append("### Skipped methods\n")
         parts += [f"- {k}: {v}" for k, v in skipped.items()]
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
+
+
+# --- the one-run study ------------------------------------------------------------------------
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per (train model, E, variant or baseline budget): cost and accuracy mean ± std
+    over the finished seeds, the mean paired deltas and time ratios."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["train_model"], r["train_epochs"], r["method"], r["compute_budget"]), []).append(r)
+    out = []
+    for (model, epochs, method, budget), rs in groups.items():
+        acc, cost, wall, cpu, delta, base = (mean_std(_num(r[k]) for r in rs) for k in (
+            "test_accuracy", "cost", "wall_vs_full", "cpu_vs_full", "delta_vs_full", "delta_vs_baseline"))
+        first = rs[0]
+        out.append({"model": model, "epochs": epochs, "variant": baseline_label(budget) if budget != "" else method,
+                    "family": first["family"], "prune_at": first.get("prune_at", ""),
+                    "prune_ratio": first["prune_ratio"], "record_every": first.get("record_every", ""),
+                    "compute_budget": budget, "acc_mean": acc[0], "acc_std": acc[1], "n": acc[2], "cost": cost[0],
+                    "wall": wall[0], "wall_n": wall[2], "cpu": cpu[0], "cpu_n": cpu[2],
+                    "delta": delta[0], "delta_n": delta[2], "delta_base": base[0], "delta_base_n": base[2],
+                    "params": first["params"] or "{}"})
+    return out
+
+
+def baseline_label(budget: float) -> str:
+    return f"all data, cost {budget:g}"
+
+
+def matched(summ: list[dict[str, Any]], row: dict[str, Any], family: str) -> dict[str, Any] | None:
+    """The ``family`` line of the same arm whose cost is nearest ``row``'s."""
+    cands = [s for s in summ if s["family"] == family and (s["model"], s["epochs"]) == (row["model"], row["epochs"])]
+    return min(cands, key=lambda s: abs(s["cost"] - row["cost"]), default=None)
+
+
+def _n(k: int, n: int) -> str:
+    return f" (n={k})" if 0 < k < n else ""
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def one_run_table(summ: list[dict[str, Any]], config: OneRunConfig, finished: int, planned: int) -> str:
+    lines = [f"# One-run pruning on {config.dataset}" + (f" (first {config.limit} samples)" if config.limit else ""),
+             "",
+             f"{finished} of {planned} training runs finished; data: {config.regime()}. Cost: `full_equivalent` = "
+             "samples forwarded and backwarded / (E × N), and wall seconds of the whole run (scoring and "
+             "selection included) / those of the full run with the same seed (2-core CPU shared with other jobs: "
+             "wall ratios are noisy), and the process's CPU seconds / the full run's (one thread; robust to the "
+             "sharing; – where not measured, (n=) where fewer seeds have it). "
+             "Test top-1 in %, mean ± std over seeds; Δ = mean over seeds of (run − full run of the same seed), "
+             "in points; Δ base = mean over seeds of (run − the matched-compute baseline of the same seed at the "
+             "run's cost: all data for that share of the optimizer steps, schedule compressed; linear between "
+             "the measured budgets and the full run, – outside them). "
+             "Static pruning scores the train view of the first T epochs (F = recordings per epoch⁻¹).", ""]
+    for model, epochs in config.arms:
+        arm = sorted((s for s in summ if (s["model"], s["epochs"]) == (model, epochs)), key=lambda s: s["cost"])
+        if not arm:
+            continue
+        full = next((s for s in arm if s["family"] == FULL), None)
+        front = {id(arm[i]) for i in pareto([(s["cost"], s["acc_mean"]) for s in arm])}
+        lines += [f"## {model}, E = {epochs}", "",
+                  "| variant | params | cost | wall vs full | CPU vs full | test top-1 | Δ | Δ base | Pareto |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |"]
+        for s in arm:
+            lines.append(f"| {s['variant']} | {s['params'] if s['params'] != '{}' else ''} | {_f(s['cost'], 3)} | "
+                         f"{_f(s['wall'])} | {_f(s['cpu'])}{_n(s['cpu_n'], s['n'])} | "
+                         f"{fmt_mean_std(s['acc_mean'], s['acc_std'], s['n'], len(config.seeds))} | "
+                         f"{_f(100 * s['delta'])}{_n(s['delta_n'], s['n'])} | "
+                         f"{_f(100 * s['delta_base'])}{_n(s['delta_base_n'], s['n'])} | "
+                         f"{'●' if id(s) in front else ''} |")
+        lines.append("")
+        if full:
+            lines += target_lines(arm)
+    return "\n".join(lines) + "\n"
+
+
+def target_lines(arm: list[dict[str, Any]]) -> list[str]:
+    """The targets, checked: (a) issue 11's: cost <= 0.80 (and time within 0.05 of it), within
+    0.2 points of full, above random and InfoBatch at the nearest cost; (b) above the
+    matched-compute baseline at the same cost (mean paired Δ base > 0)."""
+    out = ["Target (cost ≤ 0.80, time (CPU where measured, else wall) ≤ cost + 0.05, within 0.2 points of full, "
+           "beats random and InfoBatch at the nearest cost):", ""]
+    hits, above = [], []
+    for s in arm:
+        if s["family"] in (FULL, "random", "infobatch", BASELINE) or not s["cost"] <= 0.80:
+            continue
+        if s["delta_base"] > 0:
+            above.append(f"- **{s['variant']}**: cost {s['cost']:.3f}, Δ base {100 * s['delta_base']:+.2f} "
+                         f"(n={s['delta_base_n']})")
+        clock = s["cpu"] if s["cpu_n"] else s["wall"]
+        ok_wall = not clock > s["cost"] + 0.05
+        rnd, ib = matched(arm, s, "random"), matched(arm, s, "infobatch")
+        if s["delta"] >= -0.002 and all(o is None or s["delta"] > o["delta"] for o in (rnd, ib)):
+            hits.append(f"- **{s['variant']}**: cost {s['cost']:.3f}, wall {_f(s['wall'])}, CPU {_f(s['cpu'])}"
+                        f"{'' if ok_wall else ' (time above cost + 0.05)'}, Δ {100 * s['delta']:+.2f}"
+                        f" (n={s['n']}); random at cost {_f(rnd['cost'] if rnd else None, 3)}: "
+                        f"Δ {_f(100 * rnd['delta'] if rnd else None)}, InfoBatch at {_f(ib['cost'] if ib else None, 3)}: "
+                        f"Δ {_f(100 * ib['delta'] if ib else None)}")
+    out += hits or ["- no configuration meets it in the finished runs"]
+    out += ["", "Above the matched-compute baseline at the same cost (cost ≤ 0.80, mean paired Δ base > 0):", ""]
+    out += above or ["- none in the finished runs (or no baseline budget finished)"]
+    return out + [""]
 
 
 def parse_table_md(text: str) -> list[list[list[str]]]:
