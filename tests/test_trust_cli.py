@@ -280,8 +280,8 @@ def test_check_train_run(data_dir, tmp_path, capsys):
     cli(capsys, "train", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp", "--epochs", 2,
         "--prune-at", 1, "--method", "el2n", "--out", run, "--threads", 1, "--quiet")
     out = cli(capsys, "check", run)
-    assert out.startswith(f"OK: train run {run} (finished)") and "keep file keep.txt (42 of 60" in out
-    assert "metrics.json (test accuracy" in out and "not checked: its checkpoint" in out
+    assert out.startswith(f"OK: train run {run} (finished, 2 epochs)") and "keep file of 42 of 60 samples" in out
+    assert "metrics.json (test accuracy" in out
     assert cli(capsys, "check", run, "--quiet") == ""
     lines = (run / "keep.txt").read_text().splitlines()
     (run / "keep.txt").write_text("\n".join(lines[:-1]) + "\n")       # truncated keep file
