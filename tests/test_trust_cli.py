@@ -102,7 +102,7 @@ def test_min_epochs_agrees_with_the_methods(k, tmp_path):
 # --- item 12: params as flags, --quiet, class-balanced said ---------------------------------------
 
 def test_param_flags():
-    from dataprune.cli.select import param_flags
+    from dataprune.methods._registry import param_flags
     assert param_flags({"window": 10, "epochs": 3}) == "--window 10 --epochs 3"
     assert param_flags({"num_clusters": 0, "flag": True, "features": "my file.npy"}) == \
         "--num-clusters 0 --flag true --features 'my file.npy'"
@@ -210,6 +210,21 @@ def test_import_official_never_writes_into_a_users_folder(force, tmp_path, capsy
                                              "--out", tmp_path / "empty")
 
 
+
+def test_import_official_api_never_deletes_a_look_alike_folder(tmp_path):
+    """The library, not only the CLI: force=True on a folder of array files without a store
+    meta.json deletes nothing (it used to pass store.is_store_dir, made for cut-short stores)."""
+    from dataprune.interop import import_official
+    src = official_run(tmp_path / "o")
+    look = tmp_path / "look"
+    look.mkdir()
+    np.save(look / "labels.npy", np.arange(5))
+    np.save(look / "prob.npy", np.zeros((2, 5)))
+    before = {p.name: p.read_bytes() for p in look.iterdir()}
+    with pytest.raises(dp.DataPruneError, match="is not a dataprune store"):
+        import_official(src, look, num_classes=2, force=True)
+    assert {p.name: p.read_bytes() for p in look.iterdir()} == before
+
 # --- item 24: select / scores outputs complete-or-absent, stale temps removed ---------------------
 
 def test_select_rerun_after_kill_between_manifest_and_keep_file(tmp_path, capsys):
@@ -269,10 +284,11 @@ def test_write_keep_leaves_no_temp_when_interrupted(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("size", [0, -3])
 def test_image_size_must_be_positive(size, data_dir, tmp_path, capsys):
-    for command in (["score", "--out", tmp_path / "r"], ["train", "--metrics-out", tmp_path / "m.json"]):
+    for command in (["score", "--out", tmp_path / "r"], ["train", "--metrics-out", tmp_path / "m.json"],
+                    ["bench", "--out", tmp_path / "b"]):
         err = cli_error(capsys, *command, "--dataset", "idx", "--data-dir", data_dir, "--image-size", size)
         assert f"--image-size {size}; expected a crop size of at least 1 pixel" in err
-    assert not (tmp_path / "r").exists() and not (tmp_path / "m.json").exists()
+    assert not (tmp_path / "r").exists() and not (tmp_path / "m.json").exists() and not (tmp_path / "b").exists()
 
 
 def test_check_train_run(data_dir, tmp_path, capsys):

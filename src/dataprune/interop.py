@@ -18,10 +18,10 @@ from typing import Sequence
 import numpy as np
 
 from .errors import DataPruneError
-from .fileio import atomic_write_text, refuse_overwrite
+from .fileio import atomic_write_text, read_json, refuse_overwrite
 from .integrity import file_bytes_digest
 from .logs import get_logger
-from .store import Dynamics, StoreWriter
+from .store import FORMAT, Dynamics, StoreWriter
 
 _log = get_logger("interop")
 
@@ -158,6 +158,29 @@ def _read_prob_file(path: Path, n: int | None) -> np.ndarray:
     return values
 
 
+def check_import_out(out: Path, force: bool) -> None:
+    """Refuse the store folder ``out`` unless it is absent, an empty folder, or a dataprune store (its
+    ``meta.json`` says so; without ``force`` the store writer then refuses it): a folder of
+    the user's, even one holding files named like a store's arrays (``labels.npy``,
+    ``prob.npy``), is never written into or deleted, ``--force`` or not."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataPruneError(f"{out} is a file; expected a new directory for the store")
+    entries = sorted(e.name for e in out.iterdir())
+    if not entries:
+        return
+    try:
+        meta = read_json(out / "meta.json")
+    except DataPruneError:
+        meta = None
+    if not (isinstance(meta, dict) and meta.get("format") == FORMAT):
+        names = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise DataPruneError(f"{out} is not a dataprune store (it holds {names}, no store meta.json); "
+                             f"refusing to write into it{' even with force' if force else ''}: choose a new "
+                             "folder, or empty it yourself")
+
+
 def import_official(src: str | os.PathLike, out: str | os.PathLike, *,
                     file_list: str | os.PathLike | None = None, num_classes: int | None = None,
                     view: str = "clean", force: bool = False) -> Dynamics:
@@ -183,6 +206,7 @@ def import_official(src: str | os.PathLike, out: str | os.PathLike, *,
     (same ``src``, same file names and contents, same labels and C) resumes it after its last
     written epoch; ``force`` starts over instead.
     """
+    check_import_out(Path(out), force)
     files = official_prob_files(src)
     paths, labels = read_file_list(file_list) if file_list is not None else (None, None)
     num_classes = _resolve_num_classes(num_classes, labels)

@@ -169,6 +169,8 @@ def build_config(args: argparse.Namespace):
     for m in [*args.score_model, *args.train_models, *([args.proxy_model] if args.study == "cost" else [])]:
         check_model_name(m)
     image_size = args.image_size
+    if image_size is not None and image_size < 1:  # 0 would silently become the default
+        raise DataPruneError(f"--image-size {image_size}; expected a crop size of at least 1 pixel")
     if args.dataset == "imagefolder":
         if args.ood_dataset:
             raise DataPruneError("--ood-dataset works with IDX datasets only; drop it for --dataset imagefolder")

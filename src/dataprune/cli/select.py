@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from ..fileio import check_writable, read_json, refuse_overwrite
 from ..keepfile import check_suffix, manifest_path, refuse_keep_overwrite, source_info, write_keep
 from ..methods import DIFFICULTY_MEASURES, difficulty, get, methods, score
 from ..integrity import fingerprint_of
-from ..methods._registry import _REGISTRY, input_digests
+from ..methods._registry import _REGISTRY, input_digests, param_flags
 from ..methods.dual import mean_prob
 from ..run_outputs import is_run_dir, run_dir_of
 from ..select import NAN_POLICIES, check_seed, kept_count, select, select_stratified
@@ -98,12 +97,6 @@ def default_params(method: str, dyn: Dynamics, params: dict[str, Any]) -> tuple[
     j = min(DEFAULT_WINDOW, k - 1)
     used = f"K = {k} epochs used (--epochs)" if k != dyn.epochs else f"K = {k} recorded epochs"
     return {**params, "window": j}, f"{method}: --window {j}, the default min({DEFAULT_WINDOW}, K - 1) with {used}"
-
-
-def param_flags(params: dict[str, Any]) -> str:
-    """Method parameters as command-line flags: {"window": 10} -> "--window 10"."""
-    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v).lower() if isinstance(v, bool) else str(v))}"
-                    for k, v in params.items())
 
 
 def _parse_bool(text: str) -> bool:

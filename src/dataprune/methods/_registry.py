@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -177,3 +178,9 @@ def score_runs(name: str, runs: Any, **params: Any) -> np.ndarray:
         count += ok
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def param_flags(params: dict[str, Any]) -> str:
+    """Method parameters as command-line flags: {"window": 10} -> "--window 10"."""
+    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v).lower() if isinstance(v, bool) else str(v))}"
+                    for k, v in params.items())

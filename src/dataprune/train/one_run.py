@@ -29,6 +29,7 @@ from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import atomic_write_json, read_json
 from ..keepfile import read_keep, write_keep
+from ..methods._registry import param_flags
 from ..record import Recorder
 from ..store import Dynamics
 from .device import check_precision, resolve_device
@@ -94,7 +95,8 @@ def _prune(run: RunDir, plan: PrunePlan, data: Data, log: Log | None) -> tuple[n
                                        "num_samples": len(data.train_y), "dataset": data.name,
                                        "selection_seconds": seconds, "dataprune": __version__}, force=True)
     if log:
-        log(f"pruned at epoch {plan.prune_at} with {plan.method} {plan.params}: keeping {len(keep)} of "
+        log(f"pruned at epoch {plan.prune_at} with {' '.join([plan.method, param_flags(plan.params)]).strip()}: "
+            f"keeping {len(keep)} of "
             f"{len(data.train_y)} samples ({run / KEEP_FILE})")
     return keep, seconds
 

@@ -387,6 +387,6 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     seconds = time.perf_counter() - t0
     acc, split = evaluate_data(training.net, data)
     if log:
-        log(f"evaluated on the {split} split ({len(data.test_y)} samples): accuracy {acc:.4f}")
+        log(f"evaluated on the {split} split ({len(data.test_y)} samples): accuracy {100 * acc:.2f} %")
     extra = evaluate_extra(training.net, data) if evaluate_extra is not None else {}
     return {**training.metrics(data, row, acc, split), "seconds": seconds, **extra}
