@@ -376,3 +376,17 @@ def test_check_verifies_train_run_folders(tiny_idx_dir, tmp_path, capsys):
     data[100] ^= 0x01
     (tmp_path / "r" / "state.pt").write_bytes(data)
     assert "state.pt does not match its sha256" in cli_error(capsys, "check", tmp_path / "r")
+
+
+def test_every_score_option_is_a_run_setting_or_declared_runtime_only():
+    """`score --resume` refuses a given run setting that differs from the run's; an option added
+    later must be classified, or it would be silently dropped on --resume."""
+    import argparse
+    from dataprune.cli import score
+    parser = argparse.ArgumentParser()
+    score.register(parser.add_subparsers())
+    p = parser._subparsers._group_actions[0].choices["score"]  # the test may read argparse's internals
+    runtime = {"help", "out", "resume", "threads", "force", "quiet", "verbose", "workers", "device", "compile"}
+    dests = {a.dest for a in p._actions}
+    assert dests - runtime == set(score.RUN_SETTINGS)
+    assert all(p.get_default(d) is None for d in score.RUN_SETTINGS)

@@ -16,11 +16,13 @@ from .common import (add_data_args, add_output_args, add_train_args, command_par
 
 DEFAULT_EPOCHS = 30
 
-#: Options that do not change what a scoring run computes; every other option is a run
-#: setting: with --resume it comes from RUN/config.json, and giving it with another value
-#: than the run's is refused.
-NOT_RUN_SETTINGS = frozenset({"help", "out", "resume", "threads", "force", "quiet", "verbose",
-                              "workers", "device", "compile"})  # --workers: the same store with any count
+#: The options that change what a scoring run computes: with --resume they come from
+#: RUN/config.json, and giving one with another value than the run's is refused. The others
+#: (--out, --resume, --threads, --force, --quiet, --verbose, --device, --compile, and
+#: --workers: the same store with any count) do not (a test checks that every option is one
+#: or the other).
+RUN_SETTINGS = ("dataset", "data_dir", "image_size", "limit", "model", "epochs", "batch_size", "lr", "seed",
+                "precision", "record_view", "signals", "keep_history", "window", "nproc")
 #: Run settings that config.json records under another name than the option's dest
 #: (others: config[dest], or config["train"][dest] for the training hyper-parameters).
 CONFIG_NAMES = {"nproc": "world_size"}
@@ -59,12 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "which bitwise-identical results need)")
     add_output_args(p)
     # Defaults become None so that run() can tell which settings were given explicitly.
-    defaults: dict[str, Any] = {}
-    for action in p._actions:
-        if action.dest not in NOT_RUN_SETTINGS:
-            defaults[action.dest] = action.default
-            action.default = None
-    p.set_defaults(func=run, run_setting_defaults=defaults)
+    defaults = {dest: p.get_default(dest) for dest in RUN_SETTINGS}
+    p.set_defaults(func=run, run_setting_defaults=defaults, **{dest: None for dest in RUN_SETTINGS})
 
 
 def run(args: argparse.Namespace) -> int:
