@@ -288,12 +288,15 @@ def test_cli_prune_at_writes_metrics_and_run_folder(tmp_path, tiny_idx_dir, caps
 
 def test_cli_prune_at_without_value_uses_the_defaults(tmp_path, tiny_idx_dir):
     from dataprune.cli.train import default_prune_at
-    assert [default_prune_at(e) for e in (2, 10, 15, 20)] == [1, 2, 3, 4]
+    assert [default_prune_at(e) for e in (2, 10, 15, 20)] == [1, 3, 5, 7]
     m = tmp_path / "m.json"
     assert main(["train", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--model", "mlp", "--epochs", "5",
                  "--batch-size", "64", "--prune-at", "--metrics-out", str(m), "--quiet", "--threads", "1"]) == 0
     plan = json.loads(m.read_text())["plan"]
-    assert (plan["prune_at"], plan["method"], plan["prune_ratio"]) == (1, "el2n", 0.3)
+    # T = round(5/3) = 2; R = (1 - 0.75) / (1 - 2/5) = 0.4167: the run costs 0.75 of the full one
+    assert (plan["prune_at"], plan["method"], plan["mislabeled"]) == (2, "el2n", "auto")
+    assert plan["prune_ratio"] == pytest.approx(0.25 / 0.6)
+    assert json.loads(m.read_text())["full_equivalent"] == pytest.approx(0.75, abs=0.01)
 
 
 # --- the sampler for users' own loops ---------------------------------------------------------------
@@ -367,3 +370,16 @@ def test_bench_one_run_study_resumes_and_reports(tmp_path, tiny_idx_dir, capsys)
     (out / "table.md").unlink()
     assert main(["bench", "--report-only", "--out", str(out), "--quiet"]) == 0
     assert (out / "table.md").read_text().split("\n", 3)[3] == table.split("\n", 3)[3]
+
+
+def test_ratio_for_cost_and_its_refusals(tmp_path, tiny_idx_dir, capsys):
+    from dataprune.cli.train import ratio_for_cost
+    # E = 10, T = 3, cost 0.75: 3/10 + 7/10 (1 - R) = 0.75 -> R = 0.25 / 0.7 = 0.3571
+    assert ratio_for_cost(0.75, 3, 10) == pytest.approx(0.25 / 0.7)
+    for cost, message in ((0.2, r"--cost 0.2 with --prune-at 3 of --epochs 10 needs a prune ratio"),
+                          (float("nan"), r"--cost nan; expected a fraction 0 < C <= 1")):
+        with pytest.raises(dp.DataPruneError, match=message):
+            ratio_for_cost(cost, 3, 10)
+    rc = main(["train", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--model", "mlp", "--epochs", "5",
+               "--prune-at", "2", "--prune-ratio", "0.3", "--cost", "0.8", "--out", str(tmp_path / "r"), "--quiet"])
+    assert rc == 2 and "--cost chooses the ratio of --prune-at" in capsys.readouterr().err

@@ -17,11 +17,12 @@ from .common import (add_data_args, add_output_args, add_train_args, command_par
                      data_spec, logger, set_threads, train_config)
 
 DEFAULT_EPOCHS = 20
-#: ``--prune-at`` without a value (T = this fraction of --epochs, at least 1), its method and
-#: ratio: what the one-run study supports (docs/one-run.md).
-DEFAULT_PRUNE_AT_FRACTION = 0.2
+#: ``--prune-at`` without a value (T = this fraction of --epochs, at least 1), its method, the
+#: cost its ratio is chosen for and the two-sided rule: the recipe that beat the matched-compute
+#: baseline in every regime measured (benchmarks/results/recipe_search.md, docs/one-run.md).
+DEFAULT_PRUNE_AT_FRACTION = 1 / 3
 DEFAULT_METHOD = "el2n"
-DEFAULT_PRUNE_RATIO = 0.3
+DEFAULT_COST = 0.75
 
 
 def _prune_at(text: str) -> int | str:
@@ -43,12 +44,26 @@ RUN_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
     **{k: (lambda c, k=k: getattr(c.plan, k) if c.plan else None)
        for k in ("prune_at", "method", "prune_ratio", "record_every", "dynamic", "infobatch_ratio",
                  "infobatch_delta")},
-    "window": lambda c: c.plan.params.get("window") if c.plan else None}
+    "window": lambda c: c.plan.params.get("window") if c.plan else None,
+    "drop_mislabeled": lambda c: c.plan.mislabeled if c.plan else None}
 
 
 def default_prune_at(epochs: int) -> int:
-    """T for ``--prune-at`` without a value: round(0.2 * E), at least 1 (2 of 10, 4 of 20)."""
+    """T for ``--prune-at`` without a value: round(E / 3), at least 1 (3 of 10, 5 of 15)."""
     return max(1, round(DEFAULT_PRUNE_AT_FRACTION * epochs))
+
+
+def ratio_for_cost(cost: float, prune_at: int, epochs: int) -> float:
+    """The ratio R that makes pruning at T cost ``cost`` of the full run's sample passes:
+    T/E + (1 - T/E)(1 - R) = cost, so R = (1 - cost) / (1 - T/E) (E=10, T=3: 0.357)."""
+    if not 0 < cost <= 1:  # nan too
+        raise DataPruneError(f"--cost {cost}; expected a fraction 0 < C <= 1 of the full run's sample passes")
+    ratio = (1 - cost) / (1 - prune_at / epochs)
+    if not 0 < ratio < 1:
+        raise DataPruneError(f"--cost {cost} with --prune-at {prune_at} of --epochs {epochs} needs a prune ratio of "
+                             f"{ratio:.3g}; expected a cost above {prune_at / epochs:.3g} (the T epochs on all data) "
+                             "and below 1")
+    return ratio
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,8 +84,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"methods that read no signal)")
     p.add_argument("--method", default=DEFAULT_METHOD,
                    help=f"scoring method of --prune-at (default {DEFAULT_METHOD}; `dataprune methods`)")
-    p.add_argument("--prune-ratio", type=float, default=DEFAULT_PRUNE_RATIO, metavar="R",
-                   help=f"fraction removed at --prune-at (default {DEFAULT_PRUNE_RATIO})")
+    p.add_argument("--prune-ratio", type=float, metavar="R",
+                   help="fraction removed at --prune-at (default: the R that makes the run cost --cost)")
+    p.add_argument("--cost", type=float, metavar="C",
+                   help=f"with --prune-at and no --prune-ratio: the share of the full run's sample passes to "
+                        f"spend, R = (1 - C) / (1 - T/E) (default {DEFAULT_COST})")
+    p.add_argument("--drop-mislabeled", choices=("auto", "off"), default="auto",
+                   help="auto (default): estimate the label-noise rate from the T epochs (share of samples "
+                        "whose mean p(label) is below 1/C) and, when it is 10 %% or more, drop that many likely "
+                        "mislabeled samples before the easiest (two-sided); off: one-sided")
     p.add_argument("--window", type=int, metavar="J",
                    help="the method's window (default min(10, recordings - 1)); must fit the T epochs")
     p.add_argument("--record-every", type=float, default=1.0, metavar="F",
@@ -151,9 +173,19 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     if args.out and not one_run:
         raise DataPruneError("--out is the run folder of --prune-at/--dynamic/--budget; a plain train writes "
                              "--metrics-out only")
+    if args.cost is not None and (args.prune_at is None or args.prune_ratio is not None):
+        raise DataPruneError("--cost chooses the ratio of --prune-at; expected --prune-at without --prune-ratio")
+    if args.prune_at is not None and args.prune_ratio is None and 0 <= args.prune_at < args.epochs:
+        args.prune_ratio = ratio_for_cost(DEFAULT_COST if args.cost is None else args.cost, args.prune_at,
+                                          args.epochs)
+        log = logger(args)
+        if log:
+            log(f"--prune-at {args.prune_at} of {args.epochs} epochs: prune ratio {args.prune_ratio:.3f}, for a "
+                f"cost of {DEFAULT_COST if args.cost is None else args.cost} of the full run")
     if one_run:
         plan = PrunePlan(prune_at=args.prune_at, method=args.method if args.prune_at is not None else None,
-                         prune_ratio=args.prune_ratio, record_every=args.record_every,
+                         prune_ratio=args.prune_ratio or 0.0, record_every=args.record_every,
+                         mislabeled=args.drop_mislabeled if args.prune_at else "off",  # T = 0: no evidence
                          params={} if args.window is None else {"window": args.window}, dynamic=args.dynamic,
                          infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta)
         cfg = train_config(args)

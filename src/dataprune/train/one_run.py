@@ -29,7 +29,9 @@ from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import atomic_write_json, read_json
 from ..keepfile import read_keep, write_keep
+from ..methods import score
 from ..methods._registry import param_flags
+from ..mislabeled import GATE, estimate_noise_rate, label_evidence, select_two_sided, suspect_share
 from ..record import Recorder
 from ..store import Dynamics
 from .device import check_precision, resolve_device
@@ -85,19 +87,33 @@ def resume_run(out: str | Path, *, data: Data | None = None, log: Log | None = N
 
 
 def _prune(run: RunDir, plan: PrunePlan, data: Data, log: Log | None) -> tuple[np.ndarray, float]:
+    """Score the T epochs, select (two-sided when the plan says so and the labels look noisy)
+    and write the keep file; ``(keep, seconds)``."""
     t0 = time.perf_counter()
-    dyn = Dynamics.open(run / STORE_DIR) if plan.prune_at else _Size(len(data.train_y))
+    n = len(data.train_y)
+    dyn = Dynamics.open(run / STORE_DIR) if plan.prune_at else _Size(n)
     assert plan.method is not None
-    keep = prune_scores(dyn, plan.method, plan.prune_ratio, **plan.params)
+    extra: dict[str, Any] = {"mislabeled": plan.mislabeled}
+    if plan.mislabeled == "off":
+        keep = prune_scores(dyn, plan.method, plan.prune_ratio, **plan.params)
+        note = ""
+    else:
+        evidence = label_evidence(dyn["prob"])
+        rate = estimate_noise_rate(evidence, data.num_classes)
+        share = suspect_share(rate, plan.mislabeled)
+        keep, suspects = select_two_sided(score(plan.method, dyn, **plan.params), evidence, plan.prune_ratio, share)
+        extra.update(noise_rate_estimate=rate, suspects_dropped=int(len(suspects)))
+        note = (f"; estimated label noise {100 * rate:.1f} %: dropped the {len(suspects)} most likely mislabeled "
+                "first" if len(suspects) else
+                f"; estimated label noise {100 * rate:.1f} % (below {100 * GATE:.0f} %: one-sided)")
     seconds = time.perf_counter() - t0
     write_keep(run / KEEP_FILE, keep, {"method": plan.method, "params": plan.params, "prune_ratio": plan.prune_ratio,
                                        "prune_at": plan.prune_at, "record_every": plan.record_every,
-                                       "num_samples": len(data.train_y), "dataset": data.name,
+                                       "num_samples": n, "dataset": data.name, **extra,
                                        "selection_seconds": seconds, "dataprune": __version__}, force=True)
     if log:
         log(f"pruned at epoch {plan.prune_at} with {' '.join([plan.method, param_flags(plan.params)]).strip()}: "
-            f"keeping {len(keep)} of "
-            f"{len(data.train_y)} samples ({run / KEEP_FILE})")
+            f"keeping {len(keep)} of {n} samples ({run / KEEP_FILE}){note}")
     return keep, seconds
 
 

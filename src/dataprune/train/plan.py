@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import DataPruneError
 from ..methods import get
+from ..mislabeled import suspect_share
 from ..select import check_ratio
 from .infobatch import InfoBatch
 from .loop import check_record_every
@@ -29,6 +30,9 @@ class PrunePlan:
     dynamic: str | None = None
     infobatch_ratio: float = 0.5
     infobatch_delta: float = 0.875
+    mislabeled: str = "off"
+    """"auto": drop the likely mislabeled samples first when the first T epochs estimate a
+    label-noise rate of 10 % or more (:mod:`dataprune.mislabeled`); "off": one-sided."""
 
     @property
     def prunes(self) -> bool:
@@ -39,6 +43,10 @@ class PrunePlan:
         """This plan checked against ``epochs`` (E), with the method's defaults filled in;
         a one-line error on bad input."""
         m = check_record_every(self.record_every)
+        suspect_share(0.0, self.mislabeled)  # checks the mode
+        if self.mislabeled != "off" and not self.prune_at:
+            raise DataPruneError(f"--drop-mislabeled {self.mislabeled} needs --prune-at T >= 1 (the T epochs "
+                                 "show which labels are likely wrong); expected --drop-mislabeled off")
         if self.dynamic is not None:
             if self.dynamic not in DYNAMICS:
                 raise DataPruneError(f"--dynamic {self.dynamic!r}; expected one of {list(DYNAMICS)}")
@@ -66,4 +74,9 @@ class PrunePlan:
         return list(dict.fromkeys(("prob", "correct", *get(self.method).needs)))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The plan as JSON-able fields; ``mislabeled`` only when not "off", so a plan means
+        the same dict (and bench cell key) as before the field existed."""
+        out = dataclasses.asdict(self)
+        if out["mislabeled"] == "off":
+            del out["mislabeled"]
+        return out
