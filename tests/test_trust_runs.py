@@ -531,3 +531,25 @@ def test_user_error_under_nproc_is_one_line(finished_run, data_dir, tmp_path):
                            "--quiet"], env=env, capture_output=True, text=True, timeout=100)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "continue it with `dataprune score --resume" in done.stderr
+
+
+def test_a_forked_child_does_not_keep_a_run_lock(tmp_path):
+    """A DataLoader worker forked while a run holds its folder's lock (persistent workers can
+    outlive the run) must not keep the lock: the next run in the same process would be refused."""
+    import os
+    import signal
+    from dataprune.fileio import exclusive_lock
+    ready_r, ready_w = os.pipe()
+    with exclusive_lock(tmp_path, "test"):
+        pid = os.fork()
+        if pid == 0:  # the child lives on, like a persistent worker
+            os.write(ready_w, b"1")
+            signal.pause()
+            os._exit(0)
+        os.read(ready_r, 1)  # the child runs (its fork handlers have run)
+    try:
+        with exclusive_lock(tmp_path, "test"):  # refused before the fix: "in use by another test (pid ...)"
+            pass
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)

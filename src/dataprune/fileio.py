@@ -37,6 +37,36 @@ def refuse_overwrite(path: str | os.PathLike, force: bool) -> None:
 #: the lock file :func:`exclusive_lock` holds in a directory (kept by :func:`clear_for_force`)
 LOCK_FILE = ".lock"
 
+#: descriptors of the locks this process holds. A forked child (a DataLoader worker, which
+#: may outlive the run: persistent workers) would otherwise share them, and an ``flock`` lives
+#: until every copy is closed: the run's folder would stay locked after the run. Children
+#: close their copies at once (``os.register_at_fork``); exec'ed processes never get them
+#: (descriptors are opened close-on-exec).
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _HELD:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
+@contextmanager
+def _held(fd: int) -> Iterator[None]:
+    """Register ``fd`` as a held lock for the block, then close it."""
+    _HELD.add(fd)
+    try:
+        yield
+    finally:
+        _HELD.discard(fd)
+        os.close(fd)
+
 
 @contextmanager
 def exclusive_lock(directory: str | os.PathLike, what: str) -> Iterator[None]:
@@ -46,7 +76,7 @@ def exclusive_lock(directory: str | os.PathLike, what: str) -> Iterator[None]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, _FILE_MODE)
-    try:
+    with _held(fd):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -56,8 +86,6 @@ def exclusive_lock(directory: str | os.PathLike, what: str) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
-    finally:
-        os.close(fd)
 
 
 @contextmanager
@@ -75,15 +103,13 @@ def directory_lock(directory: str | os.PathLike) -> Iterator[bool]:
     except OSError:
         yield False
         return
-    try:
+    with _held(fd):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             locked = True
         except OSError:
             locked = False
         yield locked
-    finally:
-        os.close(fd)
 
 
 @contextmanager
