@@ -23,9 +23,15 @@ Recipes (``--recipes``, cost c = sample passes / (E x N), target ``-c`` default 
   all when T = 1), then the easiest of the rest by the method's score, r N in all
   (beta capped at r). ``auto``: beta = rho_hat, the share of samples whose mean labelled-class
   probability is below 1/C (the model, before it memorises, puts less than chance on the
-  label: it confidently predicts another class).
+  label: it confidently predicts another class). ``gate``: beta = rho_hat if rho_hat >= 0.1,
+  else 0 (one-sided).
 - ``-ann2``: the last A = 2 epochs on all data (InfoBatch's annealing); ``-ann2x``: on all
   data except the suspects of the two-sided rule.
+- ``-r0.2``: remove this share in all (instead of the share the cost implies).
+- ``-steps``: the baseline's step budget and compressed schedule instead of E epochs with
+  the progress schedule: the T epochs on all data, then the kept set until round(c E B)
+  steps are spent (B batches per full epoch). The removed share defaults to 0 there (with
+  ``-two``: only the suspects), so ``el2n-T3-steps`` trains exactly as ``base-c0.75``.
 
 Example (the screen of benchmarks/results/recipe_search.md):
     PYTHONPATH=src python benchmarks/recipe_search.py --regimes clean noise20 --model mlp \
@@ -61,6 +67,8 @@ from dataprune.train.runs import evaluate_data, run_loader
 
 REGIMES = ("clean", "noise20", "noise40", "lt10", "lt100")
 SIGNALS = ("prob", "correct", "margin", "el2n")
+#: ``-twogate``: drop the suspects only when rho_hat says the labels are noisy
+NOISE_GATE = 0.1
 
 
 # ---------------------------------------------------------------- data regimes
@@ -106,12 +114,12 @@ class Recipe:
         m = re.fullmatch(r"base-c([\d.]+)", name)
         if m:
             return cls(name, cost=float(m[1]), steps=True)
-        m = re.fullmatch(r"([a-z0-9-]+?)-T(\d+)(?:-two(auto|[\d.]+))?(?:-r([\d.]+))?(?:-ann(\d+)(x?))?(-steps)?"
+        m = re.fullmatch(r"([a-z0-9-]+?)-T(\d+)(?:-two(auto|gate|[\d.]+))?(?:-r([\d.]+))?(?:-ann(\d+)(x?))?(-steps)?"
                          r"(?:-c([\d.]+))?", name)
         if not m or (m[7] and m[5]):
             raise SystemExit(f"recipe {name!r}; expected base-cC or "
                              "METHOD-T<T>[-two<auto|B>][-r<R>][-ann<A>[x] | -steps][-cC]")
-        beta = m[3] if m[3] == "auto" else float(m[3] or 0)
+        beta = m[3] if m[3] in ("auto", "gate") else float(m[3] or 0)
         return cls(name, cost=float(m[8] or 0.75), method=m[1], prune_at=int(m[2]), beta=beta,
                    ratio=None if m[4] is None else float(m[4]), anneal=int(m[5] or 0),
                    anneal_excludes_suspects=bool(m[6]), steps=bool(m[7]))
@@ -259,7 +267,8 @@ def prune(recipe: Recipe, store: Path, recorder: Any, data: ImageData, noisy: np
         dyn = dp.Dynamics.open(store)
         scores = dp.score(recipe.method, dyn, **resolve_method_params(recipe.method, recipe.prune_at, seed=seed))
         p_label, est = mislabel_evidence(dyn, data.num_classes)
-    beta = est.get("rho_chance", 0.0) if recipe.beta == "auto" else float(recipe.beta)
+    rho = est.get("rho_chance", 0.0)
+    beta = {"auto": rho, "gate": rho if rho >= NOISE_GATE else 0.0}.get(recipe.beta, recipe.beta)
     ratio = max(recipe.prune_ratio(epochs), beta)
     keep, suspects = two_sided_keep(scores, p_label, ratio, beta)
     mask = np.ones(n, dtype=bool)
