@@ -27,6 +27,8 @@ Recipes (``--recipes``, cost c = sample passes / (E x N), target ``-c`` default 
   else 0 (one-sided).
 - ``-ann2``: the last A = 2 epochs on all data (InfoBatch's annealing); ``-ann2x``: on all
   data except the suspects of the two-sided rule.
+- ``oracle-T5-twoauto``: a diagnostic ceiling, not a recipe: the suspects are exactly the
+  flipped labels (beta = the true noise rate), the easy side el2n's.
 - ``-r0.2``: remove this share in all (instead of the share the cost implies).
 - ``-steps``: the baseline's step budget and compressed schedule instead of E epochs with
   the progress schedule: the T epochs on all data, then the kept set until round(c E B)
@@ -67,6 +69,8 @@ from dataprune.train.runs import evaluate_data, run_loader
 
 REGIMES = ("clean", "noise20", "noise40", "lt10", "lt100")
 SIGNALS = ("prob", "correct", "margin", "el2n")
+#: diagnostic recipe name: el2n's easy side, the true flipped labels as the suspects
+ORACLE = "oracle"
 #: ``-twogate``: drop the suspects only when rho_hat says the labels are noisy
 NOISE_GATE = 0.1
 
@@ -265,9 +269,12 @@ def prune(recipe: Recipe, store: Path, recorder: Any, data: ImageData, noisy: np
     else:
         recorder.close()
         dyn = dp.Dynamics.open(store)
-        scores = dp.score(recipe.method, dyn, **resolve_method_params(recipe.method, recipe.prune_at, seed=seed))
+        method = "el2n" if recipe.method == ORACLE else recipe.method
+        scores = dp.score(method, dyn, **resolve_method_params(method, recipe.prune_at, seed=seed))
         p_label, est = mislabel_evidence(dyn, data.num_classes)
     rho = est.get("rho_chance", 0.0)
+    if recipe.method == ORACLE:  # diagnostic ceiling: the truly flipped labels are the suspects
+        p_label, rho = np.where(noisy, -1.0, p_label), float(noisy.mean())
     beta = {"auto": rho, "gate": rho if rho >= NOISE_GATE else 0.0}.get(recipe.beta, recipe.beta)
     ratio = max(recipe.prune_ratio(epochs), beta)
     keep, suspects = two_sided_keep(scores, p_label, ratio, beta)
