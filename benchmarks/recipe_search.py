@@ -24,7 +24,7 @@ Recipes (``--recipes``, cost c = sample passes / (E x N), target ``-c`` default 
   (beta capped at r). ``auto``: beta = rho_hat, the share of samples whose mean labelled-class
   probability is below 1/C (the model, before it memorises, puts less than chance on the
   label: it confidently predicts another class). ``gate``: beta = rho_hat if rho_hat >= 0.1,
-  else 0 (one-sided).
+  else 0 (one-sided); ``gate1.25``: 1.25 x rho_hat when gated.
 - ``-ann2``: the last A = 2 epochs on all data (InfoBatch's annealing); ``-ann2x``: on all
   data except the suspects of the two-sided rule.
 - ``oracle-T5-twoauto``: a diagnostic ceiling, not a recipe: the suspects are exactly the
@@ -118,12 +118,12 @@ class Recipe:
         m = re.fullmatch(r"base-c([\d.]+)", name)
         if m:
             return cls(name, cost=float(m[1]), steps=True)
-        m = re.fullmatch(r"([a-z0-9-]+?)-T(\d+)(?:-two(auto|gate|[\d.]+))?(?:-r([\d.]+))?(?:-ann(\d+)(x?))?(-steps)?"
+        m = re.fullmatch(r"([a-z0-9-]+?)-T(\d+)(?:-two(auto|gate[\d.]*|[\d.]+))?(?:-r([\d.]+))?(?:-ann(\d+)(x?))?(-steps)?"
                          r"(?:-c([\d.]+))?", name)
         if not m or (m[7] and m[5]):
             raise SystemExit(f"recipe {name!r}; expected base-cC or "
                              "METHOD-T<T>[-two<auto|B>][-r<R>][-ann<A>[x] | -steps][-cC]")
-        beta = m[3] if m[3] in ("auto", "gate") else float(m[3] or 0)
+        beta = m[3] if m[3] and m[3][0] in "ag" else float(m[3] or 0)
         return cls(name, cost=float(m[8] or 0.75), method=m[1], prune_at=int(m[2]), beta=beta,
                    ratio=None if m[4] is None else float(m[4]), anneal=int(m[5] or 0),
                    anneal_excludes_suspects=bool(m[6]), steps=bool(m[7]))
@@ -275,7 +275,11 @@ def prune(recipe: Recipe, store: Path, recorder: Any, data: ImageData, noisy: np
     rho = est.get("rho_chance", 0.0)
     if recipe.method == ORACLE:  # diagnostic ceiling: the truly flipped labels are the suspects
         p_label, rho = np.where(noisy, -1.0, p_label), float(noisy.mean())
-    beta = {"auto": rho, "gate": rho if rho >= NOISE_GATE else 0.0}.get(recipe.beta, recipe.beta)
+    if isinstance(recipe.beta, str):  # auto: rho_hat; gateM: M x rho_hat if rho_hat >= the gate, else 0
+        scale = float(recipe.beta[4:] or 1) if recipe.beta.startswith("gate") else 1.0
+        beta = min(1.0, scale * rho) if recipe.beta == "auto" or rho >= NOISE_GATE else 0.0
+    else:
+        beta = recipe.beta
     ratio = max(recipe.prune_ratio(epochs), beta)
     keep, suspects = two_sided_keep(scores, p_label, ratio, beta)
     mask = np.ones(n, dtype=bool)
