@@ -80,6 +80,7 @@ def test_noise_rate_and_gate():
     ev = np.array([0.05, 0.5, 0.0, 0.09, 0.1, 0.9, np.nan, 0.3])
     assert estimate_noise_rate(ev, 10) == pytest.approx(3 / 8)
     assert suspect_share(0.375) == 0.375 and suspect_share(0.05) == 0.0 and suspect_share(0.375, "off") == 0.0
+    assert suspect_share(0.375, "auto", recordings=1) == 0.0  # one recording: an untrained model
     with pytest.raises(dp.DataPruneError, match="mislabeled='maybe'; expected one of auto, off"):
         suspect_share(0.2, "maybe")
     with pytest.raises(dp.DataPruneError, match="num_classes=1"):

@@ -294,7 +294,7 @@ def test_image_size_must_be_positive(size, data_dir, tmp_path, capsys):
 def test_check_train_run(data_dir, tmp_path, capsys):
     run = tmp_path / "t"
     cli(capsys, "train", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp", "--epochs", 2,
-        "--prune-at", 1, "--method", "el2n", "--out", run, "--threads", 1, "--quiet")
+        "--prune-at", 1, "--method", "el2n", "--prune-ratio", 0.3, "--out", run, "--threads", 1, "--quiet")
     out = cli(capsys, "check", run)
     assert out.startswith(f"OK: train run {run} (finished, 2 epochs)") and "keep file of 42 of 60 samples" in out
     assert "metrics.json (test accuracy" in out

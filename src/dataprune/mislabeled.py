@@ -21,6 +21,8 @@ from .select import check_ratio, num_kept, select
 GATE = 0.1
 #: values of ``PrunePlan.mislabeled`` / ``train --drop-mislabeled``
 MODES = ("auto", "off")
+#: recordings the gate needs: the first one (an untrained model) says nothing about labels
+MIN_RECORDINGS = 2
 
 
 def label_evidence(prob: np.ndarray) -> np.ndarray:
@@ -44,12 +46,14 @@ def estimate_noise_rate(evidence: np.ndarray, num_classes: int) -> float:
     return float(np.mean(evidence < 1.0 / num_classes)) if evidence.size else 0.0
 
 
-def suspect_share(noise_rate: float, mode: str = "auto") -> float:
+def suspect_share(noise_rate: float, mode: str = "auto", recordings: int = MIN_RECORDINGS) -> float:
     """The share of samples to drop as likely mislabeled: ``noise_rate`` when ``mode`` is
-    "auto" and the estimate reaches :data:`GATE`, else 0."""
+    "auto", the estimate reaches :data:`GATE` and it rests on at least
+    :data:`MIN_RECORDINGS` ``recordings``; else 0."""
     if mode not in MODES:
         raise DataPruneError(f"mislabeled={mode!r}; expected one of {', '.join(MODES)}")
-    return float(noise_rate) if mode == "auto" and noise_rate >= GATE else 0.0
+    enough = recordings >= MIN_RECORDINGS
+    return float(noise_rate) if mode == "auto" and enough and noise_rate >= GATE else 0.0
 
 
 def select_two_sided(scores: np.ndarray, evidence: np.ndarray, prune_ratio: float, suspect_ratio: float, *,

@@ -31,7 +31,7 @@ from ..fileio import atomic_write_json, read_json
 from ..keepfile import read_keep, write_keep
 from ..methods import score
 from ..methods._registry import param_flags
-from ..mislabeled import GATE, estimate_noise_rate, label_evidence, select_two_sided, suspect_share
+from ..mislabeled import GATE, MIN_RECORDINGS, estimate_noise_rate, label_evidence, select_two_sided, suspect_share
 from ..record import Recorder
 from ..store import Dynamics
 from .device import check_precision, resolve_device
@@ -100,12 +100,13 @@ def _prune(run: RunDir, plan: PrunePlan, data: Data, log: Log | None) -> tuple[n
     else:
         evidence = label_evidence(dyn["prob"])
         rate = estimate_noise_rate(evidence, data.num_classes)
-        share = suspect_share(rate, plan.mislabeled)
+        share = suspect_share(rate, plan.mislabeled, dyn.epochs)
         keep, suspects = select_two_sided(score(plan.method, dyn, **plan.params), evidence, plan.prune_ratio, share)
         extra.update(noise_rate_estimate=rate, suspects_dropped=int(len(suspects)))
         note = (f"; estimated label noise {100 * rate:.1f} %: dropped the {len(suspects)} most likely mislabeled "
                 "first" if len(suspects) else
-                f"; estimated label noise {100 * rate:.1f} % (below {100 * GATE:.0f} %: one-sided)")
+                f"; one-sided: the noise gate needs {MIN_RECORDINGS} recordings (T >= 2)" if dyn.epochs < MIN_RECORDINGS
+                else f"; estimated label noise {100 * rate:.1f} % (below {100 * GATE:.0f} %: one-sided)")
     seconds = time.perf_counter() - t0
     write_keep(run / KEEP_FILE, keep, {"method": plan.method, "params": plan.params, "prune_ratio": plan.prune_ratio,
                                        "prune_at": plan.prune_at, "record_every": plan.record_every,
