@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import dataprune as dp
 from dataprune.cli import main
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -82,11 +83,32 @@ def test_train_budget_nproc2_equals_one_process_with_the_double_batch(tiny_idx_d
     assert (tmp_path / "ddp" / "metrics.json").read_bytes() == before
 
 
+@pytest.mark.timeout(300)
+def test_prune_at_nproc2_equals_one_process_with_the_double_batch(tiny_idx_dir, tmp_path):
+    """The ranks' recordings are merged into one store, rank 0 scores it and sends the keep to
+    every rank: the same keep file and training as one process (72 kept: 36 a rank, so the
+    two ranks' last batches of 4 are still one process's last batch of 8)."""
+    m = {}
+    for name, extra in (("ddp", ["--nproc", 2, "--batch-size", 16]), ("one", ["--batch-size", 32])):
+        done = _train(tiny_idx_dir, *extra, "--prune-at", 1, "--method", "el2n", "--prune-ratio", 0.25,
+                      "--out", tmp_path / name)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.count("accuracy") == 1, done.stdout
+        m[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    _compare(m["ddp"], m["one"])
+    assert m["ddp"]["samples_per_epoch"] == [96, 72, 72]
+    keeps = [np.loadtxt(tmp_path / name / "keep.txt", dtype=np.int64) for name in ("ddp", "one")]
+    np.testing.assert_array_equal(*keeps)
+    stores = [dp.Dynamics.open(tmp_path / name / "dynamics") for name in ("ddp", "one")]
+    np.testing.assert_allclose(np.asarray(stores[0].el2n, float), np.asarray(stores[1].el2n, float),
+                               rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("extra, words", [
-    (["--prune-at", 1], "--prune-at/--dynamic train in one process only"),
-    (["--dynamic", "infobatch", "--out", "X"], "--prune-at/--dynamic train in one process only"),
+    (["--dynamic", "infobatch", "--out", "X"], "--dynamic infobatch trains in one process only"),
     (["--nproc", 0], "--nproc 0; expected at least 1"),
+    (["--budget", 2], "--budget 2.0; expected a fraction"),
 ])
 def test_bad_settings_under_nproc_give_one_line(tiny_idx_dir, tmp_path, extra, words, capsys):
     extra = [str(tmp_path / "run") if e == "X" else str(e) for e in extra]

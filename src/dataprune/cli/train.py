@@ -162,9 +162,9 @@ def check_options(args: argparse.Namespace) -> None:
     if args.out and not one_run:
         raise DataPruneError("--out is the run folder of --prune-at/--dynamic/--budget; a plain train writes "
                              "--metrics-out only")
-    if args.nproc > 1 and (args.prune_at is not None or args.dynamic is not None):
-        raise DataPruneError(f"--nproc {args.nproc}: --prune-at/--dynamic train in one process only; drop "
-                             "--nproc, or use --budget or a plain train")
+    if args.nproc > 1 and args.dynamic is not None:
+        raise DataPruneError(f"--nproc {args.nproc}: --dynamic {args.dynamic} trains in one process only; drop "
+                             "--nproc")
     if one_run:
         plan(args).resolved(args.epochs, args.seed)  # bad input fails before the data loads
         _run_dir(args)

@@ -19,11 +19,13 @@ import sys
 import tempfile
 import uuid
 from datetime import timedelta
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 
 from ..errors import DataPruneError
+
+T = TypeVar("T")
 
 #: a rank that waits longer than this for the others fails instead of hanging
 TIMEOUT = timedelta(minutes=30)
@@ -93,6 +95,23 @@ def share_refusal(error: BaseException | None, world: int) -> None:
             raise DataPruneError(msg[0])
     if error is not None:
         raise error
+
+
+def on_rank0(compute: Callable[[], T], rank: int, world: int) -> T:
+    """``compute()`` run on rank 0 only (the rank that reads and writes the run's files) and
+    its result sent to every rank; an error there is raised on every rank (:func:`share_refusal`)."""
+    result, error = None, None
+    if rank == 0:
+        try:
+            result = compute()
+        except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
+            error = e
+    share_refusal(error, world)
+    if world > 1:
+        box = [result]
+        torch.distributed.broadcast_object_list(box, 0)
+        result = box[0]
+    return result  # type: ignore[return-value]
 
 
 def under_local_launcher() -> bool:

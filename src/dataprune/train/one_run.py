@@ -58,8 +58,9 @@ def start_run(out: str | Path, spec: DataSpec, *, model: str = "small-cnn", cfg:
 
     Under torch.distributed (``torchrun`` or ``dataprune train --nproc``) every rank trains a
     DistributedDataParallel model on its shard and only rank 0 writes the run folder; a
-    ``budget`` run or a plan without pruning only (``--prune-at``/``--dynamic`` are refused
-    there: their keep would have to be agreed between the ranks)."""
+    ``--prune-at`` run records the ranks' merged dynamics, rank 0 scores them and sends the
+    keep to every rank; ``--dynamic infobatch`` is refused there (its per-sample losses live on
+    the rank that saw the sample)."""
     from . import distributed as ddp
     cfg = cfg or TrainConfig()
     dev = resolve_device(device)
@@ -67,9 +68,9 @@ def start_run(out: str | Path, spec: DataSpec, *, model: str = "small-cnn", cfg:
     plan = (plan or PrunePlan()).resolved(cfg.epochs, cfg.seed)
     check_train_settings(cfg, plan, budget)
     with ddp.process_group(dev) as (rank, world):
-        if world > 1 and (plan.prune_at is not None or plan.dynamic is not None):
-            raise DataPruneError(f"--prune-at/--dynamic train in one process only, not in {world}; drop "
-                                 "--nproc (or torchrun), or use --budget or a plain train")
+        if world > 1 and plan.dynamic is not None:
+            raise DataPruneError(f"--dynamic {plan.dynamic} trains in one process only, not in {world}; drop "
+                                 "--nproc (or torchrun)")
         with claim_on_rank0(out, "train", force, rank, world) as run:
             data = data if data is not None else spec.load()
             config = run_config("train", spec, data, model, cfg, plan=plan, budget=budget, world_size=world)
@@ -130,7 +131,9 @@ def _train(run: RunDir, config: RunConfig, data: Data, *, state: dict[str, Any] 
            log: Log | None, progress: bool, device: str | torch.device | None, compile: bool, rank: int = 0,
            world: int = 1) -> dict[str, Any]:
     """Epochs from ``state`` (None: the start) to the end, then the test; rank 0 writes the
-    run folder (log, ``state.pt``, metrics), every rank evaluates its (equal) weights."""
+    run folder (log, store, keep file, ``state.pt``, metrics) and prunes, every rank evaluates
+    its (equal) weights."""
+    from . import distributed as ddp
     cfg, plan = config.train, config.plan or PrunePlan()
     n = len(data.train_y)
     m = check_record_every(plan.record_every)
@@ -163,19 +166,19 @@ def _train(run: RunDir, config: RunConfig, data: Data, *, state: dict[str, Any] 
             recorder.load_state_dict(state.get("recorder", {}))
     t0, c0 = time.perf_counter(), time.process_time()
     if plan.prune_at == 0 and keep is None:
-        keep, select_seconds = _prune(run, plan, data, log)
+        keep, select_seconds = ddp.on_rank0(lambda: _prune(run, plan, data, log), rank, world)
     for epoch in range(start, training.epochs):
         indices = ib.epoch_indices(epoch) if ib is not None else keep
         row = training.epoch(epoch, indices=indices, recorder=recorder, record_view="train",
                              record_every=plan.record_every if recorder is not None else 1.0,
                              sample_loss=ib.loss if ib is not None else None, progress=progress)
         store_epochs, fingerprint, rec_state = 0, "", {}
-        if recorder is not None:
+        if recorder is not None and rank == 0:
             store_epochs, fingerprint, rec_state = recorder.epoch, recorder.fingerprint, recorder.state_dict()
         if recorder is not None and epoch + 1 == t_scoring:
             recorder.close()
             recorder = None
-            keep, select_seconds = _prune(run, plan, data, log)
+            keep, select_seconds = ddp.on_rank0(lambda: _prune(run, plan, data, log), rank, world)
         if rank == 0:
             run.append_log(row)
             run.save_state(config, {
