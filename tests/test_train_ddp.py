@@ -75,6 +75,7 @@ def test_train_budget_nproc2_equals_one_process_with_the_double_batch(tiny_idx_d
     rows = [json.loads(r) for r in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and [r["samples"] for r in rows] == [96, 32]  # written once, by rank 0
     np.testing.assert_allclose(rows[-1]["loss"], m["ddp"]["final_train_loss"])
+    assert main(["check", str(tmp_path / "ddp")]) == 0  # rank 0's state.pt, log and metrics agree
     # a multi-process run does not resume: one line, nothing changed
     before = (tmp_path / "ddp" / "metrics.json").read_bytes()
     (tmp_path / "ddp" / "config.json").write_text(
@@ -129,3 +130,30 @@ def test_a_rank_refusal_under_nproc_is_one_line(tiny_idx_dir, tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "500" in done.stderr, done.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.timeout(200)
+def test_an_existing_run_folder_is_refused_by_rank0_for_every_rank(tiny_idx_dir, tmp_path):
+    """Rank 0 claims the run folder; its refusal reaches rank 1 (no hang) and is printed once."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "mine.txt").write_text("not a run")
+    done = _train(tiny_idx_dir, "--nproc", 2, "--batch-size", 16, "--budget", 0.5, "--out", tmp_path / "run")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and str(tmp_path / "run") in done.stderr, done.stderr
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["mine.txt"]
+
+
+def test_resume_refuses_nproc_and_torchrun_ranks(tiny_idx_dir, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "run"
+    base = ["--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--limit", "96", "--epochs", "2", "--model", "mlp",
+            "--threads", "1", "--quiet"]
+    assert main(["train", *base, "--budget", "0.5", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--nproc", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--nproc 2 (the run has 1)" in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "continues a run in one process, not in 2 ranks of torchrun" in err, err
