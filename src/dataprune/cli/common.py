@@ -82,6 +82,43 @@ def add_train_args(p: argparse.ArgumentParser, epochs: int) -> None:
                    help="compile the model with torch.compile (faster steps after a slower first one)")
 
 
+def add_nproc_arg(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("--nproc", type=int, default=1, metavar="P",
+                   help="train data-parallel (DistributedDataParallel) in P local processes started by "
+                        "torch's launcher (gloo on CPU, nccl on GPUs), --batch-size samples each; the same as "
+                        f"`python -m torch.distributed.run --standalone --nproc-per-node P -m dataprune {command} "
+                        "...`, which also runs across nodes (docs/scale.md)")
+
+
+def launch_or_join(args: argparse.Namespace) -> int | None:
+    """``--nproc P``, once every setting has been checked (nothing is written before the ranks
+    start). In a plain process with P > 1: run this command line as P ranks under torch's
+    launcher and return its exit status. In a rank of torchrun (or with P = 1): return None
+    after setting this process's threads (--threads, else the rank's share of the cores)."""
+    from ..train import distributed as ddp
+    if args.nproc < 1:
+        raise DataPruneError(f"--nproc {args.nproc}; expected at least 1")
+    world = ddp.env_world_size()
+    if world == 1 and args.nproc > 1:  # hand over to torch's launcher: each rank runs this command
+        return ddp.launch_local(args.nproc, args.argv)
+    local = os.environ.get("LOCAL_WORLD_SIZE")
+    if world > 1 and args.nproc not in (1, int(local or args.nproc)):
+        raise DataPruneError(f"--nproc {args.nproc} under torchrun, which started {local} process(es) on this "
+                             "node; drop --nproc")
+    threads = args.threads if args.threads is not None or world == 1 else ddp.rank_threads()
+    if threads is not None or world == 1:  # a rank under OMP_NUM_THREADS keeps that count
+        set_threads(threads)
+    return None
+
+
+def refuse_resume_in_ranks(command: str) -> None:
+    """``--resume`` continues a run in one process: refused in a rank of torchrun."""
+    from ..train import distributed as ddp
+    if ddp.env_world_size() > 1:
+        raise DataPruneError(f"`dataprune {command} --resume` continues a run in one process, not in "
+                             f"{ddp.env_world_size()} ranks of torchrun; run it without torchrun")
+
+
 def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true", help="print only results and errors")

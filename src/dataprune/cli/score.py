@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,8 @@ from ..fileio import read_json
 from ..record import ALL_SIGNALS, DEFAULT_SIGNALS, EXTRA_SIGNALS
 from ..train.loop import VIEWS
 from ..train.runs import resume_score_run, score_run
-from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_spec,
-                     logger, set_threads, train_config)
+from .common import (add_data_args, add_nproc_arg, add_output_args, add_train_args, command_parser, data_spec,
+                     launch_or_join, logger, refuse_resume_in_ranks, set_threads, train_config)
 
 DEFAULT_EPOCHS = 30
 
@@ -46,11 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with --window needs (last J+1 epochs of prob + running sums, O(N*J) disk, "
                         "independent of --epochs); such a run scores only dyn-unc with that window")
     p.add_argument("--window", type=int, default=10, help="with --keep-history none: Dyn-Unc window J (default 10)")
-    p.add_argument("--nproc", type=int, default=1, metavar="P",
-                   help="train data-parallel (DistributedDataParallel) in P local processes started by "
-                        "torch's launcher (gloo on CPU, nccl on GPUs); the same as `python -m "
-                        "torch.distributed.run --standalone --nproc-per-node P -m dataprune score ...`, "
-                        "which also runs across nodes (docs/scale.md)")
+    add_nproc_arg(p, "score")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="RUN", help="run directory to create")
     where.add_argument("--resume", metavar="RUN",
@@ -72,18 +67,10 @@ def run(args: argparse.Namespace) -> int:
     for dest, default in args.run_setting_defaults.items():
         if getattr(args, dest) is None:
             setattr(args, dest, default)
-    if args.nproc < 1:
-        raise DataPruneError(f"--nproc {args.nproc}; expected at least 1")
     cfg = train_config(args)  # bad settings refused before any process starts or file is written
-    world = ddp.env_world_size()
-    if world == 1 and args.nproc > 1:  # hand over to torch's launcher: each rank runs this command
-        return ddp.launch_local(args.nproc, args.argv)
-    if world > 1 and args.nproc not in (1, int(os.environ.get("LOCAL_WORLD_SIZE", args.nproc))):
-        raise DataPruneError(f"--nproc {args.nproc} under torchrun, which started "
-                             f"{os.environ.get('LOCAL_WORLD_SIZE')} process(es) on this node; drop --nproc")
-    threads = args.threads if args.threads is not None or world == 1 else ddp.rank_threads()
-    if threads is not None or world == 1:  # a rank under OMP_NUM_THREADS keeps that count
-        set_threads(threads)
+    launched = launch_or_join(args)
+    if launched is not None:
+        return launched
     signals = resolve_signals(args.signals, args.keep_history)
     result = score_run(args.out, data_spec(args), model=args.model, cfg=cfg,
                        record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
@@ -96,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 def resume(args: argparse.Namespace) -> int:
     run_dir = Path(args.resume)
+    refuse_resume_in_ranks("score")
     if args.force:
         raise DataPruneError("--force cannot be combined with --resume (resuming overwrites nothing); "
                              f"to start over use `dataprune score --out {run_dir} --force`")

@@ -13,8 +13,9 @@ from ..train.one_run import resume_run, start_run
 from ..train.plan import DYNAMICS, PrunePlan
 from ..train.rundir import RunConfig, RunDir, inside_run
 from ..train.runs import train_run
-from .common import (add_data_args, add_output_args, add_train_args, command_parser, data_args_from_keep,
-                     data_spec, logger, set_threads, train_config)
+from .common import (add_data_args, add_nproc_arg, add_output_args, add_train_args, command_parser,
+                     data_args_from_keep, data_spec, launch_or_join, logger, refuse_resume_in_ranks, set_threads,
+                     train_config)
 
 DEFAULT_EPOCHS = 20
 #: ``--prune-at`` without a value (T = this fraction of --epochs, at least 1), its method, the
@@ -44,7 +45,7 @@ RUN_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
     **{k: (lambda c, k=k: getattr(c.plan, k) if c.plan else None)
        for k in ("prune_at", "method", "prune_ratio", "record_every", "dynamic", "infobatch_ratio",
                  "infobatch_delta")},
-    "window": lambda c: c.plan.params.get("window") if c.plan else None,
+    "window": lambda c: c.plan.params.get("window") if c.plan else None, "nproc": lambda c: c.world_size,
     "drop_mislabeled": lambda c: c.plan.mislabeled if c.plan else None}
 
 
@@ -113,8 +114,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="DIR",
                    help="continue the interrupted --prune-at/--dynamic/--budget run in DIR; its settings come "
                         "from DIR/config.json (other values are refused)")
+    add_nproc_arg(p, "train")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads (default: all cores; with --resume, the run's own count)")
+                   help="CPU threads (default: all cores, or their share in a rank; with --resume, the run's "
+                        "own count)")
     add_output_args(p)
     # Defaults become None so that --resume can tell which settings were given explicitly.
     defaults = {dest: p.get_default(dest) for dest in RUN_SETTINGS}
@@ -131,11 +134,13 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train import distributed as ddp
     if not args.resume:
         for dest, default in args.run_setting_defaults.items():
             if getattr(args, dest) is None:
                 setattr(args, dest, default)
         train_config(args)  # bad settings refused before anything is written
+        check_options(args)
     if args.metrics_out:
         within = inside_run(args.metrics_out)
         if within is not None:  # --force must never let it replace a run's or a store's file
@@ -143,7 +148,13 @@ def run(args: argparse.Namespace) -> int:
                                  f"{within}; write the metrics elsewhere")
         refuse_overwrite(args.metrics_out, args.force)
         check_writable(args.metrics_out)  # fail now, not after training
+    if not args.resume:
+        launched = launch_or_join(args)
+        if launched is not None:
+            return launched
     metrics = resume(args) if args.resume else start(args)
+    if ddp.env_rank() != 0:  # rank 0 writes and reports
+        return 0
     if args.metrics_out:
         atomic_write_json(args.metrics_out, metrics)
     pruned = f", keep file {metrics['keep_file']}" if metrics.get("keep_file") else ""
@@ -156,8 +167,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def start(args: argparse.Namespace) -> dict[str, Any]:
-    set_threads(args.threads)
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse contradictory options of a new run (before any process starts or file is written)."""
     one_run = args.prune_at is not None or args.dynamic is not None or args.budget is not None
     if args.prune_at == "auto":
         args.prune_at = default_prune_at(args.epochs)
@@ -173,6 +184,9 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     if args.out and not one_run:
         raise DataPruneError("--out is the run folder of --prune-at/--dynamic/--budget; a plain train writes "
                              "--metrics-out only")
+    if args.nproc > 1 and args.dynamic is not None:
+        raise DataPruneError(f"--nproc {args.nproc}: --dynamic {args.dynamic} trains in one process only; drop "
+                             "--nproc")
     if args.cost is not None and (args.prune_at is None or args.prune_ratio is not None):
         raise DataPruneError("--cost chooses the ratio of --prune-at; expected --prune-at without --prune-ratio")
     if args.prune_at is not None and args.prune_ratio is None and 0 <= args.prune_at < args.epochs:
@@ -183,16 +197,24 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
             log(f"--prune-at {args.prune_at} of {args.epochs} epochs: prune ratio {args.prune_ratio:.3f}, for a "
                 f"cost of {DEFAULT_COST if args.cost is None else args.cost} of the full run")
     if one_run:
-        plan = PrunePlan(prune_at=args.prune_at, method=args.method if args.prune_at is not None else None,
-                         prune_ratio=args.prune_ratio or 0.0, record_every=args.record_every,
-                         mislabeled=args.drop_mislabeled if args.prune_at else "off",  # T = 0: no evidence
-                         params={} if args.window is None else {"window": args.window}, dynamic=args.dynamic,
-                         infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta)
-        cfg = train_config(args)
-        plan.resolved(cfg.epochs, cfg.seed)  # bad input fails before the data loads
-        return start_run(_run_dir(args), data_spec(args).for_model(args.model), model=args.model, cfg=cfg,
-                         plan=plan, budget=args.budget, force=args.force, log=logger(args),
-                         progress=not args.quiet, device=args.device, compile=args.compile)
+        plan(args).resolved(args.epochs, args.seed)  # bad input fails before the data loads
+        _run_dir(args)
+
+
+def plan(args: argparse.Namespace) -> PrunePlan:
+    """The pruning plan the options describe."""
+    return PrunePlan(prune_at=args.prune_at, method=args.method if args.prune_at is not None else None,
+                     prune_ratio=args.prune_ratio or 0.0, record_every=args.record_every,
+                     mislabeled=args.drop_mislabeled if args.prune_at else "off",  # T = 0: no evidence
+                     params={} if args.window is None else {"window": args.window}, dynamic=args.dynamic,
+                     infobatch_ratio=args.infobatch_ratio, infobatch_delta=args.infobatch_delta)
+
+
+def start(args: argparse.Namespace) -> dict[str, Any]:
+    if args.prune_at is not None or args.dynamic is not None or args.budget is not None:
+        return start_run(_run_dir(args), data_spec(args).for_model(args.model), model=args.model,
+                         cfg=train_config(args), plan=plan(args), budget=args.budget, force=args.force,
+                         log=logger(args), progress=not args.quiet, device=args.device, compile=args.compile)
     if args.subset:  # --dataset, --data-dir, --limit not given: those the keep file was selected on
         data_args_from_keep(args, logger(args))
     spec = data_spec(args).for_model(args.model)
@@ -208,6 +230,7 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
 def resume(args: argparse.Namespace) -> dict[str, Any]:
     """``--resume DIR``: the run's own settings and thread count; other given values refused."""
     run_dir = Path(args.resume)
+    refuse_resume_in_ranks("train")
     if args.force:
         raise DataPruneError("--force cannot be combined with --resume (resuming overwrites nothing); "
                              f"to start over use `dataprune train --out {run_dir} --force`")

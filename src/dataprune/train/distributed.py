@@ -9,6 +9,7 @@ ranks' records once per epoch and only rank 0 writes files.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,11 +19,13 @@ import sys
 import tempfile
 import uuid
 from datetime import timedelta
-from typing import Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 
 from ..errors import DataPruneError
+
+T = TypeVar("T")
 
 #: a rank that waits longer than this for the others fails instead of hanging
 TIMEOUT = timedelta(minutes=30)
@@ -64,6 +67,51 @@ def init_from_env(device: torch.device | None = None) -> tuple[int, int, bool]:
     else:
         dist.init_process_group("gloo", timeout=TIMEOUT)
     return dist.get_rank(), dist.get_world_size(), True
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device | None = None) -> Iterator[tuple[int, int]]:
+    """``(rank, world_size)`` inside the process group of :func:`init_from_env`, destroyed on
+    exit when this call created it (after a barrier when the ranks finished normally, so that
+    none leaves while another still uses the group)."""
+    rank, world, created = init_from_env(device)
+    try:
+        yield rank, world
+        if created:
+            torch.distributed.barrier()
+    finally:
+        if created:
+            torch.distributed.destroy_process_group()
+
+
+def share_refusal(error: BaseException | None, world: int) -> None:
+    """Raise rank 0's ``error`` (its one-line message) on every rank, so that no rank waits in
+    a collective for a rank 0 that refused; ``error`` is what this rank caught (None: nothing).
+    With one rank: raise ``error`` when there is one."""
+    if world > 1:
+        msg = [None if error is None else str(error)]
+        torch.distributed.broadcast_object_list(msg, 0)
+        if msg[0] is not None and error is None:
+            raise DataPruneError(msg[0])
+    if error is not None:
+        raise error
+
+
+def on_rank0(compute: Callable[[], T], rank: int, world: int) -> T:
+    """``compute()`` run on rank 0 only (the rank that reads and writes the run's files) and
+    its result sent to every rank; an error there is raised on every rank (:func:`share_refusal`)."""
+    result, error = None, None
+    if rank == 0:
+        try:
+            result = compute()
+        except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
+            error = e
+    share_refusal(error, world)
+    if world > 1:
+        box = [result]
+        torch.distributed.broadcast_object_list(box, 0)
+        result = box[0]
+    return result  # type: ignore[return-value]
 
 
 def under_local_launcher() -> bool:

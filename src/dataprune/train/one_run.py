@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from .. import __version__
 from ..errors import DataPruneError
@@ -40,7 +41,8 @@ from .loop import TrainConfig, check_record_every
 from .plan import DYNAMICS, PrunePlan
 from .prune_at import prune_scores
 from .rundir import KEEP_FILE, METRICS_FILE, STATE_FILE, STORE_DIR, RunConfig, RunDir, check_train_settings
-from .runs import DataSpec, check_same_data, evaluate_data, log_epoch, refuse_lost_state, restore, run_config
+from .runs import (DataSpec, check_same_data, claim_on_rank0, evaluate_data, log_epoch, refuse_lost_state, restore,
+                   run_config)
 from .training import Data, Training
 
 __all__ = ["PrunePlan", "DYNAMICS", "start_run", "resume_run"]
@@ -54,16 +56,30 @@ def start_run(out: str | Path, spec: DataSpec, *, model: str = "small-cnn", cfg:
               compile: bool = False) -> dict[str, Any]:
     """Train ``model`` once under ``plan`` (or for ``budget`` B of the full run's optimizer
     steps) in run folder ``out``; returns the metrics (also written to ``out/metrics.json``).
-    Refuses an existing run folder unless ``force``, and any other non-empty folder."""
+    Refuses an existing run folder unless ``force``, and any other non-empty folder.
+
+    Under torch.distributed (``torchrun`` or ``dataprune train --nproc``) every rank trains a
+    DistributedDataParallel model on its shard and only rank 0 writes the run folder; a
+    ``--prune-at`` run records the ranks' merged dynamics, rank 0 scores them and sends the
+    keep to every rank; ``--dynamic infobatch`` is refused there (its per-sample losses live on
+    the rank that saw the sample)."""
+    from . import distributed as ddp
     cfg = cfg or TrainConfig()
-    check_precision(cfg.precision, resolve_device(device))
+    dev = resolve_device(device)
+    check_precision(cfg.precision, dev)
     plan = (plan or PrunePlan()).resolved(cfg.epochs, cfg.seed)
     check_train_settings(cfg, plan, budget)
-    with RunDir.claim(out, "train", force=force) as run:
-        data = data if data is not None else spec.load()
-        config = run_config("train", spec, data, model, cfg, plan=plan, budget=budget)
-        run.start(config)
-        return _train(run, config, data, state=None, log=log, progress=progress, device=device, compile=compile)
+    with ddp.process_group(dev) as (rank, world):
+        if world > 1 and plan.dynamic is not None:
+            raise DataPruneError(f"--dynamic {plan.dynamic} trains in one process only, not in {world}; drop "
+                                 "--nproc (or torchrun)")
+        with claim_on_rank0(out, "train", force, rank, world) as run:
+            data = data if data is not None else spec.load()
+            config = run_config("train", spec, data, model, cfg, plan=plan, budget=budget, world_size=world)
+            if rank == 0:
+                run.start(config)
+            return _train(run, config, data, state=None, log=log if rank == 0 else None,
+                          progress=progress and rank == 0, device=dev, compile=compile, rank=rank, world=world)
 
 
 def resume_run(out: str | Path, *, data: Data | None = None, log: Log | None = None,
@@ -74,6 +90,9 @@ def resume_run(out: str | Path, *, data: Data | None = None, log: Log | None = N
     with RunDir.reopen(out, "train") as (run, config):
         if config.finished:
             return read_json(run / METRICS_FILE)
+        if config.world_size > 1:
+            raise DataPruneError(f"training run {run.path} ran with {config.world_size} processes; --resume "
+                                 "supports single-process runs only (restart it with --force)")
         data = data if data is not None else DataSpec.of(config).load()
         check_same_data(config, data, run.path)
         state = None
@@ -126,11 +145,17 @@ class _Size:
 
 
 def _train(run: RunDir, config: RunConfig, data: Data, *, state: dict[str, Any] | None,
-           log: Log | None, progress: bool, device: str | None, compile: bool) -> dict[str, Any]:
+           log: Log | None, progress: bool, device: str | torch.device | None, compile: bool, rank: int = 0,
+           world: int = 1) -> dict[str, Any]:
+    """Epochs from ``state`` (None: the start) to the end, then the test; rank 0 writes the
+    run folder (log, store, keep file, ``state.pt``, metrics) and prunes, every rank evaluates
+    its (equal) weights."""
+    from . import distributed as ddp
     cfg, plan = config.train, config.plan or PrunePlan()
     n = len(data.train_y)
     m = check_record_every(plan.record_every)
-    training = Training(data, config.model, cfg, budget=config.budget, device=device, compile=compile)
+    training = Training(data, config.model, cfg, budget=config.budget, rank=rank, world=world, device=device,
+                        compile=compile)
     ib = InfoBatch(n, cfg.epochs, ratio=plan.infobatch_ratio, delta=plan.infobatch_delta,
                    seed=cfg.seed) if plan.dynamic == "infobatch" else None
     start, seconds_before, select_seconds, cpu_before = 0, 0.0, 0.0, 0.0
@@ -140,7 +165,8 @@ def _train(run: RunDir, config: RunConfig, data: Data, *, state: dict[str, Any] 
             ib.load_state_dict(state["infobatch"])
         start, seconds_before = int(state["epoch"]), float(state["seconds"])
         select_seconds, cpu_before = float(state["selection_seconds"]), float(state["cpu_seconds"])
-    run.prepare(start)  # crash leftovers removed, log cut to the resumed epoch
+    if rank == 0:
+        run.prepare(start)  # crash leftovers removed, log cut to the resumed epoch
     t_scoring = plan.prune_at or 0
     recorder, keep = None, None
     if plan.prune_at is not None and start >= t_scoring:
@@ -157,32 +183,36 @@ def _train(run: RunDir, config: RunConfig, data: Data, *, state: dict[str, Any] 
             recorder.load_state_dict(state.get("recorder", {}))
     t0, c0 = time.perf_counter(), time.process_time()
     if plan.prune_at == 0 and keep is None:
-        keep, select_seconds = _prune(run, plan, data, log)
+        keep, select_seconds = ddp.on_rank0(lambda: _prune(run, plan, data, log), rank, world)
     for epoch in range(start, training.epochs):
         indices = ib.epoch_indices(epoch) if ib is not None else keep
         row = training.epoch(epoch, indices=indices, recorder=recorder, record_view="train",
                              record_every=plan.record_every if recorder is not None else 1.0,
                              sample_loss=ib.loss if ib is not None else None, progress=progress)
         store_epochs, fingerprint, rec_state = 0, "", {}
-        if recorder is not None:
+        if recorder is not None and rank == 0:
             store_epochs, fingerprint, rec_state = recorder.epoch, recorder.fingerprint, recorder.state_dict()
         if recorder is not None and epoch + 1 == t_scoring:
             recorder.close()
             recorder = None
-            keep, select_seconds = _prune(run, plan, data, log)
-        run.append_log(row)
-        run.save_state(config, {
-            **training.state_dict(), "epoch": epoch + 1, "infobatch": ib.state_dict() if ib is not None else {},
-            "seconds": seconds_before + time.perf_counter() - t0, "selection_seconds": select_seconds,
-            "cpu_seconds": cpu_before + time.process_time() - c0,
-            "store_epochs": store_epochs, "store_fingerprint": fingerprint, "recorder": rec_state})
+            keep, select_seconds = ddp.on_rank0(lambda: _prune(run, plan, data, log), rank, world)
+        if rank == 0:
+            run.append_log(row)
+            run.save_state(config, {
+                **training.state_dict(), "epoch": epoch + 1,
+                "infobatch": ib.state_dict() if ib is not None else {},
+                "seconds": seconds_before + time.perf_counter() - t0, "selection_seconds": select_seconds,
+                "cpu_seconds": cpu_before + time.process_time() - c0,
+                "store_epochs": store_epochs, "store_fingerprint": fingerprint, "recorder": rec_state})
         log_epoch(log, "train", epoch, training.epochs, row)
     seconds, cpu = seconds_before + time.perf_counter() - t0, cpu_before + time.process_time() - c0
     acc, split = evaluate_data(training.net, data)
-    metrics = {**training.metrics(data, run.read_log()[-1], acc, split), "seconds": seconds,
+    last = row if start < training.epochs else run.read_log()[-1]  # (a resumed run is one process)
+    metrics = {**training.metrics(data, last, acc, split), "seconds": seconds,
                "cpu_seconds": cpu, "selection_seconds": select_seconds,
                "keep_file": str(run / KEEP_FILE) if plan.prune_at is not None else None,
                "run_dir": str(run.path), "plan": plan.to_dict(), "budget": config.budget}
-    atomic_write_json(run / METRICS_FILE, metrics)
-    run.finish(config)
+    if rank == 0:
+        atomic_write_json(run / METRICS_FILE, metrics)
+        run.finish(config)
     return metrics

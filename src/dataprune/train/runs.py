@@ -171,31 +171,29 @@ def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
                          window if keep_history == "none" else None)
     dev = resolve_device(device)
     check_precision(cfg.precision, dev)
-    rank, world, created = ddp.init_from_env(dev)
-    try:
-        error, run = None, None
-        claim = contextlib.ExitStack()
-        if rank == 0:
-            try:
-                run = claim.enter_context(RunDir.claim(out, "score", force=force))
-            except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
-                claim.close()
-                error = e
-        if world > 1:  # every rank refuses rank 0's refusal rather than hanging in a collective
-            msg = [None if error is None else str(error)]
-            torch.distributed.broadcast_object_list(msg, 0)
-            if msg[0] is not None and error is None:
-                raise DataPruneError(msg[0])
-        if error is not None:
-            raise error
-        with claim:
-            return _score_run(run or RunDir(out, "score"), data_spec, model=model, cfg=cfg,
-                              record_view=record_view, signals=signals, log=log if rank == 0 else None,
-                              data=data, progress=progress and rank == 0, keep_history=keep_history,
-                              window=window, rank=rank, world=world, device=dev, compile=compile)
-    finally:
-        if created:
-            torch.distributed.destroy_process_group()
+    with ddp.process_group(dev) as (rank, world), claim_on_rank0(out, "score", force, rank, world) as run:
+        return _score_run(run, data_spec, model=model, cfg=cfg, record_view=record_view, signals=signals,
+                          log=log if rank == 0 else None, data=data, progress=progress and rank == 0,
+                          keep_history=keep_history, window=window, rank=rank, world=world, device=dev,
+                          compile=compile)
+
+
+@contextlib.contextmanager
+def claim_on_rank0(out: str | Path, command: str, force: bool, rank: int, world: int) -> Iterator[RunDir]:
+    """The run folder ``out``, claimed (locked, refused when taken) by rank 0 only, the one
+    rank that writes; a refusal there is raised on every rank (no rank hangs waiting)."""
+    from . import distributed as ddp
+    error, run = None, None
+    claim = contextlib.ExitStack()
+    if rank == 0:
+        try:
+            run = claim.enter_context(RunDir.claim(out, command, force=force))
+        except Exception as e:  # noqa: BLE001  (re-raised below, on every rank)
+            claim.close()
+            error = e
+    ddp.share_refusal(error, world)
+    with claim:
+        yield run or RunDir(out, command)
 
 
 def _score_run(run: RunDir, data_spec: DataSpec, *, model: str, cfg: TrainConfig, record_view: str,
@@ -374,19 +372,28 @@ def train_run(data_spec: DataSpec, *, model: str = "small-cnn", cfg: TrainConfig
     ``optimizer_steps``, ``sample_passes`` (samples forwarded and backwarded in all epochs),
     ``full_equivalent`` (``sample_passes / (epochs * N)``) and more; ``evaluate_extra(trained_model, data)`` may add its own
     (e.g. out-of-distribution detection). ``device`` and ``compile`` are as for :func:`score_run`.
+
+    Under torch.distributed (``torchrun`` or ``dataprune train --nproc``; the group is joined
+    from the environment) every rank trains a DistributedDataParallel model on its shard and
+    evaluates it (the ranks' weights are equal); only rank 0 logs. The metrics count the
+    samples of every rank.
     """
+    from . import distributed as ddp
     cfg = cfg or TrainConfig()
     data = data if data is not None else data_spec.for_model(model).load()
     if isinstance(data, FolderData) and data.eval_split is None:  # fail before training, not after
         data.loader(batch_size=1, shuffle=False, augment=False, split="eval")
-    training = Training(data, model, cfg, subset=subset, device=device, compile=compile)
-    t0 = time.perf_counter()
-    for epoch in range(training.epochs):
-        row = training.epoch(epoch, progress=progress)
-        log_epoch(log, "train", epoch, training.epochs, row)
-    seconds = time.perf_counter() - t0
-    acc, split = evaluate_data(training.net, data)
-    if log:
-        log(f"evaluated on the {split} split ({len(data.test_y)} samples): accuracy {100 * acc:.2f} %")
-    extra = evaluate_extra(training.net, data) if evaluate_extra is not None else {}
-    return {**training.metrics(data, row, acc, split), "seconds": seconds, **extra}
+    dev = resolve_device(device)
+    with ddp.process_group(dev) as (rank, world):
+        log = log if rank == 0 else None
+        training = Training(data, model, cfg, subset=subset, rank=rank, world=world, device=dev, compile=compile)
+        t0 = time.perf_counter()
+        for epoch in range(training.epochs):
+            row = training.epoch(epoch, progress=progress and rank == 0)
+            log_epoch(log, "train", epoch, training.epochs, row)
+        seconds = time.perf_counter() - t0
+        acc, split = evaluate_data(training.net, data)
+        if log:
+            log(f"evaluated on the {split} split ({len(data.test_y)} samples): accuracy {100 * acc:.2f} %")
+        extra = evaluate_extra(training.net, data) if evaluate_extra is not None else {}
+        return {**training.metrics(data, row, acc, split), "seconds": seconds, **extra}

@@ -59,6 +59,18 @@ class FirstBatches:
         return self.loader.clean(idx)
 
 
+def summed_over_ranks(row: dict[str, float], device: torch.device) -> dict[str, float]:
+    """An epoch's log ``row`` of one rank made the row of all ranks (one ``all_reduce``):
+    ``samples`` summed (padding duplicates of the last shard included: they were trained on),
+    ``loss`` and ``train_accuracy`` averaged over all those samples."""
+    n = float(row["samples"])
+    total = torch.tensor([row["loss"] * n, row["train_accuracy"] * n, n], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(total)
+    loss, correct, samples = total.tolist()
+    return {**row, "samples": int(samples), "loss": loss / max(samples, 1),
+            "train_accuracy": correct / max(samples, 1)}
+
+
 class Training:
     """Model, batches, optimizer and the warm-up/cosine schedule of one run.
 
@@ -111,6 +123,8 @@ class Training:
                     optimizer=self.optimizer, scheduler=self.schedule, start_epoch=epoch, stop_epoch=epoch + 1,
                     progress=progress, sample_loss=sample_loss, record_every=record_every,
                     scaler=self.scaler)[0]
+        if self.world > 1:
+            row = summed_over_ranks(row, self.device)
         self.sample_passes += int(row["samples"])
         self.optimizer_steps += steps
         self.samples_per_epoch.append(int(row["samples"]))
