@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -184,3 +184,12 @@ def set_threads(threads: int | None = None) -> None:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise DataPruneError(f"--threads {threads}; expected at least 1")
     torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def track_run_settings(p: argparse.ArgumentParser, func: Callable[[argparse.Namespace], int],
+                       settings: Iterable[str]) -> None:
+    """Set ``p``'s command to ``func`` and make the defaults of its run ``settings`` None (kept
+    in ``args.run_setting_defaults``), so the command can tell which were given: ``--resume``
+    refuses a given setting that differs from the run's."""
+    defaults = {dest: p.get_default(dest) for dest in settings}
+    p.set_defaults(func=func, run_setting_defaults=defaults, **{dest: None for dest in settings})

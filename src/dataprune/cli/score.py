@@ -11,7 +11,8 @@ from ..record import ALL_SIGNALS, DEFAULT_SIGNALS, EXTRA_SIGNALS
 from ..train.loop import VIEWS
 from ..train.runs import resume_score_run, score_run
 from .common import (add_data_args, add_nproc_arg, add_output_args, add_train_args, command_parser, data_spec,
-                     launch_or_join, logger, refuse_resume_in_ranks, set_threads, train_config)
+                     launch_or_join, logger, refuse_resume_in_ranks, set_threads, track_run_settings,
+                     train_config)
 
 DEFAULT_EPOCHS = 30
 
@@ -55,9 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads for torch (default: all cores; with --resume, the run's own count, "
                         "which bitwise-identical results need)")
     add_output_args(p)
-    # Defaults become None so that run() can tell which settings were given explicitly.
-    defaults = {dest: p.get_default(dest) for dest in RUN_SETTINGS}
-    p.set_defaults(func=run, run_setting_defaults=defaults, **{dest: None for dest in RUN_SETTINGS})
+    track_run_settings(p, run, RUN_SETTINGS)
 
 
 def run(args: argparse.Namespace) -> int:

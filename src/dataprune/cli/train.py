@@ -15,7 +15,7 @@ from ..train.rundir import RunConfig, RunDir, inside_run
 from ..train.runs import train_run
 from .common import (add_data_args, add_nproc_arg, add_output_args, add_train_args, command_parser,
                      data_args_from_keep, data_spec, launch_or_join, logger, refuse_resume_in_ranks, set_threads,
-                     train_config)
+                     track_run_settings, train_config)
 
 DEFAULT_EPOCHS = 20
 #: ``--prune-at`` without a value (T = this fraction of --epochs, at least 1), its method, the
@@ -119,9 +119,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads (default: all cores, or their share in a rank; with --resume, the run's "
                         "own count)")
     add_output_args(p)
-    # Defaults become None so that --resume can tell which settings were given explicitly.
-    defaults = {dest: p.get_default(dest) for dest in RUN_SETTINGS}
-    p.set_defaults(func=run, run_setting_defaults=defaults, **{dest: None for dest in RUN_SETTINGS})
+    track_run_settings(p, run, RUN_SETTINGS)
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
