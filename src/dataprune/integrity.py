@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Mapping
+import os
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -73,9 +74,11 @@ def array_digest(arr: np.ndarray, chunk_bytes: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-def file_bytes_digest(path: str, chunk_bytes: int = 1 << 24) -> str:
-    """Digest of a file's bytes (the source files of an import, to tell them on a resume)."""
-    h = hashlib.blake2b(digest_size=16)
+def file_bytes_digest(path: str | os.PathLike, chunk_bytes: int = 1 << 24, *,
+                      new: Callable[[], Any] = lambda: hashlib.blake2b(digest_size=16)) -> str:
+    """Hex digest of a file's bytes, read in blocks, with the hash ``new()`` (the source files
+    of an import, to tell them on a resume; ``hashlib.sha256`` for a run's checkpoints)."""
+    h = new()
     with open(path, "rb") as f:
         while block := f.read(chunk_bytes):
             h.update(block)

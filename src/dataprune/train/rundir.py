@@ -40,6 +40,7 @@ from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import (LOCK_FILE, atomic_output, atomic_write_json, atomic_write_text, exclusive_lock, read_json,
                       remove_stale_temps)
+from ..integrity import file_bytes_digest
 from ..run_outputs import OUTPUT_FILES
 from .loop import VIEWS, TrainConfig
 from .plan import PrunePlan
@@ -245,11 +246,8 @@ def _dataclass_from(path: Path, cls: type, obj: dict[str, Any], where: str) -> A
 
 # --- checkpoints ------------------------------------------------------------------------------
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The sha256 a run records of its checkpoints (``digests.json``)."""
+    return file_bytes_digest(path, new=hashlib.sha256)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
