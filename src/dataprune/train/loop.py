@@ -167,12 +167,12 @@ def train(model: nn.Module, loader: BatchSource, cfg: TrainConfig, *,
             scaler.update()
             scheduler.step()
             if recorder is not None and record_view == "train":
-                recorder.update(idx, logits.detach().float(), y, features=None if h is None else h.detach().float())
+                recorder.update(idx, logits, y, features=h)  # bf16/fp16 too: it computes in float32
             loss_sum += loss.detach().float() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen, batch = seen + len(y), batch + 1
-            if batch % FINITE_CHECK_EVERY == 0 or batch in ends:
-                check_finite(loss_sum, epoch, batch, cfg)
+            if batch < len(loader) and (batch % FINITE_CHECK_EVERY == 0 or batch in ends):
+                check_finite(loss_sum, epoch, batch, cfg)  # the last batch: checked once, below
             if batch in ends and batch < len(loader):
                 recorder.end_epoch()
         check_finite(loss_sum, epoch, batch, cfg)
@@ -242,12 +242,12 @@ def forward(model: nn.Module, x: Tensor, with_features: bool) -> tuple[Tensor, T
 def record_clean(net: nn.Module, loader: BatchSource, recorder: Recorder, idx: Tensor, y: Tensor,
                  precision: str = "fp32") -> None:
     """Record the un-augmented view of batch ``idx`` with ``net`` (the unwrapped model) in
-    eval mode, no grad, under autocast in ``precision``; the recorder gets float32."""
+    eval mode, no grad, under autocast in ``precision`` (the recorder computes in float32)."""
     device = next(net.parameters()).device
     net.eval()
     with torch.no_grad(), autocast(device, precision):
         logits, h = forward(net, to_device(loader.clean(idx), device), "grand" in recorder.signals)
-    recorder.update(idx, logits.float(), y, features=None if h is None else h.float())
+    recorder.update(idx, logits, y, features=h)
     net.train()
 
 
