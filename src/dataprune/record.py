@@ -302,9 +302,9 @@ class Recorder:
         self._carried_state: dict[str, torch.Tensor] | None = None
         self._probe_left = _PROBE_UPDATES
         #: (N,) bool on the host: samples seen by any recording so far (rank 0), None before
-        #: the first end_epoch, after the coverage warning was given ("once")
+        #: the first end_epoch and once the check is done (all seen, or warned: "once")
         self._coverage: np.ndarray | None = None
-        self._coverage_warned = False
+        self._coverage_done = False
 
     @classmethod
     def resume(cls, out: str | os.PathLike, *, epochs: int | None = None,
@@ -553,16 +553,19 @@ class Recorder:
         1/m of the data) or DDP shards, that first happens after a full epoch, so partial
         recordings never trigger it. Samples never seen get NaN scores later.
         """
-        if self._coverage_warned:
+        if self._coverage_done:
             return
         if self._coverage is None:
             self._coverage = seen.copy()
             return
         grew = bool((seen & ~self._coverage).any())
         self._coverage |= seen
-        if grew or self._coverage.all():
+        if self._coverage.all():  # every sample seen: nothing left to check, no O(N) pass per epoch
+            self._coverage_done, self._coverage = True, None
             return
-        self._coverage_warned = True
+        if grew:
+            return
+        self._coverage_done = True
         n, c = self.num_samples, self.num_classes
         seen_idx = np.flatnonzero(self._coverage)
         unseen = n - len(seen_idx)
