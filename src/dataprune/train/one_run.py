@@ -122,10 +122,7 @@ def _prune(run: RunDir, plan: PrunePlan, data: Data, log: Log | None) -> tuple[n
         share = suspect_share(rate, plan.mislabeled, dyn.epochs)
         keep, suspects = select_two_sided(score(plan.method, dyn, **plan.params), evidence, plan.prune_ratio, share)
         extra.update(noise_rate_estimate=rate, suspects_dropped=int(len(suspects)))
-        note = (f"; estimated label noise {100 * rate:.1f} %: dropped the {len(suspects)} most likely mislabeled "
-                "first" if len(suspects) else
-                f"; one-sided: the noise gate needs {MIN_RECORDINGS} recordings (T >= 2)" if dyn.epochs < MIN_RECORDINGS
-                else f"; estimated label noise {100 * rate:.1f} % (below {100 * GATE:.0f} %: one-sided)")
+        note = _gate_note(rate, len(suspects), dyn.epochs)
     seconds = time.perf_counter() - t0
     write_keep(run / KEEP_FILE, keep, {"method": plan.method, "params": plan.params, "prune_ratio": plan.prune_ratio,
                                        "prune_at": plan.prune_at, "record_every": plan.record_every,
@@ -135,6 +132,15 @@ def _prune(run: RunDir, plan: PrunePlan, data: Data, log: Log | None) -> tuple[n
         log(f"pruned at epoch {plan.prune_at} with {' '.join([plan.method, param_flags(plan.params)]).strip()}: "
             f"keeping {len(keep)} of {n} samples ({run / KEEP_FILE}){note}")
     return keep, seconds
+
+
+def _gate_note(rate: float, suspects: int, recordings: int) -> str:
+    """What the noise gate decided, for the log line of :func:`_prune`."""
+    if suspects:
+        return f"; estimated label noise {100 * rate:.1f} %: dropped the {suspects} most likely mislabeled first"
+    if recordings < MIN_RECORDINGS:
+        return f"; one-sided: the noise gate needs {MIN_RECORDINGS} recordings (T >= 2)"
+    return f"; estimated label noise {100 * rate:.1f} % (below {100 * GATE:.0f} %: one-sided)"
 
 
 @dataclass
