@@ -6,7 +6,9 @@ import json
 import gzip
 import os
 import struct
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -117,3 +119,21 @@ def redigest(run: Path) -> None:
         if (run / name).exists():
             digests[name] = [sha256_file(run / name)]
     (run / "digests.json").write_text(json.dumps(digests))
+
+
+@contextmanager
+def killed_at_epoch(monkeypatch, epoch: int) -> Iterator[None]:
+    """Inside the block, a run is killed as it starts training epoch ``epoch`` (the training
+    path raises KeyboardInterrupt there, as a SIGINT would); the real training is back after."""
+    from dataprune.train import training
+    real = training.train
+
+    def dying(*args, **kwargs):
+        if kwargs["start_epoch"] == epoch:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(training, "train", dying)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(training, "train", real)

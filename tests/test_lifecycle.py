@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import dataprune as dp
-from conftest import cli_error
+from conftest import cli_error, killed_at_epoch
 from dataprune.cli import main
 from dataprune.errors import DataPruneError
 from dataprune.train import training
@@ -116,16 +116,8 @@ def test_budget_resume_after_kill_equals_uninterrupted(tiny_idx_dir, tmp_path, m
     spec = DataSpec("idx", str(tiny_idx_dir))
     budget = 0.6 if kill_at == 1 else 0.9  # 9 steps (2 epochs) / 14 steps (3 epochs, last partial)
     ref = start_run(tmp_path / "ref", spec, model="mlp", cfg=CFG, budget=budget)
-    real = training.train
-
-    def dying(*a, **k):
-        if k["start_epoch"] == kill_at:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(training, "train", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(monkeypatch, kill_at), pytest.raises(KeyboardInterrupt):
         start_run(tmp_path / "killed", spec, model="mlp", cfg=CFG, budget=budget)
-    monkeypatch.setattr(training, "train", real)
     np.random.seed(123)  # resume restores every RNG state, whatever happened in between
     random.seed(9)
     got = resume_run(tmp_path / "killed")
@@ -287,17 +279,10 @@ def test_item20_flipped_byte_in_state_or_checkpoint_is_caught(data_dir, tmp_path
 def test_item21_train_resume_refuses_conflicts_and_restores_threads(tiny_idx_dir, tmp_path, capsys, monkeypatch):
     spec_args = ["--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--model", "mlp"]
     run = tmp_path / "r"
-    real = training.train
-
-    def dying(*a, **k):
-        if k["start_epoch"] == 1:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(training, "train", dying)
-    assert main(["train", *spec_args, "--epochs", "3", "--batch-size", "64", "--prune-at", "1", "--method",
-                 "el2n", "--out", str(run), "--threads", "1", "--quiet"]) == 130  # interrupted
+    with killed_at_epoch(monkeypatch, 1):
+        assert main(["train", *spec_args, "--epochs", "3", "--batch-size", "64", "--prune-at", "1", "--method",
+                     "el2n", "--out", str(run), "--threads", "1", "--quiet"]) == 130  # interrupted
     capsys.readouterr()
-    monkeypatch.setattr(training, "train", real)
     assert json.loads((run / "config.json").read_text())["threads"] == 1
     for flag, value in [("--epochs", 9), ("--prune-ratio", 0.5), ("--method", "forgetting"), ("--seed", 4),
                         ("--lr", 0.2), ("--limit", 100), ("--budget", 0.5)]:
@@ -339,16 +324,8 @@ def test_item25_edited_config_epochs_refused_by_resume_and_check(data_dir, tmp_p
 def test_item25_train_temp_files_cleaned_on_resume(tiny_idx_dir, tmp_path, monkeypatch):
     spec = DataSpec("idx", str(tiny_idx_dir))
     plan = PrunePlan(prune_at=1, method="el2n", prune_ratio=0.3)
-    real = training.train
-
-    def dying(*a, **k):
-        if k["start_epoch"] == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(training, "train", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
         start_run(tmp_path / "r", spec, model="mlp", cfg=CFG, plan=plan)
-    monkeypatch.setattr(training, "train", real)
     leftovers = [tmp_path / "r" / ".keep.txt.a1b2c3d4.tmp", tmp_path / "r" / ".metrics.json.a1b2c3d4.tmp"]
     for p in leftovers:
         p.write_text("half")

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import dataprune as dp
+from conftest import killed_at_epoch
 from dataprune.cli import main
 from dataprune.errors import DataPruneError
 from dataprune.keepfile import read_keep
-from dataprune.train import one_run, training
 from dataprune.train.data import InMemoryLoader
 from dataprune.train.infobatch import InfoBatch
 from dataprune.train.loop import ProgressSchedule, TrainConfig, make_optimizer, record_points
@@ -88,16 +88,8 @@ def test_full_run_metrics(tmp_path, tiny_idx_dir, seen):
 def test_kill_and_resume_continues_in_the_right_phase(tmp_path, tiny_idx_dir, monkeypatch, kill_after, seen):
     plan = PrunePlan(prune_at=2, method="forgetting", prune_ratio=0.3)
     ref = _run(tmp_path, tiny_idx_dir, plan, "ref")
-    real_train = training.train
-
-    def dying(*args, **kw):
-        if kw["start_epoch"] == kill_after:
-            raise KeyboardInterrupt
-        return real_train(*args, **kw)
-    monkeypatch.setattr(training, "train", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_epoch(monkeypatch, kill_after), pytest.raises(KeyboardInterrupt):
         _run(tmp_path, tiny_idx_dir, plan, "killed")
-    monkeypatch.setattr(training, "train", real_train)
     seen.clear()
     got = resume_run(tmp_path / "killed")
     assert sorted(seen) == list(range(kill_after, 5))  # only the missing epochs ran
