@@ -137,3 +137,13 @@ def killed_at_epoch(monkeypatch, epoch: int) -> Iterator[None]:
         yield
     finally:
         monkeypatch.setattr(training, "train", real)
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a dataprune process a test starts: this checkout's src/ first on
+    PYTHONPATH, one thread, and no inherited WORLD_SIZE (the test sets up its own ranks)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    env.pop("WORLD_SIZE", None)
+    return env

@@ -1,19 +1,17 @@
 """CLI at scale: DDP scoring (--nproc 2, gloo), image folders + --file-list, keep-history none,
 import-official."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import dataprune as dp
+from conftest import subprocess_env
 from dataprune.cli import main
 from test_interop import make_image_folder, write_official
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def run_cli(*args) -> int:
@@ -23,9 +21,7 @@ def run_cli(*args) -> int:
 @pytest.mark.timeout(240)
 def test_ddp_score_nproc2_completes(tiny_idx_dir, tmp_path):
     run = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
+    env = subprocess_env()
     cmd = [sys.executable, "-m", "dataprune", "score", "--nproc", "2", "--dataset", "idx",
            "--data-dir", str(tiny_idx_dir), "--limit", "101", "--epochs", "3", "--batch-size", "16",
            "--signals", "prob,correct,margin", "--out", str(run), "--quiet"]
@@ -53,9 +49,7 @@ def _free_port() -> int:
 def test_two_nodes_under_torchrun_give_the_store_of_nproc2(tiny_idx_dir, tmp_path):
     """Two "nodes" on localhost (torchrun's static rendezvous, one process each) train the
     same DDP run as `score --nproc 2`: the same store within float tolerance."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
+    env = subprocess_env()
     score = ["-m", "dataprune", "score", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--limit", "101",
              "--epochs", "3", "--batch-size", "16", "--quiet"]
     port = str(_free_port())
@@ -82,9 +76,7 @@ def test_ddp_averages_gradients_like_one_process_with_the_double_batch(tiny_idx_
     32k + r, 32k + r + 2, ... of the epoch's order, so the two ranks' batches of 16 together
     are the single process's batch of 32, and DDP's averaged gradient is its gradient: the
     same store within float tolerance (without gradient averaging rank 1 would drift)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
+    env = subprocess_env()
     score = [sys.executable, "-m", "dataprune", "score", "--dataset", "idx", "--data-dir", str(tiny_idx_dir),
              "--limit", "96", "--epochs", "4", "--model", "mlp", "--record-view", "train",
              "--signals", "prob,el2n,grand", "--quiet"]  # train view: features through the DDP wrapper

@@ -3,7 +3,6 @@ equals a plain Recorder fed the same batches, single-process and under DDP (gloo
 processes); resume from an end-of-epoch checkpoint continues the store; mid-epoch refused;
 dict batches, N and C inferred; PruneAtCallback prunes inside one fit (also under DDP, and
 resumed)."""
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from dataprune.train.prune_at import prune_scores, resolve_method_params  # noqa
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _lightning_app as app  # noqa: E402
+from conftest import subprocess_env  # noqa: E402
 from helpers_docs import doc_block  # noqa: E402
 from helpers_record import assert_same_store, replay  # noqa: E402
 
@@ -43,9 +43,7 @@ def test_existing_store_refused_unless_force(tmp_path):
 
 
 def test_ddp_two_processes_equals_recorder(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                          os.environ.get("PYTHONPATH", "")])}
+    env = subprocess_env()
     run = subprocess.run([sys.executable, app.__file__, str(tmp_path), "2"], env=env,
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -159,9 +157,7 @@ def test_prune_at_callback_records_t_epochs_then_trains_on_the_keep(tmp_path):
 
 
 def test_prune_at_callback_under_ddp(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                          os.environ.get("PYTHONPATH", "")])}
+    env = subprocess_env()
     run = subprocess.run([sys.executable, app.__file__, str(tmp_path), "2", "prune"], env=env,
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

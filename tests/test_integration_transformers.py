@@ -23,6 +23,7 @@ from dataprune.train.prune_at import prune_scores, resolve_method_params  # noqa
 sys.path.insert(0, str(Path(__file__).parent))
 from _transformers_app import (PRUNE, C, N, SIGNALS, make_trainer, prune_train, tiny_dataset,  # noqa: E402
                                tiny_model, train)
+from conftest import subprocess_env  # noqa: E402
 from helpers_docs import doc_block  # noqa: E402
 from helpers_record import assert_same_store, replay  # noqa: E402
 
@@ -40,9 +41,7 @@ def test_trainer_records_two_epochs_like_a_recorder(tmp_path):
 
 
 def test_ddp_torchrun_two_processes_equals_recorder(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                          os.environ.get("PYTHONPATH", "")])}
+    env = subprocess_env()
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", str(APP), str(tmp_path)],
                          env=env, capture_output=True, text=True, timeout=240)
@@ -121,9 +120,7 @@ def test_prune_at_trainer_records_t_epochs_then_trains_on_the_keep(tmp_path):
 
 
 def test_prune_at_trainer_under_torchrun(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                          os.environ.get("PYTHONPATH", "")])}
+    env = subprocess_env()
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", str(APP), str(tmp_path), "prune"],
                          env=env, capture_output=True, text=True, timeout=240)

@@ -1,26 +1,17 @@
 """`dataprune train --nproc 2` (gloo on CPU): DDP under torch's launcher, rank 0 writes and
 prints; two ranks of batch b train what one process of batch 2b trains."""
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import dataprune as dp
+from conftest import subprocess_env
 from dataprune.cli import main
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    return env
 
 
 def _train(data, *args) -> subprocess.CompletedProcess:
@@ -31,7 +22,7 @@ def _train(data, *args) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "dataprune", "train", "--dataset", "idx", "--data-dir", str(data),
            "--limit", "96", "--epochs", "3", "--model", "mlp", "--lr", "0.01", "--threads", "1", "--quiet",
            *map(str, args)]
-    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=250)
+    return subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=250)
 
 
 SAME = ("test_accuracy", "train_samples", "num_samples", "sample_passes", "full_equivalent", "optimizer_steps",

@@ -19,7 +19,7 @@ from dataprune.errors import StoreError
 from dataprune.integrity import fingerprint_of
 from dataprune.train import runs
 from dataprune.train.loop import TrainConfig
-from conftest import cli_error, redigest
+from conftest import cli_error, redigest, subprocess_env
 
 
 @pytest.fixture(scope="module")
@@ -404,14 +404,10 @@ def test_disk_full_is_one_line_and_resumable(data_dir, finished_run, tmp_path, m
 # rank is one line naming it
 
 def _launch_ddp(data_dir: Path, out: Path):
-    import os
     import subprocess
     import sys
     import time
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
-                                          os.environ.get("PYTHONPATH", "")])}
-    env.pop("WORLD_SIZE", None)
+    env = subprocess_env()
     launcher = subprocess.Popen([sys.executable, "-m", "dataprune", "score", "--nproc", "2", "--dataset", "idx",
                                  "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "500",
                                  "--batch-size", "16", "--signals", "prob", "--out", str(out), "--quiet"],
@@ -518,14 +514,10 @@ def test_digest_chain_matches_hashlib():
 
 @pytest.mark.timeout(120)
 def test_user_error_under_nproc_is_one_line(finished_run, data_dir, tmp_path):
-    import os
     import subprocess
     import sys
     run = unfinished(copy(finished_run, tmp_path))
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
-                                          os.environ.get("PYTHONPATH", "")])}
-    env.pop("WORLD_SIZE", None)
+    env = subprocess_env()
     done = subprocess.run([sys.executable, "-m", "dataprune", "score", "--nproc", "2", "--dataset", "idx",
                            "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "1", "--out", str(run),
                            "--quiet"], env=env, capture_output=True, text=True, timeout=100)
