@@ -5,13 +5,14 @@
 # the matched-compute baseline (all data at cost 1 - r, or the one-run study's budget curve
 # 0.5..0.9): rerunning a command on a folder made before it adds and trains only those cells.
 # Times are for 2 CPU cores (see docs/bench.md for the estimate); set LIMIT= (e.g.
-# LIMIT="--limit 20000") to run everything on the first 20000 training samples, ~3x faster.
+# LIMIT="--limit 20000") to run everything on the first 20000 training samples, ~3x faster;
+# THREADS=N sets the CPU threads of every study (default: all cores, or one where stated).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LIMIT=${LIMIT:-}
 dataprune() { PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} ${PYTHON:-python} -m dataprune "$@"; }  # this checkout; PYTHON=.../venv/bin/python
 R=benchmarks/results
-COMMON="--dataset fashion-mnist $LIMIT --score-epochs 30 --window 10 --train-epochs 10 --seeds 3"
+COMMON="--dataset fashion-mnist $LIMIT --score-epochs 30 --window 10 --train-epochs 10 --seeds 3 ${THREADS:+--threads $THREADS}"
 
 case "${1:-all}" in
 main|all)

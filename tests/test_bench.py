@@ -147,3 +147,22 @@ def test_bench_errors_are_one_line(args, message, tiny_idx_dir, tmp_path, capsys
     assert main(bench_args(tiny_idx_dir, tmp_path / "e", *args)) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_adding_baseline_cells_needs_no_scoring_run(tiny_idx_dir, tmp_path, capsys):
+    # committed results keep their keep files and cells but not the scoring runs' stores:
+    # adding the matched-compute baseline to such a folder must not redo the scoring run
+    import shutil
+    out = tmp_path / "b"
+    args = bench_args(tiny_idx_dir, out)
+    assert main([*args, "--no-baseline"]) == 0
+    assert "3 of 3 training cells finished" in capsys.readouterr().out
+    shutil.rmtree(out / "score")
+    assert main(args) == 0
+    assert "4 of 4 training cells finished" in capsys.readouterr().out
+    assert not (out / "score").exists()
+    # a missing keep file still needs the scores: the scoring run comes back
+    for p in (out / "keep").rglob("random-r0.25.*"):
+        p.unlink()
+    assert main(args) == 0
+    assert (out / "score/small-cnn/dynamics/meta.json").exists()

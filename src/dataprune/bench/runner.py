@@ -130,8 +130,12 @@ def run_bench(out: str | Path, config: StudyConfig, *, force: bool = False, log:
                                         baseline_budgets=config.baseline_budgets,
                                         scorers=[s for s in merged.scorers if s.id in {x.id for x in config.scorers}])
         bench = Bench(out, asked, log=log, progress=progress, data=data)
-        bench.run_scoring()
-        errors = bench.run_selection()
+        # the scoring runs' stores are not kept with committed results: a rerun that only adds
+        # cells needing no keep file (e.g. the matched-compute baseline) must not redo them
+        errors = bench.skipped()
+        if any(c.selector is not None for c in bench.pending(errors)):
+            bench.run_scoring()
+            errors = bench.run_selection()
         whole = Bench(out, merged, log=log, progress=progress)
         after = (lambda: write_report(whole)) if report and not bench.subsets else None
         bench.run_training(errors, max_cells=max_cells, after_cell=after)
