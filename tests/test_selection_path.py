@@ -265,3 +265,74 @@ def test_golden_keep_files_and_manifests(stores, tmp_path):
     print(json.dumps(got, indent=1))
     assert got.keys() == GOLDEN.keys()
     assert {k: v for k, v in got.items() if GOLDEN[k] != v} == {}
+
+
+def _clean(stores):
+    import dataprune as dp
+    return dp.Dynamics.open(stores["clean"])
+
+
+@pytest.mark.parametrize("ratio, keep", [(0.3, None), (None, 22)])
+def test_one_function_equals_the_public_selectors(stores, ratio, keep):
+    import dataprune as dp
+    from dataprune.methods.dual import mean_prob
+    from dataprune.mislabeled import estimate_noise_rate, label_evidence, select_two_sided, suspect_share
+    from dataprune.select_rule import SelectionRule, rule_inputs, select_by_rule
+    dyn = _clean(stores)
+    s = dp.score("dyn-unc", dyn, window=3)
+    labels = np.asarray(dyn.labels)
+
+    def by_rule(rule):
+        return select_by_rule(s, rule, ratio, keep=keep, inputs=rule_inputs(rule, [dyn])).keep
+
+    np.testing.assert_array_equal(by_rule(SelectionRule(seed=4)), dp.select(s, ratio, keep=keep, seed=4))
+    np.testing.assert_array_equal(by_rule(SelectionRule(class_balanced=True)),
+                                  dp.select(s, ratio, keep=keep, labels=labels, class_balanced=True))
+    hard = dp.difficulty("aum", dyn)
+    np.testing.assert_array_equal(
+        by_rule(SelectionRule("stratified", seed=2, beta=0.05, strata=7, class_balanced=True)),
+        dp.select_stratified(s, ratio, keep=keep, beta=0.05, difficulty=hard, strata=7, seed=2, labels=labels,
+                             class_balanced=True))
+    r = ratio if keep is None else (N - keep) / N
+    np.testing.assert_array_equal(by_rule(SelectionRule("beta", seed=1, c=3.0, epochs=4)),
+                                  dp.select_beta(s, mean_prob(dyn["prob"], 4), r, seed=1, c=3.0))
+    if keep is None:
+        noisy = dp.Dynamics.open(stores["noisy"])
+        rule = SelectionRule("two-sided", nan_policy="prune")
+        got = select_by_rule(s, rule, ratio, inputs=rule_inputs(rule, [noisy]))
+        evidence = label_evidence(noisy["prob"])
+        rate = estimate_noise_rate(evidence, C)
+        kept, suspects = select_two_sided(s, evidence, ratio, suspect_share(rate, "auto", K))
+        np.testing.assert_array_equal(got.keep, kept)
+        assert got.facts == {"noise_rate_estimate": rate, "suspects_dropped": len(suspects)} and len(suspects) == 12
+
+
+def test_prune_at_sampler_selects_the_same_way(stores):
+    import dataprune as dp
+    dyn = _clean(stores)
+    sampler = dp.PruneAt(N, prune_at=K, rank=0, world_size=1)
+    keep = sampler.prune(dyn, "forgetting", 0.4)
+    np.testing.assert_array_equal(keep, dp.select(dp.score("forgetting", dyn), 0.4, nan_policy="prune"))
+
+
+def test_rule_manifest_fields_and_library_errors():
+    from dataprune.errors import DataPruneError
+    from dataprune.select_rule import RuleInputs, SelectionRule, select_by_rule
+    assert SelectionRule(seed=3).to_dict() == {"class_balanced": False, "stratified": False, "tie_seed": 3}
+    assert SelectionRule("stratified", beta=0.1, strata=5).to_dict() == {
+        "class_balanced": False, "stratified": True, "beta": 0.1, "strata": 5, "seed": 0, "beta_by": "aum"}
+    assert SelectionRule("beta", c=3.0, seed=2, epochs=7).to_dict() == {
+        "class_balanced": False, "stratified": False, "beta_sampling": True, "beta_c": 3.0, "beta_seed": 2,
+        "mean_prob_epochs": 7}
+    bad = [dict(rule="best"), dict(rule="beta", class_balanced=True), dict(nan_policy="drop"), dict(seed=-1),
+           dict(rule="two-sided"), dict(beta_by="loss")]
+    for kw in bad:
+        with pytest.raises(DataPruneError) as e:
+            SelectionRule(**kw)
+        assert "--" not in str(e.value), e.value  # library terms, no CLI flags
+    s = np.linspace(0, 1, 10)
+    for rule, kw in ((SelectionRule("beta"), {}), (SelectionRule("two-sided", nan_policy="prune"), {}),
+                     (SelectionRule("two-sided", nan_policy="prune"), {"keep": 3})):
+        with pytest.raises(DataPruneError) as e:
+            select_by_rule(s, rule, None if "keep" in kw else 0.5, inputs=RuleInputs(evidence=None), **kw)
+        assert "--" not in str(e.value), e.value
