@@ -11,7 +11,7 @@ from .store import Dynamics
 from .train.prune_at import PruneAt
 from .train.schedule import budget_lr_lambda, budget_schedule, budget_steps, lr_factor
 
-__version__ = "0.1.0"
+from ._version import __version__
 __all__ = ["DataPruneError", "Dynamics", "MissingSignalError", "PruneAt", "Recorder", "StoreError",
            "WithIndex", "budget_lr_lambda", "budget_schedule", "budget_steps", "difficulty", "dual", "dyn_unc", "load_features", "load_final_logits", "lr_factor", "methods",
            "read_keep", "register", "save_final_outputs", "score", "score_runs", "scores_table", "select",

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from ._version import __version__
 from .errors import DataPruneError
 from .fileio import (atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json,
                      refuse_overwrite, writing)
@@ -38,6 +39,23 @@ def source_info(labels: Any, data_dir: str | os.PathLike | None) -> dict[str, An
     known = labels.size > 0 and bool((labels >= 0).all())
     return {"data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
             "labels_digest": labels_digest(labels) if known else None}
+
+
+def keep_manifest(method: str, params: Mapping[str, Any], prune_ratio: float | None, num_samples: int, *,
+                  dataset: str | None, selection: Mapping[str, Any] | None = None, labels: Any = None,
+                  data_dir: str | os.PathLike | None = None, **fields: Any) -> dict[str, Any]:
+    """The manifest of a keep file selected from ``num_samples`` samples of ``dataset`` by
+    ``method`` (``params``) at ``prune_ratio``: those fields, ``selection`` (how the subset
+    was drawn from the scores, when given), :func:`source_info` of ``labels`` (N,) and
+    ``data_dir`` (when ``labels`` are given), the caller's ``fields`` and the dataprune
+    version. :func:`write_keep` adds ``kept``, ``keep_file`` and ``keep_digest``."""
+    info: dict[str, Any] = {"method": method, "params": dict(params), "prune_ratio": prune_ratio,
+                            "num_samples": num_samples, "dataset": dataset}
+    if selection is not None:
+        info["selection"] = dict(selection)
+    if labels is not None:
+        info.update(source_info(labels, data_dir))
+    return {**info, **fields, "dataprune": __version__}
 
 
 def check_suffix(path: str | os.PathLike) -> None:

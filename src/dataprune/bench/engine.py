@@ -27,7 +27,6 @@ config gives it; anything else is (re)computed. Files are written atomically.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -37,12 +36,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import atomic_save_npy, atomic_write_json, read_json
-from ..keepfile import manifest_path, read_keep, source_info, write_keep
+from ..integrity import int64_digest
+from ..keepfile import keep_manifest, manifest_path, read_keep, write_keep
 from ..logs import get_logger
 from ..methods import get, methods, score
+from ..select_rule import rule_inputs, select_by_rule
 from ..store import Dynamics
 from ..train.loop import TrainConfig
 from ..train.one_run import resume_run, start_run
@@ -51,7 +51,7 @@ from ..train.runs import Data, DataSpec, labels_digest, score_run, train_run
 from .noise import noisy_removed_share, symmetric_label_noise
 from .plan import BASELINE, FULL, BenchConfig, Scorer, Selector, StudyConfig, TrainCell, keep_relpath, slug
 from .regimes import long_tail_indices
-from .selection import draw
+from .selection import rule_for
 from .stats import add_deltas
 from .tables import FIELDS
 
@@ -197,7 +197,7 @@ class Bench:
         if manifest is None or not path.exists() or manifest.get("key") != norm(self.subsets.keep_key(sel, ratio)):
             return None
         try:
-            if keep_sha(read_keep(path)) != manifest.get("sha"):
+            if int64_digest(read_keep(path)) != manifest.get("sha"):
                 return None
         except DataPruneError:
             return None
@@ -238,19 +238,14 @@ class Bench:
             if nan:
                 _log.warning(f"warning: {sel.label}: {nan} of {n} scores are NaN; they are pruned first")
             for r in todo:
-                kw: dict[str, Any] = {}
-                if config.class_balanced:
-                    kw.update(labels=dyns[0].labels, class_balanced=True)
-                keep = draw(sel.selection, scores, r, dyns, sel.param_dict(), **kw)
-                manifest = {"key": config.keep_key(sel, r), "label": sel.label, "method": sel.method,
-                            "params": sel.param_dict(), "selection": dict(sel.selection),
-                            "prune_ratio": r, "num_samples": n,
-                            "scorer": sel.scorer, "runs": [str(d.path.parent.relative_to(self.out)) for d in dyns],
-                            "store_fingerprints": [d.fingerprint for d in dyns], "nan_scores": nan,
-                            "selection_seconds": seconds, "dataset": config.dataset,
-                            "class_balanced": config.class_balanced, "dataprune": __version__,
-                            **source_info(dyns[0].labels, self.spec.data_dir)}
-                manifest["sha"] = keep_sha(keep)
+                rule = rule_for(sel.selection, r, sel.param_dict(), class_balanced=config.class_balanced)
+                keep = select_by_rule(scores, rule, r, inputs=rule_inputs(rule, dyns)).keep
+                manifest = keep_manifest(
+                    sel.method, sel.param_dict(), r, n, dataset=config.dataset, selection=dict(sel.selection),
+                    labels=dyns[0].labels, data_dir=self.spec.data_dir, key=config.keep_key(sel, r), label=sel.label,
+                    scorer=sel.scorer, runs=[str(d.path.parent.relative_to(self.out)) for d in dyns],
+                    store_fingerprints=[d.fingerprint for d in dyns], nan_scores=nan, selection_seconds=seconds,
+                    class_balanced=config.class_balanced, sha=int64_digest(keep))
                 if config.label_noise > 0:
                     self.data  # noqa: B018  (loads the noise mask)
                     manifest["noisy_removed_share"] = noisy_removed_share(keep, self.is_noisy)
@@ -468,8 +463,4 @@ def round_half_up(x: float) -> int:
 def _hms(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def keep_sha(keep: np.ndarray) -> str:
-    return hashlib.blake2b(np.asarray(keep, np.int64).tobytes(), digest_size=16).hexdigest()
 

@@ -12,16 +12,10 @@ Without a variant the highest scores are kept. Sampling seeds are fixed (0): one
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Sequence
 
-import numpy as np
-
 from ..errors import DataPruneError
-from ..methods.difficulty import difficulty
-from ..methods.dual import mean_prob
-from ..select import select, select_stratified
-from ..select_beta import select_beta
+from ..select_rule import SelectionRule
 
 VARIANTS = ("beta", "ccs")
 #: CCS's hard-cutoff rate (fraction of the hardest samples dropped before stratifying) per
@@ -50,25 +44,20 @@ def ccs_beta(prune_ratio: float) -> float:
     return max(b for r, b in CCS_BETA if r <= prune_ratio + 1e-12)
 
 
-def draw(selection: Sequence[tuple[str, Any]], scores: np.ndarray, prune_ratio: float,
-         dynamics: Sequence[Any], params: dict[str, Any], *, labels: np.ndarray | None = None,
-         class_balanced: bool = False) -> np.ndarray:
-    """Keep indices for ``scores`` at ``prune_ratio`` by ``selection`` (NaN scores pruned);
-    ``dynamics``: the scoring runs the scores came from, ``params``: the method's parameters."""
+def rule_for(selection: Sequence[tuple[str, Any]], prune_ratio: float, params: dict[str, Any], *,
+             class_balanced: bool = False) -> SelectionRule:
+    """The :class:`~dataprune.select_rule.SelectionRule` of variant ``selection`` (from
+    :func:`parse_spec`) at ``prune_ratio``, NaN scores pruned; ``params``: the method's
+    parameters (Beta sampling's mean probability covers the same ``epochs``)."""
     opts = dict(selection)
     rule = opts.get("rule")
     if rule is None:
-        return select(scores, prune_ratio, labels=labels, class_balanced=class_balanced, nan_policy="prune")
+        return SelectionRule("top-k", class_balanced=class_balanced, nan_policy="prune")
     if rule == "beta":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a sample NaN in every run -> NaN
-            mu = np.nanmean([mean_prob(d["prob"], params.get("epochs", 0)) for d in dynamics], axis=0)
-        return select_beta(scores, mu, prune_ratio, seed=int(opts["seed"]), c=float(opts["c"]),
-                           nan_policy="prune")
+        return SelectionRule("beta", seed=int(opts["seed"]), c=float(opts["c"]), epochs=params.get("epochs", 0),
+                             nan_policy="prune")
     if rule == "ccs":
         beta = ccs_beta(prune_ratio) if opts["beta"] == "ccs-paper" else float(opts["beta"])
-        hard = np.mean([difficulty("aum", d) for d in dynamics], axis=0) if beta else None
-        return select_stratified(scores, prune_ratio, beta=beta, difficulty=hard, strata=int(opts["strata"]),
-                                 seed=int(opts["seed"]), labels=labels, class_balanced=class_balanced,
-                                 nan_policy="prune")
+        return SelectionRule("stratified", seed=int(opts["seed"]), beta=beta, beta_by="aum", strata=int(opts["strata"]),
+                             class_balanced=class_balanced, nan_policy="prune")
     raise DataPruneError(f"selection rule {rule!r}; expected one of {VARIANTS}")

@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 
-from .. import __version__
 from ..fileio import atomic_write_json, atomic_write_text, refuse_overwrite
-from ..keepfile import write_keep
+from ..keepfile import keep_manifest, write_keep
 from ..methods import score
 from ..report.datamap import save_datamap
 from ..select import select
@@ -51,10 +50,9 @@ def run(args: argparse.Namespace) -> int:
                        cfg=TrainConfig(epochs=args.score_epochs, seed=args.seed), progress=not args.quiet)
     dyn = Dynamics.open(result.run_dir)
     keep = select(score("dyn-unc", dyn, window=args.window), args.prune_ratio)
-    write_keep(out / "keep.txt", keep, {"method": "dyn-unc", "params": {"window": args.window},
-                                        "prune_ratio": args.prune_ratio, "num_samples": n,
-                                        "store_fingerprint": dyn.fingerprint, "dataset": data.name,
-                                        "dataprune": __version__}, force=args.force)
+    write_keep(out / "keep.txt", keep, keep_manifest("dyn-unc", {"window": args.window}, args.prune_ratio, n,
+                                                     dataset=data.name, store_fingerprint=dyn.fingerprint),
+               force=args.force)
     say(f"[2/5] Dyn-Unc (J={args.window}) keeps {len(keep)} of {n}; drawing the data map")
     save_datamap(out / "datamap.png", dyn, keep, title=f"Dyn-Unc prunes {n - len(keep)} (x)")
     random_keep = select(score("random", dyn, seed=args.seed), args.prune_ratio)

@@ -9,17 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import check_writable, read_json, refuse_overwrite
-from ..keepfile import check_suffix, manifest_path, refuse_keep_overwrite, source_info, write_keep
-from ..methods import DIFFICULTY_MEASURES, difficulty, get, methods, score
+from ..keepfile import check_suffix, keep_manifest, manifest_path, refuse_keep_overwrite, write_keep
+from ..methods import DIFFICULTY_MEASURES, get, methods, score
 from ..integrity import fingerprint_of
 from ..methods._registry import _REGISTRY, input_digests, param_flags
-from ..methods.dual import mean_prob
 from ..run_outputs import is_run_dir, run_dir_of
-from ..select import NAN_POLICIES, check_seed, kept_count, select, select_stratified
-from ..select_beta import select_beta
+from ..select import NAN_POLICIES, check_seed, kept_count
+from ..select_rule import SelectionRule, rule_inputs, select_by_rule
 from ..store import Dynamics, is_store_dir
 from ..train.prune_at import DEFAULT_WINDOW
 from .common import command_parser
@@ -214,45 +212,26 @@ def run(args: argparse.Namespace) -> int:
     file_list = _source_file_list(dyn, args) if args.file_list is not None else None
     if args.beta_by is not None and not args.beta:
         raise DataPruneError(f"--beta-by {args.beta_by} needs --stratified --beta B with B > 0")
-    beta_by = args.beta_by or "aum"
-    hard = difficulty(beta_by, dyn) if args.stratified and args.beta else None
+    if not (args.beta_sampling or args.stratified) and (args.beta or args.strata != 50 or args.stratified_seed):
+        raise DataPruneError("--beta, --strata and --stratified-seed need --stratified")
+    rule = selection_rule(args, params, tie_seed)
+    inputs = rule_inputs(rule, [dyn])
     outputs = {"--out": Path(args.out), "the manifest of --out": manifest_path(args.out)}
     if file_list is not None:
         outputs["--file-list"] = file_list[2]
     check_outputs(outputs, args.force, Path(args.out))  # before the (long) scoring
-    inputs = input_digests(args.method, dyn, **params)  # verified before the (long) scoring
+    inputs_read = input_digests(args.method, dyn, **params)  # verified before the (long) scoring
     scores = score(args.method, dyn, **params)
-    labels = np.asarray(dyn.labels) if args.class_balanced else None
-    selection: dict[str, Any] = {"class_balanced": args.class_balanced, "stratified": args.stratified}
-    if args.beta_sampling:
-        mu = mean_prob(dyn["prob"], params.get("epochs", 0))
-        n = dyn.num_samples  # --keep N: the ratio that keeps exactly N (Beta's shape depends on r)
-        ratio = args.prune_ratio if args.keep is None else (n - args.keep) / n
-        keep = select_beta(scores, mu, ratio, seed=args.beta_seed, c=args.beta_c, nan_policy=args.nan_policy)
-        selection.update(beta_sampling=True, beta_c=args.beta_c, beta_seed=args.beta_seed,
-                         mean_prob_epochs=params.get("epochs", 0))
-    elif args.stratified:
-        keep = select_stratified(scores, args.prune_ratio, keep=args.keep, beta=args.beta, difficulty=hard,
-                                 strata=args.strata, seed=args.stratified_seed, labels=labels,
-                                 class_balanced=args.class_balanced, nan_policy=args.nan_policy)
-        selection.update(beta=args.beta, strata=args.strata, seed=args.stratified_seed)
-        if args.beta:
-            selection["beta_by"] = beta_by
-    else:
-        if args.beta or args.strata != 50 or args.stratified_seed:
-            raise DataPruneError("--beta, --strata and --stratified-seed need --stratified")
-        keep = select(scores, args.prune_ratio, keep=args.keep, labels=labels, class_balanced=args.class_balanced,
-                      nan_policy=args.nan_policy, seed=tie_seed)
-        selection["tie_seed"] = tie_seed
-    manifest = {"method": args.method, "params": params, "selection": selection,
-                "prune_ratio": args.prune_ratio, "keep": args.keep,
-                "num_samples": dyn.num_samples, "store": str(dyn.path.resolve()),
-                "store_fingerprint": dyn.fingerprint, "store_epochs": dyn.epochs,
-                "dataset": dyn.meta.get("dataset"), **source_info(dyn.labels, _run_data_dir(dyn)),
-                "nan_policy": args.nan_policy,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataprune": __version__}
-    if inputs:  # the files read besides the store: the selection's fingerprint covers them
-        manifest.update(input_files=inputs, inputs_fingerprint=fingerprint_of({"store": dyn.fingerprint, **inputs}))
+    keep = select_by_rule(scores, rule, args.prune_ratio, keep=args.keep, inputs=inputs).keep
+    fields: dict[str, Any] = {}
+    if inputs_read:  # the files read besides the store: the selection's fingerprint covers them
+        fields.update(input_files=inputs_read,
+                      inputs_fingerprint=fingerprint_of({"store": dyn.fingerprint, **inputs_read}))
+    manifest = keep_manifest(args.method, params, args.prune_ratio, dyn.num_samples, dataset=dyn.meta.get("dataset"),
+                             selection=rule.to_dict(), labels=dyn.labels, data_dir=_run_data_dir(dyn),
+                             keep=args.keep, store=str(dyn.path.resolve()), store_fingerprint=dyn.fingerprint,
+                             store_epochs=dyn.epochs, nan_policy=args.nan_policy,
+                             created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields)
     listed = None
     if file_list is not None:
         from ..interop import format_file_list
@@ -269,6 +248,17 @@ def run(args: argparse.Namespace) -> int:
     if file_list is not None:
         print(f"kept samples as a file list -> {file_list[2]}")
     return 0
+
+
+def selection_rule(args: argparse.Namespace, params: dict[str, Any], tie_seed: int) -> SelectionRule:
+    """The :class:`~dataprune.select_rule.SelectionRule` the selection flags describe."""
+    common = {"class_balanced": args.class_balanced, "nan_policy": args.nan_policy}
+    if args.beta_sampling:
+        return SelectionRule("beta", seed=args.beta_seed, c=args.beta_c, epochs=params.get("epochs", 0), **common)
+    if args.stratified:
+        return SelectionRule("stratified", seed=args.stratified_seed, beta=args.beta, beta_by=args.beta_by or "aum",
+                             strata=args.strata, **common)
+    return SelectionRule("top-k", seed=tie_seed, **common)
 
 
 def _selection_words(args: argparse.Namespace) -> list[str]:

@@ -26,20 +26,20 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import __version__
 from ..errors import DataPruneError
 from ..fileio import atomic_write_json, read_json
-from ..keepfile import read_keep, write_keep
+from ..keepfile import keep_manifest, read_keep, write_keep
 from ..methods import score
 from ..methods._registry import param_flags
-from ..mislabeled import GATE, MIN_RECORDINGS, estimate_noise_rate, label_evidence, select_two_sided, suspect_share
+from ..mislabeled import GATE, MIN_RECORDINGS
 from ..record import Recorder
 from ..store import Dynamics
 from .device import check_precision, resolve_device
 from .infobatch import InfoBatch
 from .loop import TrainConfig, check_record_every
 from .plan import DYNAMICS, PrunePlan
-from .prune_at import prune_scores
+from ..select_rule import SelectionRule, rule_inputs, select_by_rule
+from .prune_at import IN_RUN_RULE
 from .rundir import KEEP_FILE, METRICS_FILE, STATE_FILE, STORE_DIR, RunConfig, RunDir, check_train_settings
 from .runs import (DataSpec, check_same_data, claim_on_rank0, evaluate_data, log_epoch, refuse_lost_state, restore,
                    run_config)
@@ -112,22 +112,16 @@ def _prune(run: RunDir, plan: PrunePlan, data: Data, log: Log | None) -> tuple[n
     n = len(data.train_y)
     dyn = Dynamics.open(run / STORE_DIR) if plan.prune_at else _Size(n)
     assert plan.method is not None
-    extra: dict[str, Any] = {"mislabeled": plan.mislabeled}
-    if plan.mislabeled == "off":
-        keep = prune_scores(dyn, plan.method, plan.prune_ratio, **plan.params)
-        note = ""
-    else:
-        evidence = label_evidence(dyn["prob"])
-        rate = estimate_noise_rate(evidence, data.num_classes)
-        share = suspect_share(rate, plan.mislabeled, dyn.epochs)
-        keep, suspects = select_two_sided(score(plan.method, dyn, **plan.params), evidence, plan.prune_ratio, share)
-        extra.update(noise_rate_estimate=rate, suspects_dropped=int(len(suspects)))
-        note = _gate_note(rate, len(suspects), dyn.epochs)
+    rule = SelectionRule("two-sided", nan_policy="prune") if plan.mislabeled == "auto" else IN_RUN_RULE
+    inputs = rule_inputs(rule, [dyn])
+    chosen = select_by_rule(score(plan.method, dyn, **plan.params), rule, plan.prune_ratio, inputs=inputs)
+    keep = chosen.keep
+    note = _gate_note(inputs.noise_rate, chosen.facts["suspects_dropped"], dyn.epochs) if chosen.facts else ""
     seconds = time.perf_counter() - t0
-    write_keep(run / KEEP_FILE, keep, {"method": plan.method, "params": plan.params, "prune_ratio": plan.prune_ratio,
-                                       "prune_at": plan.prune_at, "record_every": plan.record_every,
-                                       "num_samples": n, "dataset": data.name, **extra,
-                                       "selection_seconds": seconds, "dataprune": __version__}, force=True)
+    write_keep(run / KEEP_FILE, keep, keep_manifest(plan.method, plan.params, plan.prune_ratio, n, dataset=data.name,
+                                                    prune_at=plan.prune_at, record_every=plan.record_every,
+                                                    mislabeled=plan.mislabeled, **chosen.facts,
+                                                    selection_seconds=seconds), force=True)
     if log:
         log(f"pruned at epoch {plan.prune_at} with {' '.join([plan.method, param_flags(plan.params)]).strip()}: "
             f"keeping {len(keep)} of {n} samples ({run / KEEP_FILE}){note}")

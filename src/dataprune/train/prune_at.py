@@ -14,7 +14,8 @@ import torch
 
 from ..errors import DataPruneError
 from ..methods import get, score
-from ..select import check_ratio, select
+from ..select import check_ratio
+from ..select_rule import SelectionRule, select_by_rule
 from .order import epoch_order, shard_size
 
 #: Recordings a method needs at least, beyond the window rule (transitions need two).
@@ -77,10 +78,14 @@ def resolve_method_params(method: str, prune_at: int, recordings_per_epoch: int 
     return params
 
 
+#: how a run that prunes itself selects: the highest scores, NaN scores (never observed) pruned first
+IN_RUN_RULE = SelectionRule("top-k", nan_policy="prune")
+
+
 def prune_scores(dynamics: Any, method: str, prune_ratio: float, **params: Any) -> np.ndarray:
-    """Keep indices (ascending) of ``method``'s scores on ``dynamics``; NaN scores pruned first."""
+    """Keep indices (ascending) of ``method``'s scores on ``dynamics`` by :data:`IN_RUN_RULE`."""
     check_ratio(prune_ratio)
-    return select(score(method, dynamics, **params), prune_ratio, nan_policy="prune")
+    return select_by_rule(score(method, dynamics, **params), IN_RUN_RULE, prune_ratio).keep
 
 
 def _dist() -> tuple[int, int]:
