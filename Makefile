@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup demo test bench-recorder clean
+.PHONY: setup demo test docs bench-recorder clean
 
 # The cached venv is shared by every checkout that uses it: the package is (re)installed
 # editable whenever the venv's `dataprune` is not this checkout's src/ (else one checkout
@@ -44,8 +44,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The documentation site (mkdocs.yml; nothing is downloaded) into site/; warnings are errors.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 bench-recorder: setup
 	$(PY) benchmarks/recorder_overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build site *.egg-info src/*.egg-info

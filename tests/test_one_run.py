@@ -317,14 +317,14 @@ def test_prune_at_sampler_phases_and_ddp_shards():
         s.set_keep(np.array([10]))
 
 
-def test_readme_prune_at_example_runs(tmp_path, monkeypatch):
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text[text.index("### Prune inside the one training run"):]
+def test_docs_prune_at_example_runs(tmp_path, monkeypatch):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "one-run.md").read_text()
+    section = text[text.index("## Python API"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert len(code.strip().splitlines()) <= 20
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "docs/one-run.md", "exec"), scope)
     assert len(scope["keep"]) == 700 and sorted(scope["sampler"]) == scope["keep"].tolist()
 
 

@@ -1,4 +1,5 @@
-"""The README's Python example runs as written and keeps what it says."""
+"""The README stays short (the rest is in docs/), and its Python example runs as written and
+keeps what it says."""
 import re
 from pathlib import Path
 
@@ -13,3 +14,7 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), scope)
     assert len(scope["keep"]) == 750 and len(scope["pruned_set"]) == 750
     assert scope["dyn"].epochs == 15
+
+
+def test_readme_is_short():
+    assert len(README.read_text().splitlines()) <= 150

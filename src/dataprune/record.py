@@ -233,6 +233,8 @@ class Recorder:
         ``dyn-unc`` with that window.
     window : J for ``keep_history="none"`` (ignored otherwise).
 
+    Notes
+    -----
     Distributed (``torchrun``, DDP): construct and call the recorder identically on every
     rank, each rank passing its own batches. Once per epoch, :meth:`end_epoch` merges the
     ranks' buffers with collectives on the default process group (every rank must call it);

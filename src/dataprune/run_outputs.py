@@ -63,9 +63,13 @@ def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *
     features : (N, D) penultimate features of the same pass, row i = sample i.
     force : overwrite existing files.
 
-    Returns the two paths written. Each file goes to a temp name first and is renamed into
-    place, so a crash never leaves a half-written file under the final name; their digests
-    go to ``final_outputs.json`` (first: files that do not match it are refused when read).
+    Returns
+    -------
+    tuple[Path, Path]
+        The two paths written. Each file goes to a temp name first and is renamed into
+        place, so a crash never leaves a half-written file under the final name; their
+        digests go to ``final_outputs.json`` (first: files that do not match it are refused
+        when read).
     """
     run_dir = Path(run_dir)
     logits = _to_numpy(logits, "logits").astype(np.float32, copy=False)
