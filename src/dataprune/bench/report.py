@@ -76,7 +76,7 @@ def figures(bench: Any, rows: list[dict[str, Any]]) -> None:
     if scorer is None:
         return
     run_dir = out / "score" / scorer.run_names()[0]
-    if not (run_dir / "dynamics" / "meta.json").exists():
+    if not bench.score_done(scorer, 0):  # absent (committed results keep no store) or unfinished
         return
     dyn = Dynamics.open(run_dir)
     ratio = closest_ratio(config.prune_ratios)
