@@ -64,7 +64,7 @@ def full_store(out: Path) -> None:
 
 
 def ring_store(out: Path) -> None:
-    with dp.Recorder(N, out, C, epochs=6, keep_history="none", window=3) as rec:
+    with dp.Recorder(N, out, C, epochs=6, keep_history="window", window=3) as rec:
         record(rec, range(6))
 
 
