@@ -193,14 +193,10 @@ class Recorder:
 
     def end_epoch(self) -> int:
         """Write the finished epoch to the store; returns the number of recordings written.
-
-        Under torch.distributed (world size > 1) every rank must call it: the ranks' values
-        are merged here, once per epoch, and only rank 0 writes.
-
-        An epoch in which no sample was recorded (no :meth:`update` since the last call, or
-        every row omitted under ``nan_policy="omit"``) is refused with an error and nothing
-        is written: calling ``end_epoch`` twice would otherwise add an all-unobserved epoch
-        that silently shifts every later Dyn-Unc window.
+        Under torch.distributed every rank must call it: the ranks' values are merged here and
+        only rank 0 writes. An epoch that recorded no sample is refused and nothing is written
+        (a second ``end_epoch`` would otherwise add an empty epoch that shifts every later
+        Dyn-Unc window, see :func:`~dataprune.recording.checks.refuse_empty_epoch`).
 
         Samples still unseen once a whole epoch has passed are reported once, as a warning on
         the ``dataprune.record`` logger (see :class:`~dataprune.recording.coverage.CoverageCheck`).
@@ -229,9 +225,8 @@ class Recorder:
 
     def finish(self) -> None:
         """Mark the store finished: recording is over. Needed only when stopping before the
-        planned ``epochs`` (early stopping) or when none were planned; a store holding its
-        planned epochs is finished anyway. ``dataprune select``/``scores`` warn about an
-        unfinished store, ``dataprune check`` says so. Every rank may call it (rank 0 writes)."""
+        planned ``epochs`` (early stopping) or when none were planned (``dataprune select``
+        warns about an unfinished store). Every rank may call it (rank 0 writes)."""
         if self._writer is not None:
             self._writer.finish()
 
