@@ -44,9 +44,9 @@ class OldRecorder(record.Recorder):
         device = logits.device
         indices = torch.as_tensor(indices, device=device)
         targets = torch.as_tensor(targets, device=device)
-        if self._buffers is None:
+        if self._table is None:
             self._allocate(device)
-        buf = self._buffers
+        buf = self._table.columns
         indices, targets = indices.to(device, torch.int64), targets.to(device, torch.int64)
         logits = logits.to(device, torch.float32)
         n = self.num_samples

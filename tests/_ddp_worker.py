@@ -23,7 +23,7 @@ SCENARIOS = {
     "n7_rankdep": (7, 2, 3, False, True, "full"),
     "n1000": (1000, 64, 3, False, False, "full"),
     "n1000_drop": (1000, 64, 3, True, False, "full"),
-    "n1000_none": (1000, 64, 5, True, False, "none"),
+    "n1000_none": (1000, 64, 5, True, False, "window"),
 }
 
 
@@ -49,7 +49,7 @@ def stream(name: str, rank: int, world: int, epoch: int):
 def recorder_kwargs(name: str) -> dict:
     n, _, epochs, _, _, keep = SCENARIOS[name]
     import dataprune as dp
-    signals = (["prob"] if keep == "none" else
+    signals = (["prob"] if keep == "window" else
                list(dp.record.ALL_SIGNALS) + list(dp.record.EXTRA_SIGNALS))
     return dict(num_samples=n, num_classes=C, epochs=epochs, signals=signals,
                 keep_history=keep, window=2)

@@ -121,13 +121,13 @@ def test_file_list_needs_a_source(tiny_idx_dir, tmp_path, capsys):
 def test_keep_history_none_cli(tiny_idx_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert run_cli("score", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 60, "--epochs", 4,
-                   "--model", "mlp", "--keep-history", "none", "--window", 2, "--out", run, "--quiet") == 0
+                   "--model", "mlp", "--keep-history", "window", "--window", 2, "--out", run, "--quiet") == 0
     dyn = dp.Dynamics.open(run)
-    assert dyn.keep_history == "none" and dyn.window == 2 and dyn.epochs == 4
+    assert dyn.keep_history == "window" and dyn.window == 2 and dyn.epochs == 4
     assert not (run / "dynamics" / "prob.npy").exists()
     assert run_cli("select", run, "--window", 2, "--prune-ratio", 0.5, "--out", tmp_path / "k.txt") == 0
     assert run_cli("select", run, "--window", 3, "--prune-ratio", 0.5, "--out", tmp_path / "k3.txt") == 2
-    assert "keep_history='none'" in capsys.readouterr().err
+    assert "keep_history='window'" in capsys.readouterr().err
     assert run_cli("select", run, "--method", "forgetting", "--prune-ratio", 0.5,
                    "--out", tmp_path / "kf.txt") == 2
 

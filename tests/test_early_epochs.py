@@ -94,7 +94,7 @@ def test_forgetting_never_learned_counts_the_used_epochs(tmp_path):
 
 def test_keep_history_none_store_refuses_early_epochs(tmp_path):
     import torch
-    rec = dp.Recorder(8, tmp_path / "d", 2, keep_history="none", window=2)
+    rec = dp.Recorder(8, tmp_path / "d", 2, keep_history="window", window=2)
     for _ in range(4):
         rec.update(torch.arange(8), torch.randn(8, 2), torch.arange(8) % 2)
         rec.end_epoch()

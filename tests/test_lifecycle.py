@@ -305,9 +305,9 @@ def test_item25_metrics_out_inside_a_run_or_store_is_refused(data_dir, tmp_path,
 
 
 def test_item25_keep_history_none_window_checked_up_front(data_dir, tmp_path, capsys):
-    err = cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--keep-history", "none",
+    err = cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--keep-history", "window",
                     "--window", 20, "--epochs", 2, "--out", tmp_path / "r")
-    assert "--window 20 with --keep-history none and --epochs 2" in err and not (tmp_path / "r").exists()
+    assert "--window 20 with --keep-history window and --epochs 2" in err and not (tmp_path / "r").exists()
 
 
 def test_item25_edited_config_epochs_refused_by_resume_and_check(data_dir, tmp_path, capsys):

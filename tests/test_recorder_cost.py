@@ -5,7 +5,10 @@ import pytest
 import torch
 
 import dataprune as dp
-from dataprune.record import Batch, _correct, _last_occurrence_dest, _prob
+from dataprune.recording.signals import Batch
+from dataprune.recording.signals import correct as _correct
+from dataprune.recording.signals import prob as _prob
+from dataprune.recording.table import last_occurrence_dest as _last_occurrence_dest
 
 
 def reference_dest(safe: list[int], spare: int) -> list[int]:

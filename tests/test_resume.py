@@ -164,7 +164,7 @@ def test_recorder_resume_truncates_and_continues(tmp_path):
     rec = dp.Recorder.resume(tmp_path / "part", epochs=2, fingerprint=after_two)
     # signal digests recomputed from the kept rows; labels first seen in epochs 2-3 stay
     digests = dp.Dynamics.open(tmp_path / "part").meta["digests"]
-    assert rec.epoch == 2 and {s: digests[s] for s in signals} == {s: digests_two[s] for s in signals}
+    assert rec.recordings == 2 and {s: digests[s] for s in signals} == {s: digests_two[s] for s in signals}
     assert dp.Dynamics.open(tmp_path / "part").epochs == 2
     _record(rec, range(2, 5))
     a, b = dp.Dynamics.open(tmp_path / "full"), dp.Dynamics.open(tmp_path / "part")

@@ -140,7 +140,7 @@ def test_resume_refuses_store_that_lost_a_signal(finished_run, tmp_path):
 
 
 def test_keep_history_none_store_verified(tmp_path, capsys):
-    rec = dp.Recorder(6, tmp_path / "s", 3, keep_history="none", window=2)
+    rec = dp.Recorder(6, tmp_path / "s", 3, keep_history="window", window=2)
     g = torch.Generator().manual_seed(0)
     for _ in range(4):
         rec.update(torch.arange(6), torch.randn(6, 3, generator=g), torch.arange(6) % 3)
@@ -173,7 +173,7 @@ def test_force_replaces_own_store_and_uses_empty_dir(tmp_path):
     first.update(torch.tensor([0]), torch.zeros(1, 3), torch.tensor([1]))
     first.end_epoch()
     rec = dp.Recorder(4, tmp_path / "empty", 3, force=True)  # a store: replaced
-    assert rec.epoch == 0 and dp.Dynamics.open(tmp_path / "empty").epochs == 0
+    assert rec.recordings == 0 and dp.Dynamics.open(tmp_path / "empty").epochs == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def no_training(monkeypatch):
 
 
 @pytest.mark.parametrize("flag,value,used", [
-    ("--keep-history", "none", "full"), ("--window", 5, None), ("--nproc", 2, 1),
+    ("--keep-history", "window", "full"), ("--window", 5, None), ("--nproc", 2, 1),
     ("--image-size", 64, None), ("--batch-size", 8, 32), ("--record-view", "train", "clean"),
     ("--signals", "prob", "['prob', 'correct']"),
 ])

@@ -67,7 +67,7 @@ def test_needs_at_least_k_epochs(call, message, tmp_path):
 
 def test_keep_history_none_window_one(tmp_path):
     with pytest.raises(DataPruneError, match=r"window=1; expected an integer >= 2"):
-        dp.Recorder(4, tmp_path / "s", 3, keep_history="none", window=1)
+        dp.Recorder(4, tmp_path / "s", 3, keep_history="window", window=1)
 
 
 # --- item 16: errors, not tracebacks ----------------------------------------------------------
@@ -192,10 +192,10 @@ def test_resume_refuses_unreadable_log_before_training(finished_run, tmp_path, m
 
 
 def test_recorder_resume_refuses_keep_history_none(tmp_path):
-    rec = dp.Recorder(4, tmp_path / "s", 3, keep_history="none", window=2)
+    rec = dp.Recorder(4, tmp_path / "s", 3, keep_history="window", window=2)
     rec.update(torch.arange(4), torch.zeros(4, 3), torch.arange(4) % 3)
     rec.end_epoch()
-    with pytest.raises(DataPruneError, match=r"keep_history='none'; Recorder.resume continues full-history"):
+    with pytest.raises(DataPruneError, match=r"keep_history='window'; only full-history stores can be resumed"):
         dp.Recorder.resume(tmp_path / "s")
 
 

@@ -31,8 +31,10 @@ from numpy.lib.format import open_memmap
 
 from .errors import DataPruneError, StoreError
 from .fileio import atomic_write_json, clear_for_force, no_space_error, read_json, refuse_overwrite
+from .history import HistoryMode
 from .integrity import (check_range, fingerprint_of, initial_digest, int64_digest, next_digest,
                         state_digest)
+from .window_std import window_std
 
 FORMAT = "dataprune-dynamics"
 VERSION = 1
@@ -81,10 +83,12 @@ class Dynamics:
         self.view: str = meta.get("view", "train")
         self._arrays: dict[str, np.ndarray] = {}
         self.labels: np.ndarray = self._load("labels", (self.num_samples,), np.dtype(np.int64))
-        #: "full" (every epoch kept) or "none" (only what Dyn-Unc with ``self.window`` needs)
-        self.keep_history: str = meta.get("keep_history", "full")
+        #: what the store keeps of the epochs, and so what it can answer (see :mod:`dataprune.history`)
+        self.history = HistoryMode.from_stored(meta.get("keep_history", "full"))
+        #: the history mode's public name, ``"full"`` or ``"window"`` (equal to ``self.history``)
+        self.keep_history: HistoryMode = self.history
         self.window: int | None = meta.get("window")
-        if self.keep_history == "none":
+        if not self.history.per_epoch:
             n, tag = (self.num_samples,), meta.get("sums", "a")
             self._unc_sum = self._load(f"unc_sum_{tag}", n, np.dtype(np.float64))
             self._unc_count = self._load(f"unc_count_{tag}", n, np.dtype(np.int32))
@@ -170,8 +174,8 @@ class Dynamics:
         try:
             return self._arrays[signal]
         except KeyError:
-            if self.keep_history == "none":
-                raise StoreError(self._history_error(f"signal {signal!r}")) from None
+            if not self.history.per_epoch:
+                raise StoreError(self.unavailable(f"signal {signal!r}")) from None
             raise StoreError(f"store {self.path} has no signal {signal!r}; "
                              f"it recorded {self.signals}") from None
 
@@ -180,21 +184,21 @@ class Dynamics:
             raise AttributeError(name)
         return self._arrays[name]
 
-    def _history_error(self, what: str) -> str:
-        return (f"store {self.path} was recorded with keep_history='none' (window {self.window}): "
-                f"it keeps no per-epoch history, so {what} is not available; only "
-                f"dyn-unc with window={self.window} can be scored. Record with "
-                "keep_history='full' (the default) for other methods or windows")
+    def unavailable(self, what: str) -> str:
+        """Message: ``what`` is not available from this store (one that keeps no per-epoch history)."""
+        return self.history.unavailable(self.path, self.window, what)
 
     def dyn_unc(self, window: int | None = None) -> np.ndarray:
-        """Dyn-Unc scores of a ``keep_history="none"`` store (its running sums / counts)."""
-        if self.keep_history != "none":
-            from .methods.dyn_unc import dyn_unc
-            return dyn_unc(self["prob"], 10 if window is None else window)
+        """Dyn-Unc scores (N,) of a ``keep_history="window"`` store, from its running sums and
+        counts (NaN where no window was usable); ``window`` must be the one it recorded. A
+        full store is scored by :func:`dataprune.dyn_unc` (``dataprune.dyn_unc(dyn, window)``)."""
+        if self.history.per_epoch:
+            raise StoreError(f"store {self.path} keeps every epoch: score it with dataprune.dyn_unc(dyn, window)")
         if window is not None and window != self.window:
-            raise StoreError(self._history_error(f"window={window}"))
-        from .methods.dyn_unc import check_window
-        check_window(int(self.window), self.epochs)
+            raise StoreError(self.unavailable(f"window={window}"))
+        if self.epochs <= int(self.window):
+            raise StoreError(f"window={self.window} with {self.epochs} recorded epochs; expected more than "
+                             f"{self.window} epochs (K-J windows must be at least one)")
         count = np.asarray(self._unc_count)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(count > 0, np.asarray(self._unc_sum) / np.maximum(count, 1), np.nan)
@@ -211,7 +215,7 @@ class Dynamics:
         ``signals``: those to read and hash (default: all recorded; names the store lacks are
         skipped). ``labels.npy``, the signal list and the fingerprint are always checked, in
         O(N). Each checked signal is read once, row by row, like a method that scores it.
-        A ``keep_history="none"`` store checks its ring and running sums instead.
+        A ``keep_history="window"`` store checks its ring and running sums instead.
         Raises :class:`StoreError` naming the file that does not match.
         """
         self.digests_after(self.epochs, signals)
@@ -224,7 +228,7 @@ class Dynamics:
         if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
             raise StoreError(f"{meta_file} has no content digests (a store written by an older "
                              "dataprune); its content cannot be verified: record it again")
-        ring = self.keep_history == "none"
+        ring = not self.history.per_epoch
         expected = {"labels", "state"} if ring else {"labels", *self.signals}
         if set(digests) != expected:
             raise StoreError(f"{meta_file} lists signals {self.signals} but its digests cover "
@@ -306,11 +310,12 @@ def _validate_meta(path: Path, meta: Any) -> None:
     planned = meta.get("planned_epochs")
     if planned is not None and (isinstance(planned, bool) or not isinstance(planned, int) or planned < 1):
         raise StoreError(f"{path / 'meta.json'} has planned_epochs={planned!r}; expected an integer >= 1 or null")
-    if meta.get("keep_history", "full") not in KEEP_HISTORY:
-        raise StoreError(f"{path / 'meta.json'} has keep_history={meta.get('keep_history')!r}; "
-                         f"expected one of {KEEP_HISTORY}")
-    if meta.get("keep_history") == "none" and not isinstance(meta.get("window"), int):
-        raise StoreError(f"{path / 'meta.json'} has keep_history='none' but no integer 'window'")
+    try:
+        mode = HistoryMode.from_stored(meta.get("keep_history", "full"), str(path / "meta.json"))
+    except DataPruneError as e:
+        raise StoreError(str(e)) from None
+    if not mode.per_epoch and not isinstance(meta.get("window"), int):
+        raise StoreError(f"{path / 'meta.json'} has keep_history={mode.stored!r} but no integer 'window'")
 
 
 def new_npy(path: Path, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
@@ -452,9 +457,7 @@ class StoreWriter:
         if not 0 <= k <= dyn.epochs:
             raise StoreError(f"store {path} holds {dyn.epochs} epochs; cannot resume it after epoch {k} "
                              f"(expected 0..{dyn.epochs})")
-        if dyn.keep_history != "full":
-            raise StoreError(f"store {path} was recorded with keep_history={dyn.keep_history!r}; "
-                             "only full-history stores can be resumed")
+        dyn.history.check_resumable(path)
         digests = dyn.digests_after(k)  # verifies every recorded row first
         fp = fingerprint_of(digests)
         if fingerprint is not None and fp != fingerprint:
@@ -524,13 +527,8 @@ class StoreWriter:
         return k + 1
 
 
-#: ``meta["keep_history"]`` values: ``full`` keeps every epoch (K, N); ``none`` keeps only what
-#: Dyn-Unc needs (the last J+1 epochs of ``prob`` and running per-sample sums of window stds).
-KEEP_HISTORY = ("full", "none")
-
-
 class RingStoreWriter:
-    """A ``keep_history="none"`` store: O(N*J) memory and disk, whatever K becomes.
+    """A ``keep_history="window"`` store: O(N*J) memory and disk, whatever K becomes.
 
     Files: ``prob_ring.npy`` (J+1, N) float16, epoch ``e`` in row ``e % (J+1)``;
     ``unc_sum_{a,b}.npy`` (N,) float64 and ``unc_count_{a,b}.npy`` (N,) int32: the running sum
@@ -544,8 +542,7 @@ class RingStoreWriter:
                  window: int, view: str = "train", labels: np.ndarray | None = None,
                  extra_meta: Mapping[str, Any] | None = None, force: bool = False,
                  planned_epochs: int | None = None):
-        from .methods._common import check_int  # lazy: store is imported by methods users
-        check_int("window", window, 2, None, " (the Dyn-Unc window J kept by keep_history='none')")
+        window = HistoryMode.WINDOW.check_window(window)
         self.path = Path(path)
         prepare_store_dir(self.path, force)
         self.num_samples = n = int(num_samples)
@@ -568,7 +565,7 @@ class RingStoreWriter:
             **dict(extra_meta or {}),
             "format": FORMAT, "version": VERSION, "num_samples": n,
             "num_classes": int(num_classes), "epochs": 0, "signals": [],
-            "keep_history": "none", "window": self.window, "recorded_signals": ["prob"],
+            "keep_history": HistoryMode.WINDOW.stored, "window": self.window, "recorded_signals": ["prob"],
             "sums": "a", "view": view, **_plan(planned_epochs),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -585,7 +582,6 @@ class RingStoreWriter:
     def write_epoch(self, rows: Mapping[str, np.ndarray], labels_seen: np.ndarray | None = None,
                     chunk: int = 1 << 20) -> int:
         """Fold one epoch's ``rows["prob"]`` (N,) into the ring and the running sums."""
-        from .methods.dyn_unc import window_std
         e = int(self.meta["epochs"])
         j, n = self.window, self.num_samples
         old_tag = self.meta["sums"]

@@ -42,9 +42,9 @@ def default_out(dyn: Dynamics) -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..report.datamap import pyplot, save_datamap
     dyn = Dynamics.open(args.run)
-    if dyn.keep_history == "none":
+    if not dyn.history.per_epoch:
         raise DataPruneError(f"the data map needs prob and correct of every epoch; the store {dyn.path} keeps "
-                             "no per-epoch history (keep_history none): score with --keep-history full")
+                             f"no per-epoch history (keep_history {dyn.history}): score with --keep-history full")
     lacking = [s for s in READS if s not in dyn.signals]
     if lacking:
         raise DataPruneError(f"the data map needs the signal(s) {', '.join(lacking)} of every epoch; the store "

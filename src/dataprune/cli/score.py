@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataPruneError
+from ..history import HistoryMode
 from ..fileio import read_json
 from ..record import ALL_SIGNALS, DEFAULT_SIGNALS, EXTRA_SIGNALS
 from ..train.loop import VIEWS
@@ -41,11 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated signals to record, or 'all' (default: "
                         f"{','.join(ALL_SIGNALS + EXTRA_SIGNALS)}, what every method needs; "
                         f"Dyn-Unc needs only {','.join(DEFAULT_SIGNALS)})")
-    p.add_argument("--keep-history", choices=("full", "none"), default="full",
-                   help="full (default): keep every epoch of every signal; none: keep only what Dyn-Unc "
+    p.add_argument("--keep-history", choices=("full", "window", "none"), default="full",
+                   help="full (default): keep every epoch of every signal; window: keep only what Dyn-Unc "
                         "with --window needs (last J+1 epochs of prob + running sums, O(N*J) disk, "
-                        "independent of --epochs); such a run scores only dyn-unc with that window")
-    p.add_argument("--window", type=int, default=10, help="with --keep-history none: Dyn-Unc window J (default 10)")
+                        "independent of --epochs); such a run scores only dyn-unc with that window "
+                        "(none: the old name of window, deprecated)")
+    p.add_argument("--window", type=int, default=10, help="with --keep-history window: Dyn-Unc window J (default 10)")
     add_nproc_arg(p, "score")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="RUN", help="run directory to create")
@@ -70,10 +73,13 @@ def run(args: argparse.Namespace) -> int:
     launched = launch_or_join(args)
     if launched is not None:
         return launched
-    signals = resolve_signals(args.signals, args.keep_history)
+    if args.keep_history == "none":
+        print("dataprune: --keep-history none is deprecated; use --keep-history window", file=sys.stderr)
+    keep_history = HistoryMode.parse(args.keep_history, "--keep-history")
+    signals = resolve_signals(args.signals, keep_history)
     result = score_run(args.out, data_spec(args), model=args.model, cfg=cfg,
                        record_view=args.record_view, signals=signals, force=args.force, log=logger(args),
-                       progress=not args.quiet, keep_history=args.keep_history, window=args.window,
+                       progress=not args.quiet, keep_history=keep_history, window=args.window,
                        device=args.device, compile=args.compile)
     if ddp.env_rank() == 0:
         print(f"scoring run written to {result.run_dir} ({result.seconds:.0f} s of training)")
@@ -112,13 +118,15 @@ def _given_settings(args: argparse.Namespace, config: dict[str, Any]):
         used = config[key] if key in config else train.get(key)
         if dest == "data_dir" and used is not None:
             given, used = str(Path(given).resolve()), str(Path(used).resolve())
+        if dest == "keep_history" and used is not None:  # config.json holds the stored spelling
+            given, used = str(HistoryMode.parse(given, "--keep-history")), str(HistoryMode.from_stored(used))
         if dest == "signals":
-            given = list(resolve_signals(given, config.get("keep_history", "full")))
+            given = list(resolve_signals(given, HistoryMode.from_stored(config.get("keep_history", "full"))))
         yield dest, given, used
 
 
-def resolve_signals(text: str, keep_history: str) -> tuple[str, ...]:
-    """``--signals``: 'all' = what every method needs (only ``prob`` with --keep-history none)."""
+def resolve_signals(text: str, keep_history: HistoryMode) -> tuple[str, ...]:
+    """``--signals``: 'all' = what every method needs (only ``prob`` with --keep-history window)."""
     if text == "all":
-        return ("prob",) if keep_history == "none" else ALL_SIGNALS + EXTRA_SIGNALS
+        return keep_history.kept_signals or ALL_SIGNALS + EXTRA_SIGNALS
     return tuple(s.strip() for s in text.split(","))

@@ -63,8 +63,8 @@ def usable_methods(dyn: Dynamics, epochs: int) -> list[str]:
     usable = []
     for name in methods():
         m = get(name)
-        if dyn.keep_history == "none":
-            recorded = not m.needs or name == "dyn-unc"  # the running sums stand in for prob
+        if not dyn.history.per_epoch:
+            recorded = dyn.history.answers(name, m.needs)  # the running sums stand in for prob
         else:
             recorded = all(s in dyn.signals for s in m.needs)
         if recorded and min_epochs(name) <= epochs and all((run / f).is_file() for f in m.files):
@@ -74,15 +74,15 @@ def usable_methods(dyn: Dynamics, epochs: int) -> list[str]:
 
 def default_params(method: str, dyn: Dynamics, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """``params`` with the default window J = min(10, K - 1) of K epochs used (as ``train
-    --prune-at``; a keep_history none store: the window it recorded) filled in, and a line
+    --prune-at``; a keep_history window store: the window it recorded) filled in, and a line
     saying so (None if nothing was filled in). Refuses, listing the methods that can, when
     ``method`` cannot score K epochs with its defaults."""
     given = params.get("epochs")
     k = given if isinstance(given, int) and 0 < given <= dyn.epochs else dyn.epochs
     fill = "window" in inspect.signature(get(method).fn).parameters and "window" not in params
-    if fill and dyn.keep_history == "none":
+    if fill and not dyn.history.per_epoch:
         return {**params, "window": dyn.window}, (f"{method}: --window {dyn.window}, the window the store "
-                                                  "recorded (keep_history none)")
+                                                  f"recorded (keep_history {dyn.history})")
     if "window" not in params and k < min_epochs(method):
         what = (f"--epochs {k} uses {k} of the {dyn.epochs} recorded epochs of {dyn.path}" if k != dyn.epochs
                 else f"the store {dyn.path} has {k}")

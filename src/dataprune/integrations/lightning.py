@@ -161,7 +161,7 @@ class RecordDynamics(pl.Callback):
         rec = self.recorder
         if rec is None:
             return {}
-        return {"epochs": rec.epoch, "pending": self._pending, "recorder": rec.state_dict(),
+        return {"epochs": rec.recordings, "pending": self._pending, "recorder": rec.state_dict(),
                 "fingerprint": rec.fingerprint if rec.rank == 0 else None}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -238,7 +238,7 @@ class PruneAtCallback(RecordDynamics):
         if not self.sampler.recording:
             return
         super().on_train_epoch_end(trainer, pl_module)
-        if self.recorder.epoch == self.sampler.prune_at:
+        if self.recorder.recordings == self.sampler.prune_at:
             self.keep = prune_sampler(self.sampler, self.recorder, self.plan)
 
     def state_dict(self) -> dict[str, Any]:

@@ -155,7 +155,7 @@ class RecordDynamicsMixin:
     def _dynamics_state(self) -> dict[str, Any]:
         """What :data:`CHECKPOINT_STATE` holds (rank 0)."""
         rec = self.dynamics_recorder
-        return {"epochs": rec.epoch, "pending": self._pending, "fingerprint": rec.fingerprint}
+        return {"epochs": rec.recordings, "pending": self._pending, "fingerprint": rec.fingerprint}
 
     def _set_signature_columns_if_needed(self) -> None:
         super()._set_signature_columns_if_needed()  # keep the index through remove_unused_columns
@@ -274,7 +274,7 @@ class PruneAtMixin(RecordDynamicsMixin):
         if not self.prune_sampler.recording:
             return
         super()._end_dynamics_epoch(state)
-        if self.dynamics_recorder.epoch == self.prune_sampler.prune_at:
+        if self.dynamics_recorder.recordings == self.prune_sampler.prune_at:
             self.prune_keep = prune_sampler(self.prune_sampler, self.dynamics_recorder, self.prune_plan)
             self._pruned_at_step = state.global_step
 

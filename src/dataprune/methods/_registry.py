@@ -117,9 +117,10 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
     if isinstance(dynamics, (list, tuple)):
         return score_runs(name, dynamics, **params)
     method = get(name)
-    if getattr(dynamics, "keep_history", "full") == "none":
-        if name != "dyn-unc" and method.needs:
-            raise StoreError(dynamics._history_error(f"method {name!r}"))
+    history = getattr(dynamics, "history", None)  # a Dynamics store (not a bare array)
+    if history is not None and not history.per_epoch:
+        if not history.answers(name, method.needs):
+            raise StoreError(dynamics.unavailable(f"method {name!r}"))
         recorded = None  # the running sums stand in for the prob history
     else:
         recorded = getattr(dynamics, "signals", None)

@@ -42,7 +42,7 @@ def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | N
     prob : (K, N) array, labelled-class probability per epoch; NaN = not observed. May be a
         memory-mapped array: it is read in blocks of samples, never whole, so memory does not
         grow with K or N. Also accepts a :class:`~dataprune.Dynamics` (including a store
-        recorded with ``keep_history="none"``, which must have been recorded with this window).
+        recorded with ``keep_history="window"``, which must have been recorded with this window).
     window : J, the sliding-window length, 2 <= J < T.
     epochs : T, use only the first T recorded epochs (0 = all K; early scoring).
     chunk_size : samples per work chunk (default: about 2**18 / K).
@@ -71,12 +71,14 @@ def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | N
     if semantics not in SEMANTICS:
         raise DataPruneError(f"semantics={semantics!r}; expected one of {', '.join(SEMANTICS)}")
     if hasattr(prob, "signals") and not hasattr(prob, "ndim"):  # a Dynamics store
-        if getattr(prob, "keep_history", "full") == "none":
+        if not prob.history.per_epoch:
             if semantics == "official":
-                raise DataPruneError(prob._history_error("semantics='official' (it needs every epoch)"))
+                raise DataPruneError(prob.unavailable("semantics='official' (it needs every epoch)"))
             if check_int("epochs", epochs, 0) not in (0, prob.epochs):
                 raise DataPruneError(f"epochs={epochs}: the store at {prob.path} keeps no prob history "
-                                     "(keep_history='none'), so only all recorded epochs (0) can be used")
+                                     f"(keep_history='{prob.history}'), so only all recorded epochs (0) can be used")
+            if window == prob.window:
+                check_window(window, prob.epochs)
             return prob.dyn_unc(window)
         prob = prob["prob"]
     if semantics == "official":
@@ -280,25 +282,6 @@ def _mean_window_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
     windows = usable.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(windows > 0, column_sums(std) / windows, np.nan)
-
-
-def window_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Std (ddof=1) over the rows of one (J, c) window, NaN = unobserved.
-
-    Returns ``(std, usable)``: (c,) float64 std (0 where unusable) and (c,) bool, True where
-    the window has at least two observations. Used by the ``keep_history="none"`` recorder.
-    """
-    x = np.asarray(rows, np.float64)
-    observed = ~np.isnan(x)
-    n = observed.sum(0).astype(np.float64)
-    first = np.where(observed.any(0), x[observed.argmax(0), np.arange(x.shape[1])], 0.0)
-    d = np.where(observed, x - first, 0.0)
-    s1 = d.sum(0)
-    s2 = (d * d).sum(0)
-    usable = n >= 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = (n * s2 - s1 * s1) / (n * (n - 1))
-    return np.sqrt(np.clip(np.where(usable, var, 0.0), 0.0, None)), usable
 
 
 @register("dyn-unc", summary="dynamic uncertainty: mean over sliding windows of the std of "

@@ -35,7 +35,7 @@ def check_run(path: str | os.PathLike) -> str:
         raise DataPruneError(f"{run_dir / 'config.json'} does not describe a dataprune run")
     store = Dynamics.open(path)
     summary = (f"store {store.path}: N={store.num_samples}, C={store.num_classes}, {store.epochs} epochs, "
-               f"signals {','.join(store.signals) or 'none (keep_history none: dyn-unc running sums)'}, "
+               f"signals {','.join(store.signals) or f'none (keep_history {store.history}: dyn-unc running sums)'}, "
                f"view {store.view}, fingerprint {store.fingerprint}")
     if run_dir is None:
         store.verify()
@@ -58,7 +58,7 @@ def check_run(path: str | os.PathLike) -> str:
         if not (0 <= at <= store.epochs <= at + 1):
             raise DataPruneError(f"{state_file} checkpoints {at} store epochs but the store holds "
                                  f"{store.epochs}; expected {at} (or {at + 1} after a crash)")
-        if store.keep_history == "none" and at != store.epochs:
+        if not store.history.per_epoch and at != store.epochs:
             store.verify()  # a ring store cannot go back: compare only when in step
         else:
             expected = fingerprint_of(store.digests_after(at))

@@ -191,7 +191,7 @@ def _train(run: RunDir, config: RunConfig, data: Data, *, state: dict[str, Any] 
                              sample_loss=ib.loss if ib is not None else None, progress=progress)
         store_epochs, fingerprint, rec_state = 0, "", {}
         if recorder is not None and rank == 0:
-            store_epochs, fingerprint, rec_state = recorder.epoch, recorder.fingerprint, recorder.state_dict()
+            store_epochs, fingerprint, rec_state = recorder.recordings, recorder.fingerprint, recorder.state_dict()
         if recorder is not None and epoch + 1 == t_scoring:
             recorder.close()
             recorder = None

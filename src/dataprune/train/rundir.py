@@ -38,6 +38,7 @@ import torch
 
 from .. import __version__
 from ..errors import DataPruneError
+from ..history import HistoryMode
 from ..fileio import (LOCK_FILE, atomic_output, atomic_write_json, atomic_write_text, exclusive_lock, read_json,
                       remove_stale_temps)
 from ..integrity import file_bytes_digest
@@ -72,8 +73,8 @@ def _msg(value: Any) -> str:
 class RunConfig:
     """Everything a run needs to be resumed, as ``config.json`` holds it.
 
-    ``score`` runs set ``record_view``, ``signals``, ``keep_history`` (and ``window`` when it
-    is ``"none"``); ``train`` runs set ``plan`` and/or ``budget`` (exclusive).
+    ``score`` runs set ``record_view``, ``signals``, ``keep_history`` (its stored spelling,
+    see :attr:`~dataprune.history.HistoryMode.stored`; and ``window`` when it is ``"none"``); ``train`` runs set ``plan`` and/or ``budget`` (exclusive).
     """
 
     command: str
@@ -184,19 +185,19 @@ def config_digest(obj: dict[str, Any]) -> str:
 def check_score_settings(cfg: TrainConfig, record_view: Any, signals: Any, keep_history: Any, window: Any,
                          where: str = "score") -> None:
     """One-line error on settings a scoring run cannot have (e.g. a Dyn-Unc window that
-    ``--epochs`` can never fill with ``keep_history="none"``)."""
+    ``--epochs`` can never fill with ``keep_history="window"``, stored as ``"none"``)."""
     if record_view not in VIEWS:
         raise DataPruneError(f"{where} has record_view={_msg(record_view)}; expected one of {VIEWS}")
     if not signals:
         raise DataPruneError(f"{where} has signals={_msg(signals)}; expected a non-empty list")
-    if keep_history not in ("full", "none"):
+    if keep_history not in HistoryMode.stored_names():
         raise DataPruneError(f"{where} has keep_history={_msg(keep_history)}; expected 'full' or 'none'")
-    if (keep_history == "none") != (window is not None):
+    if HistoryMode.from_stored(keep_history).per_epoch != (window is None):
         raise DataPruneError(f"{where} has keep_history={keep_history!r} and window={window}; "
                              "expected a window exactly when keep_history is 'none'")
     ok = isinstance(window, int) and not isinstance(window, bool) and 2 <= window < cfg.epochs
     if window is not None and not ok:  # Dyn-Unc's K-J windows must be at least one
-        raise DataPruneError(f"--window {window} with --keep-history none and --epochs {cfg.epochs}; expected "
+        raise DataPruneError(f"--window {window} with --keep-history window and --epochs {cfg.epochs}; expected "
                              f"2 <= J < {cfg.epochs} (such a run scores only dyn-unc with this window, which "
                              f"needs at least J+1 epochs)")
 

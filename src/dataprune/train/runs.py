@@ -16,6 +16,7 @@ import torch
 
 from .. import keepfile
 from ..errors import DataPruneError
+from ..history import HistoryMode
 from ..record import ALL_SIGNALS, EXTRA_SIGNALS, Recorder
 from ..run_outputs import save_final_outputs
 from ..store import Dynamics
@@ -156,7 +157,7 @@ def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
     (the store), ``log.jsonl``, ``state.pt`` after every epoch (for :func:`resume_score_run`),
     ``checkpoint.pt`` (final weights), ``features.npy`` / ``final_logits.npy`` (final model,
     clean view) and ``digests.json``; ``config.json`` says ``"finished": true`` once all is
-    written. Image-folder datasets also get ``dynamics/file_list.txt``. ``keep_history="none"``
+    written. Image-folder datasets also get ``dynamics/file_list.txt``. ``keep_history="window"``
     records only what Dyn-Unc with ``window`` needs (see Recorder).
 
     Trains on ``device`` (default: CUDA when available, else the CPU; see
@@ -167,14 +168,15 @@ def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
     """
     from . import distributed as ddp
     cfg = cfg or TrainConfig()
-    check_score_settings(cfg, record_view, list(signals), keep_history,  # before any file or data
-                         window if keep_history == "none" else None)
+    mode = HistoryMode.parse(keep_history, depth=2)
+    check_score_settings(cfg, record_view, list(signals), mode.stored,  # before any file or data
+                         None if mode.per_epoch else window)
     dev = resolve_device(device)
     check_precision(cfg.precision, dev)
     with ddp.process_group(dev) as (rank, world), claim_on_rank0(out, "score", force, rank, world) as run:
         return _score_run(run, data_spec, model=model, cfg=cfg, record_view=record_view, signals=signals,
                           log=log if rank == 0 else None, data=data, progress=progress and rank == 0,
-                          keep_history=keep_history, window=window, rank=rank, world=world, device=dev,
+                          keep_history=mode, window=window, rank=rank, world=world, device=dev,
                           compile=compile)
 
 
@@ -198,11 +200,11 @@ def claim_on_rank0(out: str | Path, command: str, force: bool, rank: int, world:
 
 def _score_run(run: RunDir, data_spec: DataSpec, *, model: str, cfg: TrainConfig, record_view: str,
                signals: tuple[str, ...], log: Log | None, data: Data | None, progress: bool,
-               keep_history: str, window: int, rank: int, world: int, device: torch.device,
+               keep_history: HistoryMode, window: int, rank: int, world: int, device: torch.device,
                compile: bool) -> ScoreResult:
     data_spec = data_spec.for_model(model)
-    config_fields = dict(record_view=record_view, signals=list(signals), keep_history=keep_history,
-                         window=window if keep_history == "none" else None, world_size=world)
+    config_fields = dict(record_view=record_view, signals=list(signals), keep_history=keep_history.stored,
+                         window=None if keep_history.per_epoch else window, world_size=world)
     data = data if data is not None else data_spec.load()
     config = run_config("score", data_spec, data, model, cfg, **config_fields)
     training = Training(data, model, cfg, record_view=record_view, rank=rank, world=world,  # fails before any file
@@ -223,7 +225,7 @@ def _new_recorder(run: RunDir, config: RunConfig, data: Data, rank: int) -> Reco
     recorder = Recorder(len(data.train_y), run / STORE_DIR, data.num_classes, signals=config.signals,
                         epochs=config.train.epochs, view=config.record_view, labels=data.train_y.numpy(),
                         meta={"dataset": data.name, "model": config.model, "seed": config.train.seed},
-                        keep_history=config.keep_history, window=config.window or 10)
+                        keep_history=HistoryMode.from_stored(config.keep_history), window=config.window or 10)
     file_list = getattr(data, "file_list", None)
     if file_list is not None and rank == 0:
         from ..fileio import atomic_write_text
@@ -261,7 +263,7 @@ def _resume_score_run(run: RunDir, config: RunConfig, *, log: Log | None, data: 
     if config.world_size > 1:
         raise DataPruneError(f"scoring run {run.path} ran with {config.world_size} processes; --resume "
                              "supports single-process runs only (restart it with --force)")
-    if config.keep_history != "full" and run.has_state():
+    if not HistoryMode.from_stored(config.keep_history).per_epoch and run.has_state():
         raise DataPruneError(f"scoring run {run.path} records keep_history={config.keep_history!r}; --resume "
                              "supports full-history stores only (restart it with --force)")
     data = data if data is not None else DataSpec.of(config, workers).load()
@@ -318,7 +320,7 @@ def check_store_against_config(store: Dynamics, config: RunConfig, run_dir: Path
         if getattr(config, key) != store.meta[key]:
             raise DataPruneError(f"store {store.path} holds {key}={store.meta[key]} but {where} "
                                  f"{getattr(config, key)}")
-    if store.keep_history == "full" and list(config.signals or store.signals) != store.signals:
+    if store.history.per_epoch and list(config.signals or store.signals) != store.signals:
         raise DataPruneError(f"store {store.path} lists signals {store.signals} but {where} "
                              f"{config.signals}; its meta.json was edited")
     stored = store.meta.get("digests", {}).get("labels")
@@ -341,7 +343,7 @@ def _score_epochs(run: RunDir, config: RunConfig, data: Data, training: Training
             run.append_log(row)
             log_epoch(log, "score", epoch, epochs, row)
             run.save_state(config, {**training.state_dict(), "epoch": epoch + 1,
-                                    "store_epochs": recorder.epoch, "store_fingerprint": recorder.fingerprint,
+                                    "store_epochs": recorder.recordings, "store_fingerprint": recorder.fingerprint,
                                     "recorder": recorder.state_dict(),
                                     "seconds": seconds_before + time.perf_counter() - t0})
     seconds = seconds_before + time.perf_counter() - t0
