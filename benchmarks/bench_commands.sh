@@ -19,9 +19,12 @@ main|all)
   # Table 2 / Fig. 1-3: every registered method, 4 ratios, 3 seeds, small-cnn scoring and
   # training, OOD AUPR on sklearn's digits (Table 6); then mlp trained on the same subsets
   # (Table 4/5 cross-architecture; ~7 s a cell), reusing the scoring run and keep files.
-  dataprune bench $COMMON --score-model small-cnn --train-models small-cnn --methods all \
+  # MAIN_METHODS: every method registered when the committed run was made (`all` would now add
+  # dual, registered later, and redo the 30-epoch scoring run whose store is not committed).
+  MAIN_METHODS=${MAIN_METHODS:-random,forgetting,entropy,el2n,aum,grand,ssp,moderate,cartography,tdds,dyn-unc}
+  dataprune bench $COMMON --score-model small-cnn --train-models small-cnn --methods $MAIN_METHODS \
     --prune-ratios 0.25,0.3,0.4,0.5 --ood-dataset digits --out $R/fashion-mnist-main
-  dataprune bench $COMMON --score-model small-cnn --train-models mlp --methods all \
+  dataprune bench $COMMON --score-model small-cnn --train-models mlp --methods $MAIN_METHODS \
     --prune-ratios 0.25,0.3,0.4,0.5 --ood-dataset digits --out $R/fashion-mnist-main
   ;;&
 cross|all)
