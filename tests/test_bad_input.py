@@ -230,7 +230,7 @@ def test_keep_files_missing_or_misnamed(tmp_path):
     with pytest.raises(DataPruneError, match=r"ends in '.csv'; expected .txt or .npy"):
         read_keep(tmp_path / "keep.csv", 10)
     keep_with_manifest(tmp_path)
-    with pytest.raises(DataPruneError, match=r"already exists; pass --force"):
+    with pytest.raises(DataPruneError, match=r"already exists; pass force=True to overwrite it"):
         keep_with_manifest(tmp_path)
 
 

@@ -140,8 +140,7 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
             raise MissingSignalError(
                 f"method {name!r} needs signal(s) {lacking} which the store at "
                 f"{getattr(dynamics, 'path', '?')} did not record (it has {list(recorded)}); "
-                f"record them in the scoring run: Recorder(signals=[..., {', '.join(map(repr, lacking))}]) "
-                f"or `dataprune score --signals` with {', '.join(lacking)}")
+                f"record them in the scoring run: Recorder(signals=[..., {', '.join(map(repr, lacking))}])")
     check_params(method, params)
     _note_unfinished(dynamics)
     if method.needs and getattr(dynamics, "epochs", None) == 0:
