@@ -28,10 +28,7 @@ Deprecated: ``dataprune.methods()`` (use :func:`list_methods`; ``dataprune.metho
 subpackage), ``dataprune.dyn_unc`` and ``dataprune.dual`` (in :mod:`dataprune.methods`, or
 ``score("dyn-unc", ...)``).
 """
-from __future__ import annotations
-
 import warnings
-from typing import Any
 
 from . import methods
 from .errors import DataPruneError, MissingSignalError, StoreError
@@ -70,7 +67,7 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """The names in :data:`_MOVED`, with a DeprecationWarning."""
     if name in _MOVED:
         home, instead = _MOVED[name]
