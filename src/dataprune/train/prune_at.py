@@ -6,7 +6,6 @@ subset afterwards, deterministic and sharded like ``DistributedSampler``);
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -24,10 +23,6 @@ WINDOW_SLACK = {"dual": 0}
 DEFAULT_WINDOW = 10
 
 
-def _keyword_params(method: str) -> set[str]:
-    return {p.name for p in inspect.signature(get(method).fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
-
-
 def resolve_method_params(method: str, prune_at: int, recordings_per_epoch: int = 1, *,
                           params: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
     """Parameters of ``method`` scoring from the first ``prune_at`` (T) epochs recorded
@@ -41,7 +36,7 @@ def resolve_method_params(method: str, prune_at: int, recordings_per_epoch: int 
     """
     m = get(method)
     params = dict(params or {})
-    accepted = _keyword_params(method)
+    accepted = set(m.parameters)
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise DataPruneError(f"method {method!r} has no parameter {unknown[0]!r}; it takes "
