@@ -130,9 +130,10 @@ def test_transformers_store_path_is_out_and_dynamics_out_warns(tmp_path):
 
 # --- errors in library terms -------------------------------------------------------------
 
-#: the command line's engines (their settings are its flags) and record.py, whose NaN hint
-#: names --lr for `dataprune score` users until the Recorder split (issue 19, item 2) moves it
-FLAG_SPEAKERS = ("cli", "train", "bench", "record.py")
+#: the command line's engines (their settings are its flags), and the Recorder's checks (in
+#: record.py, or recording/ after the Recorder split), whose NaN hint names both the CLI's
+#: --lr and the library's nan_policy='omit'
+FLAG_SPEAKERS = ("cli", "train", "bench", "record.py", "recording")
 ERRORS = {"DataPruneError", "StoreError", "MissingSignalError"}
 
 
