@@ -102,7 +102,7 @@ def main() -> int:
         for name, source in (("float64 text values", prob), ("float16 store (import-official)", dyn.prob)):
             for semantics in ("official", "paper"):
                 t0 = time.perf_counter()
-                s = dp.dyn_unc(np.where(prob == 0, np.nan, prob) if source is prob else source,
+                s = dp.methods.dyn_unc(np.where(prob == 0, np.nan, prob) if source is prob else source,
                                args.window, semantics=semantics)
                 seconds = time.perf_counter() - t0
                 finite = np.isfinite(s)

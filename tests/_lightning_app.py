@@ -93,7 +93,7 @@ def fit(out: Path, devices: int = 1, epochs: int = 2, ckpt_path: str | None = No
     torch.manual_seed(0)
     model = TinyModule()
     record_kwargs = {"num_samples": N, "num_classes": C, **record_kwargs}
-    t = trainer(out, devices, epochs, [RecordDynamics(out / "dynamics", **record_kwargs), *callbacks])
+    t = trainer(out, devices, epochs, [RecordDynamics(out=out / "dynamics", **record_kwargs), *callbacks])
     t.fit(model, DataLoader(dataset() if data is None else data, batch_size=4, shuffle=True),
           ckpt_path=ckpt_path)
     torch.save(model.seen, out / f"batches_rank{t.global_rank}.pt")

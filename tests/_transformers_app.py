@@ -67,7 +67,7 @@ def make_trainer(out: Path, cls: type = RecordDynamicsTrainer, epochs: int = 2, 
         "use_cpu": True, "ddp_backend": "gloo" if torchrun else None, "disable_tqdm": True, "seed": 0,
         **(args or {})})
     return cls(model=tiny_model(), args=args, train_dataset=with_index(tiny_dataset()),
-               dynamics_out=out / "dynamics", **kwargs)
+               out=out / "dynamics", **kwargs)
 
 
 def train(out: Path, resume: str | None = None, **kwargs) -> RecordDynamicsTrainer:

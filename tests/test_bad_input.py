@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import dataprune as dp
+from dataprune.methods import dyn_unc
 from dataprune.errors import DataPruneError, StoreError
 from dataprune.fileio import check_writable
 from dataprune.keepfile import read_keep, write_keep
@@ -67,11 +68,11 @@ LIBRARY_CASES = {
     "scores NaN": (lambda t: dp.select(np.array([1.0, NAN]), 0.5), r"1 of 2 scores are NaN.*nan_policy"),
     "select nan_policy": (lambda t: dp.select(np.ones(2), 0.5, nan_policy="x"), r"nan_policy='x'"),
     # window < 2 or >= recorded epochs
-    "window 1": (lambda t: dp.dyn_unc(np.zeros((5, 3)), 1), r"window=1 with 5 recorded epochs; expected an integer in 2\.\.4"),
-    "window = K": (lambda t: dp.dyn_unc(np.zeros((5, 3)), 5), r"window=5 with 5"),
-    "window > K": (lambda t: dp.dyn_unc(np.zeros((5, 3)), 9), r"window=9 with 5"),
-    "window float": (lambda t: dp.dyn_unc(np.zeros((5, 3)), 2.5), r"window=2.5; expected an integer"),
-    "prob 1-D": (lambda t: dp.dyn_unc(np.zeros(5), 2), r"expected \(K, N\)"),
+    "window 1": (lambda t: dyn_unc(np.zeros((5, 3)), 1), r"window=1 with 5 recorded epochs; expected an integer in 2\.\.4"),
+    "window = K": (lambda t: dyn_unc(np.zeros((5, 3)), 5), r"window=5 with 5"),
+    "window > K": (lambda t: dyn_unc(np.zeros((5, 3)), 9), r"window=9 with 5"),
+    "window float": (lambda t: dyn_unc(np.zeros((5, 3)), 2.5), r"window=2.5; expected an integer"),
+    "prob 1-D": (lambda t: dyn_unc(np.zeros(5), 2), r"expected \(K, N\)"),
     # unknown names list the valid ones
     "unknown method": (lambda t: dp.score("nope", np.zeros((3, 2))), r"unknown method 'nope'; expected one of .*dyn-unc.*random"),
     "unknown model": (lambda t: build_model("vit-huge", 10), r"unknown model 'vit-huge'; expected one of .*mlp.*small-cnn"),
@@ -229,7 +230,7 @@ def test_keep_files_missing_or_misnamed(tmp_path):
     with pytest.raises(DataPruneError, match=r"ends in '.csv'; expected .txt or .npy"):
         read_keep(tmp_path / "keep.csv", 10)
     keep_with_manifest(tmp_path)
-    with pytest.raises(DataPruneError, match=r"already exists; pass --force"):
+    with pytest.raises(DataPruneError, match=r"already exists; pass force=True to overwrite it"):
         keep_with_manifest(tmp_path)
 
 

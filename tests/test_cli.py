@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import dataprune as dp
+from dataprune.methods import dyn_unc
 from dataprune.cli import main
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -36,7 +37,7 @@ def test_score_select_train(tiny_idx_dir, tmp_path, capsys):
     assert run_cli("select", run, "--method", "dyn-unc", "--window", 2, "--prune-ratio", 0.25,
                    "--out", keep) == 0
     kept = np.loadtxt(keep, dtype=np.int64)
-    np.testing.assert_array_equal(kept, dp.select(dp.dyn_unc(dyn.prob, 2), 0.25))
+    np.testing.assert_array_equal(kept, dp.select(dyn_unc(dyn.prob, 2), 0.25))
     manifest = json.loads(keep.with_suffix(".json").read_text())
     assert manifest["method"] == "dyn-unc" and manifest["params"] == {"window": 2}
     assert manifest["num_samples"] == 300 and manifest["kept"] == 225
@@ -122,7 +123,7 @@ def test_every_method_selects_from_one_scoring_run(tiny_idx_dir, tmp_path):
     assert run_cli("score", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--epochs", 4,
                    "--batch-size", 64, "--out", run, "--quiet") == 0
     small_windows = {"dyn-unc": ["--window", 2], "dual": ["--window", 2], "tdds": ["--window", 3]}
-    for method in dp.methods():
+    for method in dp.list_methods():
         keep = tmp_path / f"{method}.txt"
         assert run_cli("select", run, "--method", method, *small_windows.get(method, []),
                        "--prune-ratio", 0.3, "--class-balanced", "--out", keep) == 0, method

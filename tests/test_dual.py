@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import dataprune as dp
+from dataprune.methods import dyn_unc
 from dataprune.methods.dual import dual, mean_prob
 
 
@@ -66,7 +67,7 @@ def test_last_window_is_used():
     # unlike Dyn-Unc's K-J windows, a change in the last epoch counts
     prob = np.full((6, 1), 0.5)
     prob[5, 0] = 0.1
-    assert dp.dyn_unc(prob, 3)[0] == 0.0 and dual(prob, 3)[0] > 0.0
+    assert dyn_unc(prob, 3)[0] == 0.0 and dual(prob, 3)[0] > 0.0
 
 
 def test_direction_easy_pruned_uncertain_kept():
@@ -89,7 +90,7 @@ def test_registered_and_scores_a_store(tmp_path):
     rng = np.random.default_rng(2)
     prob = rng.random((8, 20)).astype(np.float16)
     dyn = write_store(tmp_path / "d", {"prob": prob}, np.zeros(20, np.int64), 2)
-    assert "dual" in dp.methods()
+    assert "dual" in dp.list_methods()
     np.testing.assert_allclose(dp.score("dual", dyn, window=3), dual_reference(prob.astype(np.float64), 3),
                                rtol=2e-6)
     np.testing.assert_allclose(dp.score("dual", dyn, window=3, epochs=5),
@@ -124,5 +125,5 @@ def test_chunk_size_never_changes_a_score():
         k, n = int(rng.integers(3, 13)), int(rng.integers(1, 8))
         window = int(rng.integers(2, k))
         prob = np.where(rng.random((k, n)) < 0.5, 0.0, rng.random((k, n)))
-        for fn in (dp.dyn_unc, dual):
+        for fn in (dyn_unc, dual):
             assert np.array_equal(fn(prob, window, chunk_size=1), fn(prob, window)), fn.__name__

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import dataprune as dp
+from dataprune.methods import dyn_unc
 
 
 def dyn_unc_reference(prob: np.ndarray, window: int) -> np.ndarray:
@@ -30,7 +31,7 @@ def test_matches_reference(k_epochs, window, nan_share):
     prob[:, 4] = np.nan
     prob[0, 4] = 0.5                    # one observation -> no usable window -> NaN
     expected = dyn_unc_reference(prob, window)
-    got = dp.dyn_unc(prob, window)
+    got = dyn_unc(prob, window)
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, equal_nan=True)
     assert np.isnan(got[3]) and np.isnan(got[4])
 
@@ -45,7 +46,7 @@ def test_chunking_and_float16_memmap(tmp_path):
     # float16 input: the window sums are exact, but the square root is taken in float32
     # (see dyn_unc's Notes), so agreement is ~1e-7 relative, not 1e-10.
     for chunk in (1, 7, 1000, 5000):
-        np.testing.assert_allclose(dp.dyn_unc(mm, 4, chunk_size=chunk), expected, rtol=1e-6)
+        np.testing.assert_allclose(dyn_unc(mm, 4, chunk_size=chunk), expected, rtol=1e-6)
 
 
 def test_hand_computed_case():
@@ -61,7 +62,7 @@ def test_hand_computed_case():
                      [0.4, 0.5, 0.3],
                      [0.8, 0.5, 0.9],
                      [0.0, 0.5, 0.1]])
-    got = dp.dyn_unc(prob, window=2)
+    got = dyn_unc(prob, window=2)
     np.testing.assert_allclose(got, [0.3 / np.sqrt(2), 0.0, 0.6 / np.sqrt(2)], atol=1e-12)
 
 
@@ -69,20 +70,20 @@ def test_window_count_convention_ignores_last_epoch():
     # Only the last epoch differs: with K-J windows the window ending at epoch K-1 is not used.
     prob = np.full((6, 2), 0.5)
     prob[5, 0] = 1.0
-    assert dp.dyn_unc(prob, window=3)[0] == 0.0
+    assert dyn_unc(prob, window=3)[0] == 0.0
     prob[4, 1] = 1.0  # epoch K-2 lies in the last used window (epochs 2..4)
-    assert dp.dyn_unc(prob, window=3)[1] > 0.0
+    assert dyn_unc(prob, window=3)[1] > 0.0
 
 
 @pytest.mark.parametrize("window", [0, 1, 5, 6, 2.5, True])
 def test_bad_window(window):
     with pytest.raises(ValueError, match="window"):
-        dp.dyn_unc(np.random.rand(5, 3), window)
+        dyn_unc(np.random.rand(5, 3), window)
 
 
 def test_bad_shape():
     with pytest.raises(ValueError, match=r"expected \(K, N\)"):
-        dp.dyn_unc(np.random.rand(5), 2)
+        dyn_unc(np.random.rand(5), 2)
 
 
 def test_registered_method_uses_store_prob(tmp_path):
@@ -118,9 +119,9 @@ def test_float16_fast_path_matches_reference(k_epochs, window):
     prob = prob.astype(np.float16)
     expected = dyn_unc_reference(prob.astype(np.float64), window)
     for chunk in (None, 1, 33):
-        got = dp.dyn_unc(prob, window, chunk_size=chunk)
+        got = dyn_unc(prob, window, chunk_size=chunk)
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0, equal_nan=True)
-    assert (dp.dyn_unc(prob[:, 50:60], window) == 0.0).all()
+    assert (dyn_unc(prob[:, 50:60], window) == 0.0).all()
 
 
 def test_float16_exact_sums_far_from_first_epoch():
@@ -134,7 +135,7 @@ def test_float16_exact_sums_far_from_first_epoch():
     prob[3:] = np.where(rng.random((k - 3, n)) < 0.5, 1.0, 1.0 - 2.0 ** -11)
     prob = prob.astype(np.float16)
     expected = dyn_unc_reference(prob.astype(np.float64), 10)
-    np.testing.assert_allclose(dp.dyn_unc(prob, 10), expected, rtol=1e-6)
+    np.testing.assert_allclose(dyn_unc(prob, 10), expected, rtol=1e-6)
 
 
 def test_blocks_and_chunks_cover_every_sample(monkeypatch):

@@ -18,7 +18,7 @@ pytest.importorskip("matplotlib")
 
 
 def test_every_method_has_its_own_style():
-    assert set(dp.methods()) <= set(METHOD_STYLES)
+    assert set(dp.list_methods()) <= set(METHOD_STYLES)
     colours = [c for c, _ in METHOD_STYLES.values()]
     assert len(set(colours)) == len(colours)  # 11 methods, 11 colours: dyn-unc and random differ
     assert METHOD_STYLES["dyn-unc"][0] != METHOD_STYLES["random"][0]
@@ -63,7 +63,7 @@ def test_accuracy_figure_layout():
     assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
     legend = fig.legends[0]
     labels = [t.get_text() for t in legend.get_texts()]
-    assert labels.count("dyn-unc") == 1 and "no pruning" in labels and len(labels) == len(dp.methods()) + 1
+    assert labels.count("dyn-unc") == 1 and "no pruning" in labels and len(labels) == len(dp.list_methods()) + 1
     # the legend lies below every panel: it covers no point
     fig.canvas.draw()
     box = legend.get_window_extent()

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import dataprune as dp
+from dataprune.methods import dyn_unc
 
 
 def record(path, keep, n=300, epochs=14, window=4, seed=0):
@@ -32,7 +33,7 @@ def test_same_scores_as_full_store(tmp_path, window):
     # fused kernel), hence ~1e-7 relative, not bit-identical
     np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
     assert np.isnan(got[3]) and not np.isnan(got[7])
-    np.testing.assert_allclose(dp.dyn_unc(none, window), got)
+    np.testing.assert_allclose(dyn_unc(none, window), got)
     assert none.labels.tolist() == full.labels.tolist()
 
 

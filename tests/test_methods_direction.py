@@ -68,14 +68,14 @@ def test_forgetting_counts_on_the_run(run):
 
 
 def test_every_method_runs_on_a_run_directory(run):
-    for name in dp.methods():
+    for name in dp.list_methods():
         s = dp.score(name, run, **PARAMS.get(name, {}))
         assert s.shape == (N,) and s.dtype == np.float64 and np.isfinite(s).all(), name
 
 
 def test_registry_contract():
     """One-line summaries, and keyword-only parameters whose defaults give the CLI a type."""
-    names = dp.methods()
+    names = dp.list_methods()
     assert {"random", "dyn-unc", "forgetting", "entropy", "el2n", "grand", "cartography", "aum",
             "moderate", "ssp", "tdds"} <= set(names)
     for name in names:

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import dataprune as dp
+from dataprune.methods import dyn_unc
 from dataprune.select import num_kept
 
 FAST = settings()  # the loaded profile (tests/conftest.py): "ci" by default, or "explore"
@@ -74,7 +75,7 @@ def prob_st(draw):
 @given(prob_st(), st.integers(1, 31))
 def test_dyn_unc_invariant_to_chunk_size(pw, chunk):
     prob, window = pw
-    np.testing.assert_array_equal(dp.dyn_unc(prob, window, chunk_size=chunk), dp.dyn_unc(prob, window))
+    np.testing.assert_array_equal(dyn_unc(prob, window, chunk_size=chunk), dyn_unc(prob, window))
 
 
 @FAST
@@ -82,7 +83,7 @@ def test_dyn_unc_invariant_to_chunk_size(pw, chunk):
 def test_dyn_unc_permutation_equivariant(pw, rnd):
     prob, window = pw
     perm = np.array(rnd.sample(range(prob.shape[1]), prob.shape[1]))
-    np.testing.assert_array_equal(dp.dyn_unc(prob[:, perm], window), dp.dyn_unc(prob, window)[perm])
+    np.testing.assert_array_equal(dyn_unc(prob[:, perm], window), dyn_unc(prob, window)[perm])
 
 
 @FAST
@@ -92,4 +93,4 @@ def test_dyn_unc_invariant_to_shift(pw, c):
     true std is 0 leaves ~sqrt(K * eps) * |deviation| of noise after the square root (about
     1e-8 here), so the tolerance is absolute."""
     prob, window = pw
-    np.testing.assert_allclose(dp.dyn_unc(prob + c, window), dp.dyn_unc(prob, window), rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(dyn_unc(prob + c, window), dyn_unc(prob, window), rtol=1e-9, atol=1e-7)

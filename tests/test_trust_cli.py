@@ -75,7 +75,7 @@ def test_two_epoch_store_says_which_methods_it_can_use(tmp_path, capsys):
     assert "method 'dyn-unc' needs at least 3 recorded epochs with its default window" in err
     usable = err.split("methods usable with 2: ")[1].split(", ")
     # the list is exactly the methods that select from this store with their defaults
-    for i, method in enumerate(dp.methods()):
+    for i, method in enumerate(dp.list_methods()):
         code = main(["select", str(dyn.path), "--method", method, "--prune-ratio", "0.5",
                      "--out", str(tmp_path / f"k{i}.txt"), "--quiet"])
         capsys.readouterr()
@@ -88,7 +88,7 @@ def test_min_epochs_agrees_with_the_methods(k, tmp_path):
     """MIN_EPOCHS is a table: each method scores K epochs with its defaults iff K >= min_epochs."""
     from dataprune.cli.select import min_epochs
     dyn = store(tmp_path / "s", k)
-    for method in dp.methods():
+    for method in dp.list_methods():
         if get(method).files:
             continue  # they read run files, not epochs (min_epochs 0)
         try:

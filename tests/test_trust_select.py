@@ -7,6 +7,7 @@ import pytest
 from hypothesis import settings
 
 import dataprune as dp
+from dataprune.methods import dyn_unc
 from dataprune.cli import main
 from helpers_methods import write_store
 from conftest import cli_error
@@ -17,14 +18,14 @@ def test_dyn_unc_fast_path_chunk_invariant_float64():
     """The reported failure: float64, no NaN, 10 windows; a 1-column chunk summed its windows
     pairwise (r.sum(0)), a wide chunk row by row, and the two differed by ~1e-16."""
     prob = np.random.default_rng(0).random((12, 30))
-    wide = dp.dyn_unc(prob, 2)
+    wide = dyn_unc(prob, 2)
     for chunk in (1, 2, 7, 30):
-        np.testing.assert_array_equal(dp.dyn_unc(prob, 2, chunk_size=chunk), wide)
+        np.testing.assert_array_equal(dyn_unc(prob, 2, chunk_size=chunk), wide)
 
 
 def test_dyn_unc_fast_path_chunk_invariant_float16():
     prob = np.random.default_rng(1).random((40, 50)).astype(np.float16)
-    np.testing.assert_array_equal(dp.dyn_unc(prob, 10, chunk_size=1), dp.dyn_unc(prob, 10))
+    np.testing.assert_array_equal(dyn_unc(prob, 10, chunk_size=1), dyn_unc(prob, 10))
 
 
 @pytest.mark.skipif(os.environ.get("HYPOTHESIS_PROFILE", "ci") != "ci", reason="explore profile")
@@ -51,7 +52,7 @@ def planted_store(path, signals=("prob", "margin", "correct")):
 
 def test_beta_drops_planted_mislabeled_not_the_most_uncertain(tmp_path):
     dyn, mislabeled = planted_store(tmp_path / "store")
-    u = dp.dyn_unc(dyn, 5)
+    u = dyn_unc(dyn, 5)
     most_uncertain = np.argsort(-u, kind="stable")[:20]
     keep = tmp_path / "ccs.txt"
     assert main(["select", str(dyn.path), "--method", "dyn-unc", "--window", "5", "--prune-ratio", "0.5",
@@ -281,8 +282,8 @@ def official_reference(prob, window):
 def test_official_semantics_hand_case():
     # J=2, K=4, seen at epochs 0, 1, 3: rings [0.2, 0.6] after t=1 and t=2 (unseen: unchanged)
     prob = np.array([[0.2], [0.6], [np.nan], [1.0]])
-    np.testing.assert_allclose(dp.dyn_unc(prob, 2, semantics="official"), [10 * 0.4 / 2 ** 0.5])
-    np.testing.assert_allclose(dp.dyn_unc(prob, 2), [0.4 / 2 ** 0.5])  # ours skips (0.6, -)
+    np.testing.assert_allclose(dyn_unc(prob, 2, semantics="official"), [10 * 0.4 / 2 ** 0.5])
+    np.testing.assert_allclose(dyn_unc(prob, 2), [0.4 / 2 ** 0.5])  # ours skips (0.6, -)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -294,12 +295,12 @@ def test_official_semantics_matches_reference_loop(seed):
     prob[rng.random((k, n)) < 0.05] = 0.0            # the official "not seen"
     prob[:, 0] = np.nan                              # never seen: ring stays zeros -> 0
     window = int(rng.integers(2, k))
-    got = dp.dyn_unc(prob, window, semantics="official")
+    got = dyn_unc(prob, window, semantics="official")
     np.testing.assert_allclose(got, official_reference(prob, window), rtol=1e-12, atol=1e-15)
     assert got[0] == 0.0
     full = rng.random((k, n))                        # all observed: ours x 10
-    np.testing.assert_allclose(dp.dyn_unc(full, window, semantics="official"),
-                               10 * dp.dyn_unc(full, window), rtol=1e-12)
+    np.testing.assert_allclose(dyn_unc(full, window, semantics="official"),
+                               10 * dyn_unc(full, window), rtol=1e-12)
 
 
 def test_official_semantics_on_a_store_and_cli(tmp_path):
@@ -317,7 +318,7 @@ def test_official_semantics_on_a_store_and_cli(tmp_path):
     manifest = json.loads(keep.with_suffix(".json").read_text())
     assert manifest["params"]["semantics"] == "official" and manifest["keep"] == 37
     with pytest.raises(ValueError, match="semantics='eq2'; expected one of paper, official"):
-        dp.dyn_unc(prob, 5, semantics="eq2")
+        dyn_unc(prob, 5, semantics="eq2")
 
 
 def test_keep_count(tmp_path, capsys):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import dataprune as dp
+from dataprune.methods import dyn_unc
 from dataprune.errors import DataPruneError
 from dataprune.record import ALL_SIGNALS, EXTRA_SIGNALS
 
@@ -47,7 +48,7 @@ def test_impossible_range_detector():
 def test_short_store_messages_say_what_is_needed(epochs, tmp_path):
     """Every method on a 1- or 2-epoch store: either it scores or its message is possible."""
     dyn = _store(tmp_path / "s", epochs)
-    for method in dp.methods():
+    for method in dp.list_methods():
         for params in ({}, {"window": 2}, {"epochs": 2}):
             try:
                 dp.score(method, dyn, **params)
@@ -248,9 +249,9 @@ def test_inf_probabilities_are_invalid_not_unobserved(tmp_path, capsys):
     p[2, 1] = np.inf
     with pytest.raises(DataPruneError, match=r"prob holds infinite values at 1 samples \(first: sample 1\); "
                                              r"expected finite values"):
-        dp.dyn_unc(p, 2)
+        dyn_unc(p, 2)
     p[2, 1] = np.nan  # unobserved is fine
-    assert not np.isnan(dp.dyn_unc(p, 2)).any()
+    assert not np.isnan(dyn_unc(p, 2)).any()
     dyn = _store(tmp_path / "s", 4)
     prob = np.load(tmp_path / "s" / "prob.npy", mmap_mode="r+")
     prob[:, 3] = np.inf

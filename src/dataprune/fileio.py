@@ -31,7 +31,7 @@ _FILE_MODE = 0o666 & ~_current_umask()
 def refuse_overwrite(path: str | os.PathLike, force: bool) -> None:
     """Raise if ``path`` exists and ``force`` is false."""
     if Path(path).exists() and not force:
-        raise DataPruneError(f"{path} already exists; pass --force (force=True) to overwrite it")
+        raise DataPruneError(f"{path} already exists; pass force=True to overwrite it")
 
 
 #: the lock file :func:`exclusive_lock` holds in a directory (kept by :func:`clear_for_force`)
@@ -136,12 +136,12 @@ def clear_for_force(path: str | os.PathLike, owned: Callable[[Path], bool], what
     if not path.exists():
         return
     if not path.is_dir():
-        raise DataPruneError(f"--force: {path} is a file, not a {what}; expected a directory")
+        raise DataPruneError(f"force=True: {path} is a file, not a {what}; expected a directory")
     keep = set(keep)
     entries = [e for e in path.iterdir() if e.name not in keep]
     if entries and not owned(path):
         names = ", ".join(sorted(e.name for e in entries)[:3]) + (", ..." if len(entries) > 3 else "")
-        raise DataPruneError(f"--force: refusing to delete {path}: it is not a {what} (it holds {names}); "
+        raise DataPruneError(f"force=True: refusing to delete {path}: it is not a {what} (it holds {names}); "
                              "delete it yourself or choose another output directory")
     for e in entries:
         if e.is_dir() and not e.is_symlink():

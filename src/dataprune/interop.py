@@ -264,24 +264,24 @@ def _resumable(out: Path, source: dict, n: int, num_classes: int,
             and (labels is None or np.array_equal(np.asarray(dyn.labels), labels)))
     if not same:
         raise DataPruneError(f"{out} holds an unfinished import ({dyn.epochs} of {dyn.planned_epochs} "
-                             "epochs) of other files, labels or C; pass --force (force=True) to replace it")
+                             "epochs) of other files, labels or C; pass force=True to replace it")
     del dyn
     return StoreWriter.open_existing(out)  # verifies the epochs written so far
 
 
 def _resolve_num_classes(num_classes: int | None, labels: np.ndarray | None) -> int:
-    """C from ``--num-classes`` or the file list's labels (max + 1); refuses what the store
+    """C from ``num_classes`` or the file list's labels (max + 1); refuses what the store
     would refuse (C < 2, a label >= C) before anything is written."""
     if labels is not None and labels.min() < 0:
         raise DataPruneError(f"the file list has label {int(labels.min())}; expected labels 0..C-1")
     if num_classes is None:
         if labels is None:
-            raise DataPruneError("import-official needs the run's file list (--file-list FILE: labels, "
-                                 "and C = max label + 1) or --num-classes C; the prob files hold no labels")
+            raise DataPruneError("import_official needs the run's file list (file_list=FILE: labels, "
+                                 "and C = max label + 1) or num_classes=C; the prob files hold no labels")
         num_classes = int(labels.max()) + 1
         if num_classes < 2:
             raise DataPruneError(f"the file list's labels are all {int(labels.max())}, so C would be "
-                                 f"{num_classes}; pass --num-classes C (at least 2)")
+                                 f"{num_classes}; pass num_classes=C (at least 2)")
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise DataPruneError(f"num_classes={num_classes!r}; expected an integer >= 2")
     if labels is not None and labels.max() >= num_classes:

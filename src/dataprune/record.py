@@ -22,7 +22,6 @@ from .recording.merge import dist_rank_world, merge_device, merge_ranks
 from .recording.signals import ALL_SIGNALS, DEFAULT_SIGNALS, EXTRA_SIGNALS, PROBE_UPDATES, SIGNALS
 from .recording.table import EpochTable
 from .recording.tdds import check_state_size
-from .recording.merge import dist_rank_world as _dist_rank_world  # noqa: F401 (integrations.lightning)
 from .recording.with_index import WithIndex
 from .store import RingStoreWriter, StoreWriter
 

@@ -204,7 +204,7 @@ def run_dir_of(dynamics_or_path: Any) -> Path:
     return Path(path).parent
 
 
-def _load(dynamics_or_path: Any, given: Any, default_name: str, what: str, option: str,
+def _load(dynamics_or_path: Any, given: Any, default_name: str, what: str, param: str,
           num_samples: int | None) -> np.ndarray:
     if given is not None and not isinstance(given, (str, os.PathLike)):
         arr = _to_numpy(given, what)
@@ -215,7 +215,7 @@ def _load(dynamics_or_path: Any, given: Any, default_name: str, what: str, optio
             how = ("`dataprune score` writes it at the end of the scoring run (final model, "
                    "clean view) via dataprune.run_outputs.save_final_outputs")
             raise DataPruneError(f"{file} not found: {what} are needed here; {how}, "
-                                 f"or pass {option} FILE.npy")
+                                 f"or pass {param}=FILE.npy")
         arr = _map(file)
         file_digest(file, arr, warn=given is None)  # refuses a file changed since it was recorded
         source = str(file)
@@ -236,10 +236,10 @@ def load_features(dynamics_or_path: Any, features: Any = None, *,
     ``dynamics_or_path`` is a :class:`~dataprune.Dynamics` (its run directory is the parent
     of its store) or a run/store path. Files are memory-mapped. Rows must number N.
     """
-    return _load(dynamics_or_path, features, FEATURES_FILE, "features", "--features", num_samples)
+    return _load(dynamics_or_path, features, FEATURES_FILE, "features", "features", num_samples)
 
 
 def load_final_logits(dynamics_or_path: Any, logits: Any = None, *,
                       num_samples: int | None = None) -> np.ndarray:
     """(N, C) final-model logits: ``logits`` (array or ``.npy`` path) or ``RUN/final_logits.npy``."""
-    return _load(dynamics_or_path, logits, LOGITS_FILE, "final logits", "--logits", num_samples)
+    return _load(dynamics_or_path, logits, LOGITS_FILE, "final logits", "logits", num_samples)

@@ -54,7 +54,7 @@ def scores_table(dynamics: Dynamics | str | os.PathLike, methods: Sequence[str],
     """
     names = list(methods)
     if not names:
-        raise DataPruneError("no methods given; expected at least one name from dataprune.methods()")
+        raise DataPruneError("no methods given; expected at least one name from dataprune.list_methods()")
     for name in names:
         get(name)  # unknown names fail before any scoring
     dup = sorted({m for m in names if names.count(m) > 1})

@@ -191,9 +191,9 @@ class Dynamics:
     def dyn_unc(self, window: int | None = None) -> np.ndarray:
         """Dyn-Unc scores (N,) of a ``keep_history="window"`` store, from its running sums and
         counts (NaN where no window was usable); ``window`` must be the one it recorded. A
-        full store is scored by :func:`dataprune.dyn_unc` (``dataprune.dyn_unc(dyn, window)``)."""
+        full store is scored by :func:`dataprune.methods.dyn_unc` (``dataprune.methods.dyn_unc(dyn, window)``)."""
         if self.history.per_epoch:
-            raise StoreError(f"store {self.path} keeps every epoch: score it with dataprune.dyn_unc(dyn, window)")
+            raise StoreError(f"store {self.path} keeps every epoch: score it with dataprune.methods.dyn_unc(dyn, window)")
         if window is not None and window != self.window:
             raise StoreError(self.unavailable(f"window={window}"))
         if self.epochs <= int(self.window):

@@ -3,7 +3,6 @@ cost/accuracy study (``cost``) and, in :mod:`~dataprune.bench.one_run`, pruning 
 run (``one-run``). All run through the one bench engine."""
 from __future__ import annotations
 
-import inspect
 from typing import Any, Mapping, Sequence
 
 from ..errors import DataPruneError
@@ -38,8 +37,7 @@ def method_params(method: str, window: int, overrides: Mapping[str, Mapping[str,
     defaults otherwise, then ``overrides[method]`` (checked against its signature)."""
     params: dict[str, Any] = {"window": window} if method in WINDOWED else {}
     given = dict((overrides or {}).get(method, {}))
-    accepted = {p.name for p in inspect.signature(get(method).fn).parameters.values()
-                if p.kind is p.KEYWORD_ONLY}
+    accepted = set(get(method).parameters)
     unknown = sorted(set(given) - accepted)
     if unknown:
         raise DataPruneError(f"--method-param {method}.{unknown[0]}: method {method!r} takes "

@@ -12,6 +12,7 @@ from ..errors import DataPruneError
 from ..logs import configure as configure_logging
 from ..train import distributed as ddp
 from . import bench, check, demo, import_official, methods, plot, score, scores, select, train
+from .terms import cli_terms
 
 COMMANDS = (score, select, scores, plot, train, methods, demo, bench, import_official, check)
 
@@ -81,4 +82,4 @@ def _main(argv: Sequence[str] | None) -> int:
 def _one_line(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename is not None:
         return f"{e.strerror}: {e.filename}"
-    return " ".join(str(e).split())
+    return cli_terms(" ".join(str(e).split()))

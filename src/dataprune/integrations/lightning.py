@@ -11,6 +11,7 @@ rank records its own batches; rank 0 writes).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import DataPruneError
-from ..record import DEFAULT_SIGNALS, Recorder, WithIndex, _dist_rank_world
+from ..record import DEFAULT_SIGNALS, Recorder, WithIndex
 from ..train.prune_at import PruneAt
 from . import import_framework
 from .prune import InRunPrune, check_epochs, prune_sampler
@@ -33,10 +34,13 @@ def _train_dataset(trainer: pl.Trainer) -> Any:
 class RecordDynamics(pl.Callback):
     """Record ``signals`` of every training batch into the dynamics store ``out``.
 
+    The arguments are :class:`~dataprune.Recorder`'s, in its order, with N and C found from
+    the run: ``RecordDynamics(out="runs/x/dynamics")``.
+
     Parameters
     ----------
-    out : store directory to create (refused if it holds a store, unless ``force``).
     num_samples : N; default the length of the train dataloader's dataset.
+    out : store directory to create (refused if it holds a store, unless ``force``); required.
     num_classes : C; default the width of the first batch's logits (B, C).
     signals, view, force : as in :class:`~dataprune.Recorder`.
     logits_key : key of the logits (B, C) in the dict ``training_step`` returns.
@@ -52,10 +56,17 @@ class RecordDynamics(pl.Callback):
     several processes, is refused with a clear error.
     """
 
-    def __init__(self, out: str | os.PathLike, num_samples: int | None = None,
+    def __init__(self, num_samples: int | None = None, out: str | os.PathLike | None = None,
                  num_classes: int | None = None, *, signals: Sequence[str] = DEFAULT_SIGNALS,
                  view: str = "train", force: bool = False, logits_key: str = "logits",
                  target_key: str = "target", index_key: str = "index", **recorder_kwargs: Any):
+        if isinstance(num_samples, (str, os.PathLike)):  # the old order: RecordDynamics(out, num_samples, num_classes)
+            warnings.warn("RecordDynamics(out, num_samples, num_classes) is deprecated; the store path is "
+                          "the 2nd argument, as in Recorder: RecordDynamics(out=...)", DeprecationWarning,
+                          stacklevel=2)
+            num_samples, out = out, num_samples
+        if out is None:
+            raise DataPruneError("RecordDynamics needs out=, the store directory to create")
         self.out, self.num_samples, self.num_classes = out, num_samples, num_classes
         self.signals, self.view, self.force = list(signals), view, force
         self.logits_key, self.target_key, self.index_key = logits_key, target_key, index_key
@@ -99,7 +110,7 @@ class RecordDynamics(pl.Callback):
             raise DataPruneError(
                 f"cannot resume recording dynamics into {self.out}: the checkpoint's store had "
                 f"{state['epochs']} epochs but training resumes at epoch {epoch}; expected equal")
-        if _dist_rank_world()[1] > 1:
+        if trainer.world_size > 1:
             raise DataPruneError(
                 f"cannot resume recording dynamics into {self.out} with {trainer.world_size} "
                 "processes; expected 1 (resume single-process, or start over with force=True)")
@@ -193,7 +204,7 @@ class PruneAtCallback(RecordDynamics):
                  **record_kwargs: Any):
         self.plan = InRunPrune.checked(sampler, method, prune_ratio, params, signals)
         record_kwargs.setdefault("epochs", sampler.prune_at)  # the store's capacity: T epochs
-        super().__init__(out, sampler.num_samples, signals=self.plan.signals, **record_kwargs)
+        super().__init__(sampler.num_samples, out, signals=self.plan.signals, **record_kwargs)
         self.sampler = sampler
         self.keep: np.ndarray | None = None
 

@@ -6,7 +6,7 @@ index column, which the mixin keeps through ``remove_unused_columns`` and remove
 the model's forward::
 
     trainer = RecordDynamicsTrainer(model=model, args=args, train_dataset=with_index(train),
-                                    dynamics_out="runs/hf/dynamics")
+                                    out="runs/hf/dynamics")
     trainer.train()
 
 Works under ``torchrun`` (DDP) like the :class:`~dataprune.Recorder`: every rank records its
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,8 @@ class RecordDynamicsMixin:
     """Mix into a ``transformers.Trainer`` subclass (before it) to record dynamics.
 
     Keyword arguments, the rest going to the Trainer:
-    ``dynamics_out`` (store directory), ``num_classes`` (default ``model.config.num_labels``),
+    ``out`` (store directory, the keyword of :class:`~dataprune.Recorder`; ``dynamics_out`` is
+    its deprecated spelling), ``num_classes`` (default ``model.config.num_labels``),
     ``signals``, ``view``, ``force`` and any other :class:`~dataprune.Recorder` option in
     ``recorder_kwargs``. N is ``len(train_dataset)``, whose items need the
     ``sample_index`` column (:func:`with_index`) and ``labels``. The recorder is
@@ -96,11 +98,19 @@ class RecordDynamicsMixin:
     or the ``tdds_d`` signal (its state is not in the checkpoint) are refused.
     """
 
-    def __init__(self, *args: Any, dynamics_out: str | os.PathLike, num_classes: int | None = None,
+    def __init__(self, *args: Any, out: str | os.PathLike | None = None, num_classes: int | None = None,
                  signals: Sequence[str] = DEFAULT_SIGNALS, view: str = "train", force: bool = False,
                  recorder_kwargs: Mapping[str, Any] | None = None, **kwargs: Any):
+        if "dynamics_out" in kwargs:  # the old keyword
+            warnings.warn("dynamics_out= is deprecated; the store path is out=, as in Recorder",
+                          DeprecationWarning, stacklevel=2)
+            if out is not None:
+                raise DataPruneError("both out= and dynamics_out= given; expected out= only")
+            out = kwargs.pop("dynamics_out")
+        if out is None:
+            raise DataPruneError(f"{type(self).__name__} needs out=, the store directory to create")
         super().__init__(*args, **kwargs)
-        self.dynamics_out = dynamics_out
+        self.dynamics_out = out
         self._recorder_options = dict(num_classes=num_classes, signals=list(signals), view=view,
                                       force=force, **(recorder_kwargs or {}))
         self.dynamics_recorder: Recorder | None = None
@@ -196,7 +206,7 @@ class RecordDynamicsTrainer(RecordDynamicsMixin, transformers.Trainer):
 
 class PruneAtMixin(RecordDynamicsMixin):
     """Mix into a ``transformers.Trainer`` subclass (before it) to prune inside one
-    ``train()``: record the first ``prune_at`` (T) epochs into ``dynamics_out``, score them at
+    ``train()``: record the first ``prune_at`` (T) epochs into ``out``, score them at
     the end of epoch T-1 with ``method`` and train the remaining epochs on the kept
     ``1 - prune_ratio`` of the samples.
 

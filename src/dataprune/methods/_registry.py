@@ -1,4 +1,9 @@
-"""The registry of scoring methods (``score(name, dynamics, **params)``)."""
+"""The registry of scoring methods (``score(name, dynamics, **params)``).
+
+Each method is a function ``fn(dynamics, *, param: type = default, ...)``: its parameters are
+keyword-only, typed and defaulted, so its signature (:attr:`Method.parameters`,
+``help(get_method(name).fn)``) is where they are documented and checked.
+"""
 from __future__ import annotations
 
 import difflib
@@ -29,6 +34,12 @@ class Method:
     needs: tuple[str, ...] = field(default_factory=tuple)
     files: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def parameters(self) -> dict[str, inspect.Parameter]:
+        """The method's parameters (keyword-only, after ``dynamics``) by name, with their type
+        annotation and default, from the signature of :attr:`fn`."""
+        return {p.name: p for p in inspect.signature(self.fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
 
 _REGISTRY: dict[str, Method] = {}
 
@@ -45,31 +56,31 @@ def register(name: str, *, summary: str, needs: tuple[str, ...] = (),
     return deco
 
 
-def methods() -> list[str]:
+def list_methods() -> list[str]:
     """Names of all registered scoring methods, sorted."""
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> Method:
+def get_method(name: str) -> Method:
     """The :class:`Method` registered as ``name``; a clear error lists valid names."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise DataPruneError(f"unknown method {name!r}; expected one of {', '.join(methods())}") from None
+        raise DataPruneError(f"unknown method {name!r}; expected one of {', '.join(list_methods())}") from None
 
 
-def parameters(name: str) -> list[str]:
-    """The parameters method ``name`` takes (keyword-only, after ``dynamics``)."""
-    return [p.name for p in inspect.signature(get(name).fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+#: the short names the package's own modules use (``from ..methods import get, methods``)
+methods, get = list_methods, get_method
 
 
 def check_params(method: Method, params: dict[str, Any]) -> None:
     """Refuse a parameter ``method`` does not take, naming the method and its parameters
-    (from its signature) and the closest valid name: ``window`` misspelled ``windw``."""
+    (from its signature, not from the text of a TypeError) and the closest valid name:
+    ``window`` misspelled ``windw``."""
     sig = inspect.signature(method.fn).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in sig):
         return  # the function takes any keyword itself
-    valid = parameters(method.name)
+    valid = list(method.parameters)
     unknown = [k for k in params if k not in valid]
     if unknown:
         close = difflib.get_close_matches(unknown[0], valid, n=1)
@@ -83,7 +94,7 @@ def input_digests(name: str, dynamics: Any, **params: Any) -> dict[str, str]:
     files given for them) method ``name`` reads with ``params``, by path; each is checked
     against the digest recorded when it was written (see :func:`~dataprune.run_outputs.file_digest`).
     Empty for methods that read only the store."""
-    return run_outputs.input_digests(dynamics, parameters(name), params)
+    return run_outputs.input_digests(dynamics, list(get_method(name).parameters), params)
 
 
 #: (store path, epochs) already reported unfinished by :func:`_note_unfinished`
@@ -105,7 +116,7 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
 
     Parameters
     ----------
-    name : a name from :func:`methods`.
+    name : a name from :func:`list_methods`.
     dynamics : a :class:`~dataprune.Dynamics` (or anything with the signals the method needs),
         or a list/tuple of them: several scoring runs, see :func:`score_runs`.
     **params : method parameters, e.g. ``window=10`` for ``dyn-unc``.
@@ -116,7 +127,7 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
     """
     if isinstance(dynamics, (list, tuple)):
         return score_runs(name, dynamics, **params)
-    method = get(name)
+    method = get_method(name)
     history = getattr(dynamics, "history", None)  # a Dynamics store (not a bare array)
     if history is not None and not history.per_epoch:
         if not history.answers(name, method.needs):
@@ -130,8 +141,7 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
             raise MissingSignalError(
                 f"method {name!r} needs signal(s) {lacking} which the store at "
                 f"{getattr(dynamics, 'path', '?')} did not record (it has {list(recorded)}); "
-                f"record them in the scoring run: Recorder(signals=[..., {', '.join(map(repr, lacking))}]) "
-                f"or `dataprune score --signals` with {', '.join(lacking)}")
+                f"record them in the scoring run: Recorder(signals=[..., {', '.join(map(repr, lacking))}])")
     check_params(method, params)
     _note_unfinished(dynamics)
     if method.needs and getattr(dynamics, "epochs", None) == 0:

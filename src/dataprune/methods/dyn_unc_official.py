@@ -5,7 +5,7 @@ The official code keeps, per sample, a ring of the last J *observed* probabiliti
 starts as J zeros; an epoch in which the sample was not seen (probability 0 there) leaves its
 ring unchanged, so the same window is counted again. After epochs t = J-1 .. K-2 it takes
 std (ddof=1) of every ring, times 10, and averages those K-J values. Where every sample is
-seen every epoch this equals :func:`~dataprune.dyn_unc` times 10; they differ for samples
+seen every epoch this equals :func:`~dataprune.methods.dyn_unc` times 10; they differ for samples
 with unobserved epochs (ours skips NaN inside fixed windows, as Eq. 2) and in the first
 windows of a sample first seen late (the official ring still holds its starting zeros).
 

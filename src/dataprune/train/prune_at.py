@@ -6,7 +6,6 @@ subset afterwards, deterministic and sharded like ``DistributedSampler``);
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -25,10 +24,6 @@ WINDOW_SLACK = {"dual": 0}
 DEFAULT_WINDOW = 10
 
 
-def _keyword_params(method: str) -> set[str]:
-    return {p.name for p in inspect.signature(get(method).fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
-
-
 def resolve_method_params(method: str, prune_at: int, recordings_per_epoch: int = 1, *,
                           params: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
     """Parameters of ``method`` scoring from the first ``prune_at`` (T) epochs recorded
@@ -42,7 +37,7 @@ def resolve_method_params(method: str, prune_at: int, recordings_per_epoch: int 
     """
     m = get(method)
     params = dict(params or {})
-    accepted = _keyword_params(method)
+    accepted = set(m.parameters)
     unknown = sorted(set(params) - accepted)
     if unknown:
         raise DataPruneError(f"method {method!r} has no parameter {unknown[0]!r}; it takes "
@@ -51,18 +46,18 @@ def resolve_method_params(method: str, prune_at: int, recordings_per_epoch: int 
         raise DataPruneError(f"method {method!r} reads {', '.join(m.files)} of a finished scoring run; "
                              "pruning inside one run supports methods that score from recorded signals")
     k = prune_at * recordings_per_epoch
-    what = f"--prune-at {prune_at} records {k} epoch(s)" + (
+    what = f"prune_at={prune_at} records {k} epoch(s)" + (
         f" ({recordings_per_epoch} per epoch)" if recordings_per_epoch > 1 else "")
     if prune_at == 0 and m.needs:
-        raise DataPruneError(f"--prune-at 0 with method {method!r}; it needs recorded epochs, "
-                             "expected --prune-at >= 1 (0 is for methods that read no signal, e.g. random)")
+        raise DataPruneError(f"prune_at=0 with method {method!r}; it needs recorded epochs, "
+                             "expected prune_at >= 1 (0 is for methods that read no signal, e.g. random)")
     if "window" in accepted:
         j = params.setdefault("window", min(DEFAULT_WINDOW, k - 1))
         top = k - WINDOW_SLACK.get(method, 1)
         if top < 2:
             raise DataPruneError(f"{what}, too few for method {method!r}: its window needs 2 <= window <= "
-                                 f"{'recordings' if top == k else 'recordings - 1'}; raise --prune-at or use "
-                                 "--record-every 0.5")
+                                 f"{'recordings' if top == k else 'recordings - 1'}; raise prune_at or use "
+                                 "record_every=0.5")
         if isinstance(j, bool) or not isinstance(j, int) or not 2 <= j <= top:
             raise DataPruneError(f"window={j!r} does not fit: {what}; expected 2 <= window <= {top}")
     if k < MIN_RECORDINGS.get(method, 0 if not m.needs else 1):
@@ -71,7 +66,7 @@ def resolve_method_params(method: str, prune_at: int, recordings_per_epoch: int 
     if "epoch" in accepted:
         if recordings_per_epoch > 1:
             raise DataPruneError(f"method {method!r} reads a single recording, which holds only part of the "
-                                 f"samples with --record-every < 1; expected --record-every 1")
+                                 f"samples with record_every < 1; expected record_every=1")
         params.setdefault("epoch", k - 1)
     if "seed" in accepted:
         params.setdefault("seed", seed)
