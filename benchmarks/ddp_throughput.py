@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from recorder_overhead import machine  # same directory
+from _report import emit  # benchmarks/_report.py (the script's folder is on sys.path)
 
 NEW_SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -99,10 +100,7 @@ def main() -> None:
         f"{wall_ratio:.3f}",
         "",
     ])
-    print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import torch
 
 from dataprune.train.imagefolder import folder_transforms, load_imagefolder
 from recorder_overhead import machine  # same directory
+from _report import emit  # benchmarks/_report.py (the script's folder is on sys.path)
 
 CLASSES = 10
 BATCH = 256
@@ -156,10 +157,7 @@ def main() -> None:
         f"worker **{100 * growth['worker_mb']:+.1f} %** (target: within 10 %)",
         "",
     ])
-    print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from dataprune import Recorder
 from dataprune.train.data import InMemoryLoader, load_dataset
 from dataprune.train.loop import TrainConfig, make_optimizer, seed_everything, train
 from dataprune.train.models import build_model
+from _report import emit  # benchmarks/_report.py (the script's folder is on sys.path)
 
 
 def machine() -> str:
@@ -105,11 +106,7 @@ def main() -> None:
         f"direct estimate 1 + median / median epoch without: **{direct:.4f}**",
         "",
     ])
-    print(report)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("a") as f:  # the results file holds earlier runs too
-            f.write("\n" + report)
+    emit(report, args.out, append=True)
 
 
 if __name__ == "__main__":

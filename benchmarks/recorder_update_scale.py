@@ -32,6 +32,7 @@ import torch
 
 import dataprune.record as record
 from recorder_overhead import machine
+from _report import emit  # benchmarks/_report.py (the script's folder is on sys.path)
 
 
 class OldRecorder(record.Recorder):
@@ -166,10 +167,7 @@ def main() -> None:
         "target: new / base <= 3 at every N",
         "",
     ])
-    print(report)
-    if args.out:
-        with args.out.open("a") as f:
-            f.write("\n" + report)
+    emit(report, args.out, append=True)
 
 
 if __name__ == "__main__":
