@@ -10,6 +10,7 @@ import torch
 
 import dataprune as dp
 from dataprune.methods import dyn_unc
+from dataprune.cli.terms import cli_terms
 from dataprune.errors import DataPruneError
 from dataprune.record import ALL_SIGNALS, EXTRA_SIGNALS
 
@@ -238,9 +239,11 @@ def test_end_epoch_without_updates_refused(tmp_path):
 
 def test_nan_logits_message_fits_the_cli(tmp_path):
     rec = dp.Recorder(2, tmp_path / "s", 3)
-    with pytest.raises(DataPruneError, match=r"NaN or inf; the model diverged \(try a lower learning rate: "
-                                             r"--lr on the command line\).*dataprune.Recorder.*nan_policy='omit'"):
+    with pytest.raises(DataPruneError, match=r"NaN or inf; the model diverged \(try a lower learning rate, "
+                                             r"or pass nan_policy='omit' to leave those samples unobserved\)$") as e:
         rec.update([0, 1], torch.tensor([[0.0, float("nan"), 0.0], [0.0, 0.0, 0.0]]), [0, 1])
+    assert re.search(r"try a lower learning rate with --lr, or, with dataprune.Recorder in your own loop, "
+                     r"pass nan_policy='omit' to leave", cli_terms(str(e.value)))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")

@@ -48,7 +48,9 @@ def check_ratio(prune_ratio: float) -> None:
         raise DataPruneError(f"prune_ratio={prune_ratio!r}; expected a fraction removed in [0, 1)")
 
 
-def _check_scores(scores: np.ndarray, nan_policy: str, allowed: tuple[str, ...] = NAN_POLICIES) -> np.ndarray:
+def check_scores(scores: np.ndarray, nan_policy: str, allowed: tuple[str, ...] = NAN_POLICIES) -> np.ndarray:
+    """``scores`` as (N,) float64, refused unless it is a non-empty (N,) array of real numbers
+    and ``nan_policy`` is one of ``allowed``; NaN scores are refused under ``"raise"``."""
     scores = np.asarray(scores)
     if scores.ndim != 1:
         raise DataPruneError(f"scores have shape {scores.shape}; expected (N,)")
@@ -135,7 +137,7 @@ def keep_order(scores: np.ndarray, *, nan_policy: str = "raise", seed: int = 0) 
     (N,), higher = keep; ``nan_policy`` as in :func:`select`; ties in :func:`ranking`'s seeded
     order. Example: scores [0.1, 0.9, 0.5, 0.7] -> [1, 3, 2, 0].
     """
-    return ranking(_nan_to_inf(_check_scores(scores, nan_policy), nan_policy), seed).astype(np.int64)
+    return ranking(_nan_to_inf(check_scores(scores, nan_policy), nan_policy), seed).astype(np.int64)
 
 
 def select(scores: np.ndarray, prune_ratio: float | None = None, *, keep: int | None = None,
@@ -162,7 +164,7 @@ def select(scores: np.ndarray, prune_ratio: float | None = None, *, keep: int | 
     -------
     (kept,) int64 sample indices, ascending.
     """
-    s = _nan_to_inf(_check_scores(scores, nan_policy), nan_policy)
+    s = _nan_to_inf(check_scores(scores, nan_policy), nan_policy)
     kept = kept_count(len(s), prune_ratio, keep)
     order = ranking(s, seed)
     if class_balanced:
@@ -226,7 +228,7 @@ def select_stratified(scores: np.ndarray, prune_ratio: float | None = None, *, k
 
     Returns (kept,) int64 indices, ascending; exactly N - round(r*N) (or ``keep``) of them.
     """
-    s = _check_scores(scores, nan_policy)
+    s = check_scores(scores, nan_policy)
     n = len(s)
     kept = kept_count(n, prune_ratio, keep)
     pruned = float(prune_ratio) if prune_ratio is not None else (n - kept) / n

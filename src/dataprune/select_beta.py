@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from .errors import DataPruneError
-from .select import NAN_POLICIES, _check_scores, check_seed, num_kept
+from .select import NAN_POLICIES, check_scores, check_seed, num_kept
 
 #: mu is clipped into [MU_EPS, 1 - MU_EPS] so the pdf stays finite at mu = 0 or 1 (float16
 #: probabilities round to exactly 1.0 for easy samples).
@@ -74,7 +74,7 @@ def select_beta(scores: np.ndarray, mean_prob: np.ndarray, prune_ratio: float, *
     into [1e-6, 1 - 1e-6]. Samples of weight 0 (score 0) are drawn, uniformly, only if fewer
     than kept-count samples have positive weight.
     """
-    s = _check_scores(scores, nan_policy, NAN_POLICIES)
+    s = check_scores(scores, nan_policy, NAN_POLICIES)
     n = len(s)
     kept = num_kept(n, prune_ratio)
     mu = np.asarray(mean_prob, dtype=np.float64)

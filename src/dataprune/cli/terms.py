@@ -23,6 +23,9 @@ TERMS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] 
      else f"--prune-at >= {m.group(2)}"),
     (re.compile(r"\braise prune_at\b"), "raise --prune-at"),
     (re.compile(r"\b(use|expected) record_every=([\d.]+)"), r"\1 --record-every \2"),
+    (re.compile(r"\btry a lower learning rate, or pass nan_policy='omit'"),
+     "try a lower learning rate with --lr, or, with dataprune.Recorder in your own loop, pass "
+     "nan_policy='omit'"),
 )
 
 

@@ -115,8 +115,7 @@ def raise_if_bad(bad: torch.Tensor, num_samples: int, num_classes: int, nan_poli
         raise DataPruneError(f"targets out of range{detail}; expected 0..{num_classes - 1}")
     if nan_bad and nan_policy == "raise":
         raise DataPruneError("logits contain NaN or inf; the model diverged (try a lower learning "
-                             "rate: --lr on the command line) - or, with dataprune.Recorder in your "
-                             "own loop, pass nan_policy='omit' to leave those samples unobserved")
+                             "rate, or pass nan_policy='omit' to leave those samples unobserved)")
 
 
 def refuse_empty_epoch(labels_seen: np.ndarray | None, recordings: int) -> None:
