@@ -96,13 +96,38 @@ def refuse_keep_overwrite(path: str | os.PathLike, outputs: Iterable[str | os.Pa
 
 def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[str, Any], *,
                force: bool = False, file_list: tuple[str | os.PathLike, str] | None = None) -> Path:
-    """Write ascending ``indices`` (kept,) to ``path`` and ``manifest`` beside it, complete or
-    absent: the manifest first, then ``file_list`` = (path, text) if given (its path is
-    recorded in the manifest), the keep file last. A kill in between leaves no keep file and
-    an orphan manifest that a rerun replaces (:func:`orphan_outputs`); the ``keep_digest``
-    tells a new manifest from an older keep file (``force``) left by a crash. Each file is
-    renamed into place from a temp file; temps left by a killed earlier write are removed
-    first (:func:`~dataprune.fileio.writing`)."""
+    """Write ascending ``indices`` to keep file ``path`` and ``manifest`` beside it, complete or absent.
+
+    The manifest is written first, then ``file_list`` if given, the keep file last. A kill in
+    between leaves no keep file and an orphan manifest that a rerun replaces
+    (:func:`orphan_outputs`); the ``keep_digest`` tells a new manifest from an older keep file
+    (``force``) left by a crash. Each file is renamed into place from a temp file; temps left
+    by a killed earlier write are removed first (:func:`~dataprune.fileio.writing`).
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The keep file: ``.txt`` (one index per line) or ``.npy``.
+    indices : np.ndarray
+        (kept,) ascending sample indices.
+    manifest : Mapping[str, Any]
+        Provenance written to the JSON manifest beside ``path`` (``kept``, ``keep_file`` and
+        ``keep_digest`` are added).
+    force : bool
+        Overwrite existing outputs (default False: refused).
+    file_list : tuple[str | os.PathLike, str] | None
+        ``(path, text)`` of a file list to write too; its path is recorded in the manifest.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    DataPruneError
+        A suffix other than ``.txt``/``.npy``, or an existing output without ``force``.
+    """
     path = Path(path)
     check_suffix(path)
     indices = np.asarray(indices, dtype=np.int64)
@@ -148,15 +173,36 @@ def read_keep(path: str | os.PathLike, num_samples: int | None = None, *,
               data_dir: str | os.PathLike | None = None) -> np.ndarray:
     """Read and validate a keep file: integers, no duplicates, within 0..num_samples-1.
 
-    If a manifest lies beside it, its ``num_samples`` must equal ``num_samples``, its
-    ``dataset`` must equal ``dataset`` (when both are known), its ``kept`` count must
-    equal the number of indices read (a shorter file was truncated), and its
-    ``labels_digest`` must be that of ``labels`` ((N,) training labels about to be used;
-    when both are known): a keep file selected on one folder is refused on another of the
-    same N. ``data_dir`` (this data's folder) only names both folders in that error; a moved
-    copy of the same data (same labels) is accepted. Manifests without these fields (older
-    versions, other tools) are read as before.
-    Returns ascending int64 indices (kept,).
+    If a manifest lies beside it, its ``num_samples``, ``dataset``, ``kept`` count and
+    ``labels_digest`` must agree with what is known here (a shorter file was truncated; a keep
+    file selected on one folder is refused on another of the same N; a moved copy of the same
+    data, same labels, is accepted). Manifests without these fields (older versions, other
+    tools) are read as before.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The keep file, ``.txt`` or ``.npy``.
+    num_samples : int | None
+        N, the size of the training set (checked against the indices and the manifest).
+    dataset : str | None
+        The dataset name, checked against the manifest's when both are known.
+    labels : Any
+        (N,) training labels about to be used, checked against the manifest's
+        ``labels_digest`` when both are known.
+    data_dir : str | os.PathLike | None
+        This data's folder; it only names both folders in the labels mismatch error.
+
+    Returns
+    -------
+    np.ndarray
+        (kept,) int64 indices, ascending.
+
+    Raises
+    ------
+    DataPruneError
+        A missing, unreadable, empty or invalid file, or one that disagrees with its
+        manifest.
     """
     path = Path(path)
     check_suffix(path)

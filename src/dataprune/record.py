@@ -41,25 +41,43 @@ class Recorder:
     ----------
     num_samples : int
         N, the size of the training set; sample indices are 0..N-1.
-    out : path
+    out : str | os.PathLike
         Store directory to create (refused if it holds a store, unless ``force``).
     num_classes : int
         C; targets must lie in 0..C-1.
-    signals : names from :data:`SIGNALS` or :data:`EXTRA_SIGNALS`; ``prob`` (labelled-class
+    signals : Iterable[str]
+        Names from :data:`SIGNALS` or :data:`EXTRA_SIGNALS`; ``prob`` (labelled-class
         probability) and ``correct`` by default.
-    epochs : planned number of epochs K (the store's capacity; it grows if exceeded). The
-        store counts as finished once it holds K epochs (or after :meth:`finish`); without
-        ``epochs`` only :meth:`finish` (or leaving a ``with`` block) marks it finished.
-    view : ``"train"`` or ``"clean"``, recorded in ``meta.json`` for provenance.
-    labels : optional (N,) labels known up front; otherwise taken from the targets seen.
-    nan_policy : ``"raise"`` (default) rejects NaN/inf logits; ``"omit"`` leaves those
-        samples unobserved for the epoch.
-    keep_history : ``"full"`` (default) keeps every epoch, (K, N) per signal; ``"window"``
-        keeps only what Dyn-Unc with ``window`` needs (the last J+1 epochs of ``prob`` and
-        running sums: O(N*J) memory and disk, independent of K); such a store scores only
-        ``dyn-unc`` with that window (see :mod:`dataprune.history`). ``"none"``, its old
-        name, still works with a DeprecationWarning.
-    window : J for ``keep_history="window"`` (ignored otherwise).
+    epochs : int | None
+        Planned number of epochs K (the store's capacity; it grows if exceeded). The store
+        counts as finished once it holds K epochs (or after :meth:`finish`); without
+        ``epochs`` (default None) only :meth:`finish` (or leaving a ``with`` block) marks it
+        finished.
+    view : str
+        ``"train"`` (default) or ``"clean"``, recorded in ``meta.json`` for provenance.
+    labels : np.ndarray | None
+        Optional (N,) labels known up front; otherwise taken from the targets seen.
+    nan_policy : str
+        ``"raise"`` (default) rejects NaN/inf logits; ``"omit"`` leaves those samples
+        unobserved for the epoch.
+    meta : Mapping[str, Any] | None
+        Extra entries for the store's ``meta.json`` (provenance).
+    force : bool
+        Replace an existing store at ``out`` (default False: refused).
+    keep_history : str
+        ``"full"`` (default) keeps every epoch, (K, N) per signal; ``"window"`` keeps only
+        what Dyn-Unc with ``window`` needs (the last J+1 epochs of ``prob`` and running sums:
+        O(N*J) memory and disk, independent of K); such a store scores only ``dyn-unc`` with
+        that window (see :mod:`dataprune.history`). ``"none"``, its old name, still works
+        with a DeprecationWarning.
+    window : int
+        J for ``keep_history="window"`` (default 10; ignored otherwise).
+
+    Raises
+    ------
+    DataPruneError
+        A bad setting (names the value and what was expected), or an existing store at
+        ``out`` without ``force``.
 
     Notes
     -----
@@ -113,11 +131,34 @@ class Recorder:
                fingerprint: str | None = None, nan_policy: str = "raise") -> "Recorder":
         """Reopen the store at ``out`` and continue recording after its first ``epochs`` epochs.
 
-        ``epochs`` (default: all the store holds) and ``fingerprint`` are those saved with the
-        training checkpoint being resumed; an extra epoch written after that checkpoint is
-        discarded (see :meth:`~dataprune.store.StoreWriter.open_existing`, which verifies
-        the store's content first, and refuses a store that did not keep every epoch). Labels
-        first seen in a discarded epoch stay in ``labels.npy``.
+        Parameters
+        ----------
+        out : str | os.PathLike
+            The store directory to reopen.
+        epochs : int | None
+            The epochs saved with the training checkpoint being resumed (default: all the store
+            holds); an extra epoch written after that checkpoint is discarded.
+        fingerprint : str | None
+            The store's :attr:`fingerprint` saved with that checkpoint; the kept epochs must
+            match it.
+        nan_policy : str
+            ``"raise"`` (default) or ``"omit"``, as for a new :class:`Recorder`.
+
+        Returns
+        -------
+        Recorder
+            A recorder appending to the store.
+
+        Raises
+        ------
+        StoreError
+            The store does not match the checkpoint, fails verification, or did not keep every
+            epoch (see :meth:`~dataprune.store.StoreWriter.open_existing`, which verifies the
+            store's content first).
+
+        Notes
+        -----
+        Labels first seen in a discarded epoch stay in ``labels.npy``.
         """
         if nan_policy not in ("raise", "omit"):
             raise DataPruneError(f"nan_policy={nan_policy!r}; expected 'raise' or 'omit'")
@@ -133,12 +174,24 @@ class Recorder:
         return self.recordings
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """State carried from one epoch to the next (CPU tensors), for exact resumption:
-        ``tdds_d``'s previous log-softmax (N, C) float16 and its epoch stamps; else empty."""
+        """State carried from one epoch to the next, for exact resumption.
+
+        Returns
+        -------
+        dict[str, torch.Tensor]
+            CPU tensors: ``tdds_d``'s previous log-softmax (N, C) float16 and its epoch stamps;
+            empty without ``tdds_d``.
+        """
         return self._table.tdds.state_dict() if self._table is not None and self._table.tdds else {}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Restore :meth:`state_dict`; applied when the buffers are allocated (first update)."""
+        """Restore :meth:`state_dict`; applied when the buffers are allocated (first update).
+
+        Parameters
+        ----------
+        state : Mapping[str, torch.Tensor]
+            What :meth:`state_dict` returned.
+        """
         self._carried_state = dict(state) or None
 
     @property
@@ -160,14 +213,32 @@ class Recorder:
     def update(self, indices: torch.Tensor | np.ndarray | Sequence[int], logits: torch.Tensor,
                targets: torch.Tensor | np.ndarray | Sequence[int], *,
                features: torch.Tensor | None = None) -> None:
-        """Record one batch: ``indices`` (B,) sample indices, ``logits`` (B, C), ``targets`` (B,).
+        """Record one batch.
 
-        ``features`` (B, D): the input of the last linear layer, required by the ``grand``
-        signal and ignored otherwise. Accepts tensors on any device. If an index appears
-        twice in one epoch, the last value wins (for ``tdds_d`` the first); samples never
-        passed in an epoch stay unobserved. ``logits`` may be bfloat16/float16 (e.g. under
-        ``torch.autocast``): the signals are computed in float32. The first batches are
-        checked (one host sync each) for probabilities passed instead of logits (refused).
+        Parameters
+        ----------
+        indices : torch.Tensor | np.ndarray | Sequence[int]
+            (B,) sample indices in 0..N-1.
+        logits : torch.Tensor
+            (B, C) logits (not probabilities), on any device; bfloat16/float16 (e.g. under
+            ``torch.autocast``) is fine: the signals are computed in float32.
+        targets : torch.Tensor | np.ndarray | Sequence[int]
+            (B,) class labels in 0..C-1.
+        features : torch.Tensor | None
+            (B, D) input of the last linear layer, required by the ``grand`` signal and
+            ignored otherwise.
+
+        Raises
+        ------
+        DataPruneError
+            Indices or targets out of range, NaN/inf logits under ``nan_policy="raise"`` (on the
+            GPU: at :meth:`end_epoch`), or probabilities passed instead of logits (the first
+            batches are checked, one host sync each).
+
+        Notes
+        -----
+        If an index appears twice in one epoch, the last value wins (for ``tdds_d`` the first);
+        samples never passed in an epoch stay unobserved.
         """
         logits = logits.detach()
         device = logits.device
@@ -189,18 +260,35 @@ class Recorder:
         table.write(dest, batch, finite, features, self.recordings)
 
     def epoch_values(self) -> dict[str, np.ndarray]:
-        """This epoch's (N,) arrays per signal, plus ``labels``, on the host (one sync)."""
+        """This epoch's values on the host (one sync).
+
+        Returns
+        -------
+        dict[str, np.ndarray]
+            An (N,) array per signal, plus ``labels``.
+        """
         return self._table.host_values()
 
     def end_epoch(self) -> int:
-        """Write the finished epoch to the store; returns the number of recordings written.
-        Under torch.distributed every rank must call it: the ranks' values are merged here and
-        only rank 0 writes. An epoch that recorded no sample is refused and nothing is written
-        (a second ``end_epoch`` would otherwise add an empty epoch that shifts every later
-        Dyn-Unc window, see :func:`~dataprune.recording.checks.refuse_empty_epoch`).
+        """Write the finished epoch to the store.
 
-        Samples still unseen once a whole epoch has passed are reported once, as a warning on
-        the ``dataprune.record`` logger (see :class:`~dataprune.recording.coverage.CoverageCheck`).
+        Under torch.distributed every rank must call it: the ranks' values are merged here and
+        only rank 0 writes. Samples still unseen once a whole epoch has passed are reported once,
+        as a warning on the ``dataprune.record`` logger (see
+        :class:`~dataprune.recording.coverage.CoverageCheck`).
+
+        Returns
+        -------
+        int
+            The number of recordings written.
+
+        Raises
+        ------
+        DataPruneError
+            The epoch recorded no sample (nothing is written: a second ``end_epoch`` would
+            otherwise add an empty epoch that shifts every later Dyn-Unc window, see
+            :func:`~dataprune.recording.checks.refuse_empty_epoch`), or an update on the GPU held
+            an index or target out of range, or NaN/inf logits under ``nan_policy="raise"``.
         """
         if self.world_size > 1:
             if self._table is None:

@@ -58,10 +58,14 @@ def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *
 
     Parameters
     ----------
-    run_dir : the run directory (the parent of ``dynamics/``).
-    logits : (N, C) logits of the final model on every training sample, row i = sample i.
-    features : (N, D) penultimate features of the same pass, row i = sample i.
-    force : overwrite existing files.
+    run_dir : str | os.PathLike
+        The run directory (the parent of ``dynamics/``).
+    logits : Any
+        (N, C) logits of the final model on every training sample, row i = sample i.
+    features : Any
+        (N, D) penultimate features of the same pass, row i = sample i.
+    force : bool
+        Overwrite existing files (default False: refused).
 
     Returns
     -------
@@ -70,6 +74,12 @@ def save_final_outputs(run_dir: str | os.PathLike, logits: Any, features: Any, *
         place, so a crash never leaves a half-written file under the final name; their
         digests go to ``final_outputs.json`` (first: files that do not match it are refused
         when read).
+
+    Raises
+    ------
+    DataPruneError
+        Non-numeric input, different row counts, features beyond the float16 range, or an
+        existing file without ``force``.
     """
     run_dir = Path(run_dir)
     logits = _to_numpy(logits, "logits").astype(np.float32, copy=False)
@@ -233,13 +243,51 @@ def load_features(dynamics_or_path: Any, features: Any = None, *,
                   num_samples: int | None = None) -> np.ndarray:
     """(N, D) features: ``features`` (an array or a ``.npy`` path) or ``RUN/features.npy``.
 
-    ``dynamics_or_path`` is a :class:`~dataprune.Dynamics` (its run directory is the parent
-    of its store) or a run/store path. Files are memory-mapped. Rows must number N.
+    Parameters
+    ----------
+    dynamics_or_path : Any
+        A :class:`~dataprune.Dynamics` (its run directory is the parent of its store) or a
+        run/store path.
+    features : Any
+        An (N, D) array or ``.npy`` path (default None: the run's ``features.npy``).
+    num_samples : int | None
+        N, the rows expected (default None: the store's N, when known).
+
+    Returns
+    -------
+    np.ndarray
+        (N, D) features; files are memory-mapped.
+
+    Raises
+    ------
+    DataPruneError
+        The file is missing, changed since it was recorded, not 2-D, or has a row count
+        other than N.
     """
     return _load(dynamics_or_path, features, FEATURES_FILE, "features", "features", num_samples)
 
 
 def load_final_logits(dynamics_or_path: Any, logits: Any = None, *,
                       num_samples: int | None = None) -> np.ndarray:
-    """(N, C) final-model logits: ``logits`` (array or ``.npy`` path) or ``RUN/final_logits.npy``."""
+    """(N, C) final-model logits: ``logits`` (array or ``.npy`` path) or ``RUN/final_logits.npy``.
+
+    Parameters
+    ----------
+    dynamics_or_path : Any
+        A :class:`~dataprune.Dynamics` or a run/store path, as in :func:`load_features`.
+    logits : Any
+        An (N, C) array or ``.npy`` path (default None: the run's ``final_logits.npy``).
+    num_samples : int | None
+        N, the rows expected (default None: the store's N, when known).
+
+    Returns
+    -------
+    np.ndarray
+        (N, C) logits; files are memory-mapped.
+
+    Raises
+    ------
+    DataPruneError
+        As :func:`load_features`.
+    """
     return _load(dynamics_or_path, logits, LOGITS_FILE, "final logits", "logits", num_samples)

@@ -38,19 +38,31 @@ def scores_table(dynamics: Dynamics | str | os.PathLike, methods: Sequence[str],
 
     Parameters
     ----------
-    dynamics : a :class:`~dataprune.Dynamics`, or the path of a run directory or store.
-    methods : method names from :func:`dataprune.methods`, each at most once.
-    params : per-method parameters, e.g. ``{"dyn-unc": {"window": 10}}``.
-    nan_policy : where NaN scores rank: ``"prune"`` (last, default), ``"keep"`` (first) or
+    dynamics : Dynamics | str | os.PathLike
+        A :class:`~dataprune.Dynamics`, or the path of a run directory or store.
+    methods : Sequence[str]
+        Method names from :func:`dataprune.list_methods`, each at most once.
+    params : Mapping[str, Mapping[str, Any]] | None
+        Per-method parameters, e.g. ``{"dyn-unc": {"window": 10}}``.
+    nan_policy : str
+        Where NaN scores rank: ``"prune"`` (last, default), ``"keep"`` (first) or
         ``"raise"``; the same meaning as in :func:`dataprune.select`.
-    seed : the tie-break seed of :func:`dataprune.select` (equal scores rank in a seeded
-        random order, so ``select(..., seed=seed)`` keeps the top ranks).
+    seed : int
+        The tie-break seed of :func:`dataprune.select` (default 0; equal scores rank in a
+        seeded random order, so ``select(..., seed=seed)`` keeps the top ranks).
 
     Returns
     -------
-    Columns by name, in order (see the module docstring), each of length N: ``index`` and
-    ``label`` int64, ``path`` object (str), ``M`` float64, ``M_rank`` int64.
-    Example: scores [0.1, 0.9, 0.5] under ``el2n`` -> ``el2n_rank`` [3, 1, 2].
+    dict[str, np.ndarray]
+        Columns by name, in order (see the module docstring), each of length N: ``index``
+        and ``label`` int64, ``path`` object (str), ``M`` float64 (higher = more worth
+        keeping), ``M_rank`` int64 (1 = most worth keeping). Example: scores [0.1, 0.9, 0.5]
+        under ``el2n`` -> ``el2n_rank`` [3, 1, 2].
+
+    Raises
+    ------
+    DataPruneError
+        No methods, an unknown or repeated method, or ``params`` for a method not listed.
     """
     names = list(methods)
     if not names:
@@ -96,7 +108,26 @@ def write_scores(path: str | os.PathLike, table: Mapping[str, np.ndarray], *,
 
     ``.csv``: a header row, then one row per sample; floats in Python's shortest round-trip
     form, NaN as an empty cell. ``.parquet`` (needs pyarrow): one column each, NaN kept.
-    Refuses to overwrite an existing file unless ``force``. Returns ``path``.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The output file, ``.csv`` or ``.parquet``.
+    table : Mapping[str, np.ndarray]
+        Columns by name, all of length N.
+    force : bool
+        Overwrite an existing file (default False: refused).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    DataPruneError
+        Another suffix, ``.parquet`` without pyarrow, an existing file without ``force``, or
+        columns of different lengths.
     """
     path = Path(path)
     check_scores_path(path)

@@ -147,22 +147,37 @@ def select(scores: np.ndarray, prune_ratio: float | None = None, *, keep: int | 
 
     Parameters
     ----------
-    scores : (N,) array, higher = more worth keeping.
-    prune_ratio : r in [0, 1), the fraction of samples removed; a ratio that keeps no sample
-        is refused.
-    keep : instead of ``prune_ratio``, the number of samples kept, 1..N.
-    labels : (N,) integer class labels; needed for ``class_balanced``.
-    class_balanced : keep the same fraction of every class: class c keeps its highest-scoring
-        quota_c samples, quotas from :func:`class_quotas` (floor or ceil of (1-r) n_c,
-        summing exactly to N - round(r*N), the same total as without balancing).
-    nan_policy : what NaN scores mean: ``"raise"`` (default), ``"prune"`` (least worth
-        keeping) or ``"keep"`` (most worth keeping).
-    seed : ties are broken by a random permutation seeded by ``seed`` (:func:`ranking`):
-        same scores and seed, same subset; the kept set shrinks monotonically as r grows.
+    scores : np.ndarray
+        (N,) scores, higher = more worth keeping.
+    prune_ratio : float | None
+        r in [0, 1), the fraction of samples removed; a ratio that keeps no sample is
+        refused.
+    keep : int | None
+        Instead of ``prune_ratio``, the number of samples kept, 1..N.
+    labels : np.ndarray | None
+        (N,) integer class labels; needed for ``class_balanced``.
+    class_balanced : bool
+        Keep the same fraction of every class: class c keeps its highest-scoring quota_c
+        samples, quotas from :func:`class_quotas` (floor or ceil of (1-r) n_c, summing
+        exactly to N - round(r*N), the same total as without balancing). Default False.
+    nan_policy : str
+        What NaN scores mean: ``"raise"`` (default), ``"prune"`` (least worth keeping) or
+        ``"keep"`` (most worth keeping).
+    seed : int
+        Ties are broken by a random permutation seeded by ``seed`` (default 0,
+        :func:`ranking`): same scores and seed, same subset; the kept set shrinks
+        monotonically as r grows.
 
     Returns
     -------
-    (kept,) int64 sample indices, ascending.
+    np.ndarray
+        (kept,) int64 sample indices, ascending.
+
+    Raises
+    ------
+    DataPruneError
+        Scores not (N,) real numbers, NaN scores under ``nan_policy="raise"``, both or
+        neither of ``prune_ratio`` and ``keep``, or missing/misshapen ``labels``.
     """
     s = _nan_to_inf(check_scores(scores, nan_policy), nan_policy)
     kept = kept_count(len(s), prune_ratio, keep)
@@ -207,26 +222,55 @@ def select_stratified(scores: np.ndarray, prune_ratio: float | None = None, *, k
     """Coverage-centric stratified selection (CCS, Zheng et al., ICLR 2023), for any scores.
 
     1. Drop the ``beta`` fraction (round(beta*n), half up) of the HARDEST samples: those with
-       the highest ``difficulty`` ((N,), higher = harder; NaN = unknown, never dropped), e.g.
-       ``dataprune.difficulty("aum", dyn)`` (lowest AUM first, as CCS). ``beta > 0`` needs
-       ``difficulty``: the method's own scores are never used for it (the highest Dyn-Unc
-       scores are its most uncertain, most valuable samples). Ties: in a random order seeded
-       by ``seed`` (:func:`ranking`).
+       the highest ``difficulty`` (higher = harder; NaN = unknown, never dropped), e.g.
+       ``dataprune.difficulty("aum", dyn)`` (lowest AUM first, as CCS). The method's own
+       scores are never used for it (the highest Dyn-Unc scores are its most uncertain, most
+       valuable samples). Ties: in a random order seeded by ``seed`` (:func:`ranking`).
     2. Split the remaining scores' range [min, max] into ``strata`` equal-width strata (the
        maximum falls in the last one; all equal -> one stratum).
     3. Spread the budget N - round(r*N) over the strata with :func:`allocate_strata`.
     4. Sample uniformly without replacement inside each stratum with
        ``numpy.random.default_rng(seed)``: same seed, same subset.
 
-    With ``class_balanced``, steps 1-4 run inside every class with the quota of
-    :func:`class_quotas` (CCS's own class-balanced branch gives every class the last class's
-    count; here each class gets its own). A class's beta drop is capped so that its quota can
-    still be met. ``nan_policy``: ``"raise"``, ``"prune"`` (NaN samples are never kept) or
-    ``"keep"`` (kept first, lowest indices first if they exceed the budget; the rest of the
-    budget is stratified over the others). ``beta`` must not exceed ``prune_ratio``.
-    ``keep`` (1..N) replaces ``prune_ratio`` by an absolute count, as in :func:`select`.
+    Parameters
+    ----------
+    scores : np.ndarray
+        (N,) finite scores, higher = more worth keeping.
+    prune_ratio : float | None
+        r in [0, 1), the fraction of samples removed.
+    keep : int | None
+        Instead of ``prune_ratio``, the number of samples kept, 1..N, as in :func:`select`.
+    beta : float
+        The fraction of hardest samples dropped first, in [0, 1) (default 0.0); must not
+        exceed ``prune_ratio``.
+    difficulty : np.ndarray | None
+        (N,) difficulty, higher = harder; required when ``beta > 0``.
+    strata : int
+        The number of equal-width score strata, >= 1 (default 50).
+    seed : int
+        Seeds the tie order of the beta drop and the sampling (default 0).
+    labels : np.ndarray | None
+        (N,) integer class labels; needed for ``class_balanced``.
+    class_balanced : bool
+        Run steps 1-4 inside every class with the quota of :func:`class_quotas` (CCS's own
+        class-balanced branch gives every class the last class's count; here each class gets
+        its own). A class's beta drop is capped so that its quota can still be met. Default
+        False.
+    nan_policy : str
+        ``"raise"`` (default), ``"prune"`` (NaN samples are never kept) or ``"keep"`` (kept
+        first, lowest indices first if they exceed the budget; the rest of the budget is
+        stratified over the others).
 
-    Returns (kept,) int64 indices, ascending; exactly N - round(r*N) (or ``keep``) of them.
+    Returns
+    -------
+    np.ndarray
+        (kept,) int64 indices, ascending; exactly N - round(r*N) (or ``keep``) of them.
+
+    Raises
+    ------
+    DataPruneError
+        A bad argument (as in :func:`select`), infinite scores, ``beta > prune_ratio``,
+        ``beta > 0`` without ``difficulty``, or fewer scored samples than must be kept.
     """
     s = check_scores(scores, nan_policy)
     n = len(s)

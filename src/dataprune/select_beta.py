@@ -49,19 +49,35 @@ def select_beta(scores: np.ndarray, mean_prob: np.ndarray, prune_ratio: float, *
 
     Parameters
     ----------
-    scores : (N,) array, >= 0, higher = more worth keeping (e.g. ``dual`` or ``dyn-unc``).
-    mean_prob : (N,) mu_i, the mean labelled-class probability over the scoring epochs
+    scores : np.ndarray
+        (N,) scores, >= 0, higher = more worth keeping (e.g. ``dual`` or ``dyn-unc``).
+    mean_prob : np.ndarray
+        (N,) mu_i, the mean labelled-class probability over the scoring epochs
         (:func:`dataprune.methods.dual.mean_prob` over the same first T epochs).
-    prune_ratio : r in [0, 1), the fraction removed.
-    seed : ``numpy.random.default_rng(seed)``; same seed, same subset.
-    c : c_D, how fast the Beta moves towards easy samples as r grows (paper, CIFAR: 4).
-    concentration : C, a = C and b = C (1 - m)(1 - r^c) (paper: 15).
-    nan_policy : a NaN score or mu: ``"raise"`` (default), ``"prune"`` (drawn only when every
-        other sample is taken) or ``"keep"`` (kept first, lowest index first).
+    prune_ratio : float
+        r in [0, 1), the fraction removed.
+    seed : int
+        ``numpy.random.default_rng(seed)`` (default 0); same seed, same subset.
+    c : float
+        c_D, how fast the Beta moves towards easy samples as r grows (default 4.0, the
+        paper's CIFAR value).
+    concentration : float
+        C: a = C and b = C (1 - m)(1 - r^c) (default 15.0, as the paper).
+    nan_policy : str
+        A NaN score or mu: ``"raise"`` (default), ``"prune"`` (drawn only when every other
+        sample is taken) or ``"keep"`` (kept first, lowest index first).
 
     Returns
     -------
-    (kept,) int64 indices, ascending, no duplicates, exactly N - round(r*N).
+    np.ndarray
+        (kept,) int64 indices, ascending, no duplicates, exactly N - round(r*N).
+
+    Raises
+    ------
+    DataPruneError
+        Scores not (N,) real numbers, negative or infinite scores, ``mean_prob`` not (N,) in
+        [0, 1], NaN under ``nan_policy="raise"``, non-positive ``c`` or ``concentration``,
+        or top-scoring samples all learned (m = 1, so b = 0).
 
     Notes
     -----

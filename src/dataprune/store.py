@@ -67,10 +67,23 @@ def resolve_store_path(path: str | os.PathLike) -> Path:
 
 
 class Dynamics:
-    """A read-only view of a dynamics store.
+    """A read-only view of a dynamics store; open one with :meth:`open`.
 
     Signals are memory-mapped ``(K, N)`` arrays of the ``K`` valid epochs, e.g. ``dyn.prob``;
     nothing is loaded into memory until sliced.
+
+    Parameters
+    ----------
+    path : Path
+        The store directory.
+    meta : dict[str, Any]
+        Its parsed ``meta.json`` (:meth:`open` reads and validates it).
+
+    Raises
+    ------
+    StoreError
+        An array file is missing, truncated, or of the wrong dtype or shape, or the labels
+        lie outside -1..C-1.
     """
 
     def __init__(self, path: Path, meta: dict[str, Any]):
@@ -127,7 +140,13 @@ class Dynamics:
         return None if planned is None else self.epochs >= planned
 
     def unfinished_note(self) -> str | None:
-        """One line saying the store is unfinished (epochs recorded vs planned), else None."""
+        """One line saying the store is unfinished (epochs recorded vs planned).
+
+        Returns
+        -------
+        str | None
+            The line, or None when the store is not known to be unfinished.
+        """
         if self.finished is not False:
             return None
         how = ("rerun the same `dataprune import-official` to resume it" if self.meta.get("imported_from")
@@ -137,7 +156,23 @@ class Dynamics:
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "Dynamics":
-        """Open and validate the store at ``path`` (a store or a run directory)."""
+        """Open and validate a store.
+
+        Parameters
+        ----------
+        path : str | os.PathLike
+            A store directory, or a run directory holding ``dynamics/``.
+
+        Returns
+        -------
+        Dynamics
+            The read-only view.
+
+        Raises
+        ------
+        StoreError
+            No store at ``path``, or an unreadable or inconsistent one.
+        """
         path = resolve_store_path(path)
         if not (path / "meta.json").exists():
             raise StoreError(f"no dynamics store at {path} (meta.json missing); "
@@ -185,13 +220,42 @@ class Dynamics:
         return self._arrays[name]
 
     def unavailable(self, what: str) -> str:
-        """Message: ``what`` is not available from this store (one that keeps no per-epoch history)."""
+        """The message for what a store keeping no per-epoch history cannot answer.
+
+        Parameters
+        ----------
+        what : str
+            What was asked for, e.g. ``"signal 'margin'"``.
+
+        Returns
+        -------
+        str
+            The message, naming the store and its window.
+        """
         return self.history.unavailable(self.path, self.window, what)
 
     def dyn_unc(self, window: int | None = None) -> np.ndarray:
-        """Dyn-Unc scores (N,) of a ``keep_history="window"`` store, from its running sums and
-        counts (NaN where no window was usable); ``window`` must be the one it recorded. A
-        full store is scored by :func:`dataprune.methods.dyn_unc` (``dataprune.methods.dyn_unc(dyn, window)``)."""
+        """Dyn-Unc scores of a ``keep_history="window"`` store, from its running sums and counts.
+
+        A full store is scored by :func:`dataprune.methods.dyn_unc`
+        (``dataprune.methods.dyn_unc(dyn, window)``).
+
+        Parameters
+        ----------
+        window : int | None
+            J; must be the window the store recorded (default None: that one).
+
+        Returns
+        -------
+        np.ndarray
+            (N,) float64, higher = more worth keeping; NaN where no window was usable.
+
+        Raises
+        ------
+        StoreError
+            The store keeps every epoch, ``window`` differs from the recorded one, or the store
+            holds no more than J epochs.
+        """
         if self.history.per_epoch:
             raise StoreError(f"store {self.path} keeps every epoch: score it with dataprune.methods.dyn_unc(dyn, window)")
         if window is not None and window != self.window:
@@ -212,17 +276,44 @@ class Dynamics:
     def verify(self, signals: Iterable[str] | None = None) -> None:
         """Check the content against the digests in ``meta.json`` and each value's range.
 
-        ``signals``: those to read and hash (default: all recorded; names the store lacks are
-        skipped). ``labels.npy``, the signal list and the fingerprint are always checked, in
-        O(N). Each checked signal is read once, row by row, like a method that scores it.
-        A ``keep_history="window"`` store checks its ring and running sums instead.
-        Raises :class:`StoreError` naming the file that does not match.
+        ``labels.npy``, the signal list and the fingerprint are always checked, in O(N). Each
+        checked signal is read once, row by row, like a method that scores it. A
+        ``keep_history="window"`` store checks its ring and running sums instead.
+
+        Parameters
+        ----------
+        signals : Iterable[str] | None
+            The signals to read and hash (default None: all recorded; names the store lacks are
+            skipped).
+
+        Raises
+        ------
+        StoreError
+            Naming the file that does not match.
         """
         self.digests_after(self.epochs, signals)
 
     def digests_after(self, epochs: int, signals: Iterable[str] | None = None) -> dict[str, str]:
-        """Verify (see :meth:`verify`) and return the content digests the store had after its
-        first ``epochs`` epochs (``fingerprint_of`` of them is its fingerprint then)."""
+        """Verify (see :meth:`verify`) and return the content digests after the first ``epochs`` epochs.
+
+        Parameters
+        ----------
+        epochs : int
+            The number of leading epochs.
+        signals : Iterable[str] | None
+            As in :meth:`verify`.
+
+        Returns
+        -------
+        dict[str, str]
+            Digest by name (``labels`` and each checked signal); ``fingerprint_of`` of them is
+            the store's fingerprint after ``epochs`` epochs.
+
+        Raises
+        ------
+        StoreError
+            As :meth:`verify`.
+        """
         meta_file = self.path / "meta.json"
         digests = self.meta.get("digests")
         if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):

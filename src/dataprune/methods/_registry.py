@@ -24,8 +24,20 @@ from ._common import check_nan_scores, need_epochs
 class Method:
     """A registered scoring method: ``fn(dynamics, **params) -> (N,) float64``, higher = keep.
 
-    ``needs``: store signals it reads; ``files``: run-directory files it reads by default
-    (``features.npy``, ``final_logits.npy``; see :mod:`dataprune.run_outputs`).
+    Parameters
+    ----------
+    name : str
+        The name it is registered under (:func:`list_methods`).
+    fn : Callable[..., np.ndarray]
+        The scoring function; its keyword-only parameters are the method's
+        (:attr:`parameters`).
+    summary : str
+        One line describing the method.
+    needs : tuple[str, ...]
+        Store signals it reads.
+    files : tuple[str, ...]
+        Run-directory files it reads by default (``features.npy``, ``final_logits.npy``; see
+        :mod:`dataprune.run_outputs`).
     """
 
     name: str
@@ -37,7 +49,8 @@ class Method:
     @property
     def parameters(self) -> dict[str, inspect.Parameter]:
         """The method's parameters (keyword-only, after ``dynamics``) by name, with their type
-        annotation and default, from the signature of :attr:`fn`."""
+        annotation and default, from the signature of :attr:`fn`.
+        """
         return {p.name: p for p in inspect.signature(self.fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
 
 
@@ -46,8 +59,29 @@ _REGISTRY: dict[str, Method] = {}
 
 def register(name: str, *, summary: str, needs: tuple[str, ...] = (),
              files: tuple[str, ...] = ()) -> Callable:
-    """Decorator registering a scoring function under ``name``; ``needs`` lists store signals,
-    ``files`` the run-directory files it reads by default."""
+    """Decorator registering a scoring function under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The method's name, e.g. ``"dyn-unc"``.
+    summary : str
+        One line describing it (:attr:`Method.summary`).
+    needs : tuple[str, ...]
+        Store signals it reads.
+    files : tuple[str, ...]
+        Run-directory files it reads by default.
+
+    Returns
+    -------
+    Callable
+        The decorator; it returns the function unchanged.
+
+    Raises
+    ------
+    RuntimeError
+        ``name`` is already registered.
+    """
     def deco(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         if name in _REGISTRY:
             raise RuntimeError(f"scoring method {name!r} registered twice")
@@ -57,12 +91,34 @@ def register(name: str, *, summary: str, needs: tuple[str, ...] = (),
 
 
 def list_methods() -> list[str]:
-    """Names of all registered scoring methods, sorted."""
+    """Names of all registered scoring methods.
+
+    Returns
+    -------
+    list[str]
+        The names, sorted.
+    """
     return sorted(_REGISTRY)
 
 
 def get_method(name: str) -> Method:
-    """The :class:`Method` registered as ``name``; a clear error lists valid names."""
+    """The :class:`Method` registered as ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_methods`.
+
+    Returns
+    -------
+    Method
+        The registered method.
+
+    Raises
+    ------
+    DataPruneError
+        Unknown name; the message lists the valid ones.
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -116,14 +172,27 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
 
     Parameters
     ----------
-    name : a name from :func:`list_methods`.
-    dynamics : a :class:`~dataprune.Dynamics` (or anything with the signals the method needs),
-        or a list/tuple of them: several scoring runs, see :func:`score_runs`.
-    **params : method parameters, e.g. ``window=10`` for ``dyn-unc``.
+    name : str
+        A name from :func:`list_methods`.
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` (or anything with the signals the method needs), or a
+        list/tuple of them: several scoring runs, see :func:`score_runs`.
+    **params : Any
+        Method parameters, e.g. ``window=10`` for ``dyn-unc``.
 
     Returns
     -------
-    (N,) float64 array, higher = more worth keeping.
+    np.ndarray
+        (N,) float64, higher = more worth keeping.
+
+    Raises
+    ------
+    DataPruneError
+        Unknown method or parameter, or a bad parameter value.
+    MissingSignalError
+        The store did not record a signal the method needs.
+    StoreError
+        The store holds no epoch, or (``keep_history="window"``) cannot answer this method.
     """
     if isinstance(dynamics, (list, tuple)):
         return score_runs(name, dynamics, **params)
@@ -155,11 +224,30 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
 def score_runs(name: str, runs: Any, **params: Any) -> np.ndarray:
     """Mean of the raw scores of method ``name`` over several scoring runs of the same data.
 
-    ``runs`` is a list/tuple of :class:`~dataprune.Dynamics` (e.g. EL2N over independent
-    initialisations, as Paul et al. average 10 runs). Every run must have the same N and the
-    same labels where both saw a label. A sample's score is the mean over the runs where it
-    is not NaN, and NaN only if it is NaN in every run. Raw scores are averaged (no
-    standardisation), so mix only runs of comparable scale (same method, same epochs).
+    A sample's score is the mean over the runs where it is not NaN, and NaN only if it is NaN
+    in every run. Raw scores are averaged (no standardisation), so mix only runs of comparable
+    scale (same method, same epochs).
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_methods`.
+    runs : Any
+        A list/tuple of :class:`~dataprune.Dynamics` (e.g. EL2N over independent
+        initialisations, as Paul et al. average 10 runs). Every run must have the same N and
+        the same labels where both saw a label.
+    **params : Any
+        Method parameters, as in :func:`score`.
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = more worth keeping.
+
+    Raises
+    ------
+    DataPruneError
+        No runs, a nested list, or runs over different data (N or labels differ).
     """
     runs = list(runs)
     if not runs:

@@ -30,8 +30,30 @@ MEASURES: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def difficulty(name: str, dynamics: Any) -> np.ndarray:
-    """(N,) float64 difficulty of every sample by measure ``name`` (see :data:`MEASURES`),
-    higher = harder. Raises if the store lacks the signal the measure needs."""
+    """Difficulty of every sample by measure ``name``, for the ``beta`` drop of
+    :func:`~dataprune.select_stratified`.
+
+    Parameters
+    ----------
+    name : str
+        A measure of :data:`MEASURES`: ``"aum"``, ``"forgetting"``, ``"el2n"``, ``"grand"``
+        or ``"confidence"``.
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` with the signal the measure reads.
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = harder; NaN = never observed (never dropped).
+
+    Raises
+    ------
+    DataPruneError
+        Unknown measure.
+    MissingSignalError
+        The store lacks the signal the measure needs; the message names the measures it can
+        use.
+    """
     if name not in MEASURES:
         raise DataPruneError(f"difficulty measure {name!r}; expected one of {', '.join(MEASURES)}")
     needs, _ = MEASURES[name]

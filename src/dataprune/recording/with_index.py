@@ -7,7 +7,14 @@ import torch
 
 
 class WithIndex(torch.utils.data.Dataset):
-    """Wrap a dataset so item ``i`` becomes ``(*base[i], i)``: the sample index rides along."""
+    """Wrap a dataset so item ``i`` becomes ``(*base[i], i)``: the sample index rides along.
+
+    Parameters
+    ----------
+    base : Sequence[Any]
+        The dataset; a tuple item gets the index appended, any other item ``x`` becomes
+        ``(x, i)``.
+    """
 
     def __init__(self, base: Sequence[Any]):
         self.base = base

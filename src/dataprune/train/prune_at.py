@@ -99,6 +99,29 @@ class PruneAt(torch.utils.data.Sampler[int]):
     torch.distributed the epoch's list is padded to a multiple of the world size (or cut,
     ``drop_last``) and rank r takes every world-size-th entry from r, like
     ``DistributedSampler``. :attr:`recording` says whether this epoch should be recorded.
+
+    Parameters
+    ----------
+    num_samples : int
+        N, the size of the training set, >= 1.
+    prune_at : int
+        T, the number of scoring epochs on all the data, >= 0.
+    seed : int
+        Seeds each epoch's order (default 0).
+    shuffle : bool
+        Shuffle each epoch (default True); False keeps index order.
+    rank : int | None
+        This process's rank (default None: torch.distributed's, else 0).
+    world_size : int | None
+        The number of processes (default None: torch.distributed's, else 1).
+    drop_last : bool
+        Cut each epoch's list to a multiple of the world size instead of padding it
+        (default False).
+
+    Raises
+    ------
+    DataPruneError
+        ``num_samples < 1``, ``prune_at < 0``, or a rank outside 0..world_size-1.
     """
 
     def __init__(self, num_samples: int, prune_at: int, *, seed: int = 0, shuffle: bool = True,
@@ -125,8 +148,19 @@ class PruneAt(torch.utils.data.Sampler[int]):
         return self.keep is None and self.epoch < self.prune_at
 
     def set_keep(self, keep: np.ndarray | None) -> None:
-        """Train on ``keep`` (sample indices) from now on. Under torch.distributed, rank 0's
-        ``keep`` is broadcast (other ranks may pass None)."""
+        """Train on ``keep`` from now on.
+
+        Parameters
+        ----------
+        keep : np.ndarray | None
+            Sample indices to train on. Under torch.distributed, rank 0's ``keep`` is broadcast
+            (other ranks may pass None).
+
+        Raises
+        ------
+        DataPruneError
+            ``keep`` is empty or holds an index outside 0..N-1.
+        """
         if _dist()[1] > 1:
             box = [None if keep is None else np.asarray(keep, np.int64)]
             torch.distributed.broadcast_object_list(box, 0)
@@ -138,9 +172,25 @@ class PruneAt(torch.utils.data.Sampler[int]):
         self.keep = keep
 
     def prune(self, dynamics: Any, method: str, prune_ratio: float, **params: Any) -> np.ndarray:
-        """Score ``dynamics`` (the T recorded epochs; rank 0's store) with ``method``, keep
-        ``N - round(prune_ratio * N)`` samples and train on them from the next epoch.
-        Returns the keep indices (ascending)."""
+        """Score the T recorded epochs, keep the best samples and train on them from the next epoch.
+
+        Parameters
+        ----------
+        dynamics : Any
+            The :class:`~dataprune.Dynamics` of the T recorded epochs (rank 0's store; other
+            ranks may pass None).
+        method : str
+            A scoring method from :func:`~dataprune.list_methods`.
+        prune_ratio : float
+            r in [0, 1): ``N - round(r * N)`` samples are kept.
+        **params : Any
+            Method parameters, as in :func:`~dataprune.score`.
+
+        Returns
+        -------
+        np.ndarray
+            The keep indices, ascending.
+        """
         keep = prune_scores(dynamics, method, prune_ratio, **params) if self.rank == 0 or dynamics is not None else None
         self.set_keep(keep)
         assert self.keep is not None

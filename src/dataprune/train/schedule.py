@@ -23,13 +23,28 @@ from ..errors import DataPruneError
 
 
 def lr_factor(progress: float, step: float, total: float, warmup: float) -> float:
-    """The LR multiplier at ``progress`` p (0 <= p < ``total``), where one optimizer step is
-    ``step`` long (same unit: epochs, or 1 for steps) and warm-up lasts ``warmup``:
+    """The LR multiplier at progress p: linear warm-up, then cosine decay towards 0.
 
     - p < W: ``(p + step) / (W + step)`` (linear ramp; the first step gets step/(W+step) > 0);
     - else: ``0.5 * (1 + cos(pi * (p - W) / max(step, total - W)))`` (cosine towards 0).
 
     Hand case: total 4 steps, warm-up 2, step 1 -> factors 1/3, 2/3, 1, 1/2.
+
+    Parameters
+    ----------
+    progress : float
+        p, 0 <= p < ``total``, in epochs (or steps).
+    step : float
+        The length of one optimizer step in the same unit (1 for steps).
+    total : float
+        The run's length in the same unit.
+    warmup : float
+        W, the warm-up length in the same unit.
+
+    Returns
+    -------
+    float
+        The factor that multiplies the base learning rate.
     """
     if progress < warmup:
         return (progress + step) / (warmup + step)
@@ -46,8 +61,29 @@ def check_budget(budget: Any) -> float:
 
 
 def budget_steps(budget: float, epochs: int, steps_per_epoch: int) -> int:
-    """Optimizer steps of a run with ``budget`` B: ``round(B * epochs * steps_per_epoch)``,
-    at least 1 (e.g. B = 0.7, 10 epochs of 235 steps -> 1645)."""
+    """Optimizer steps of a run with budget B: ``round(B * epochs * steps_per_epoch)``, at least 1.
+
+    E.g. B = 0.7, 10 epochs of 235 steps -> 1645.
+
+    Parameters
+    ----------
+    budget : float
+        B, the fraction 0 < B <= 1 of the full run's optimizer steps.
+    epochs : int
+        The full run's epochs, >= 1.
+    steps_per_epoch : int
+        Optimizer steps per full epoch, >= 1.
+
+    Returns
+    -------
+    int
+        The number of optimizer steps.
+
+    Raises
+    ------
+    DataPruneError
+        ``budget`` outside (0, 1], or ``epochs``/``steps_per_epoch`` not an integer >= 1.
+    """
     budget = check_budget(budget)
     for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -56,8 +92,26 @@ def budget_steps(budget: float, epochs: int, steps_per_epoch: int) -> int:
 
 
 def budget_lr_lambda(total_steps: int, warmup_steps: float) -> Callable[[int], float]:
-    """``step -> LR factor`` over exactly ``total_steps`` steps (for ``torch.optim.lr_scheduler.LambdaLR``):
-    warm-up over the first ``warmup_steps`` (may be fractional), cosine to the last step."""
+    """``step -> LR factor`` over exactly ``total_steps`` steps (for ``torch.optim.lr_scheduler.LambdaLR``).
+
+    Parameters
+    ----------
+    total_steps : int
+        The run's optimizer steps, >= 1.
+    warmup_steps : float
+        Warm-up over the first ``warmup_steps`` (may be fractional, 0..total_steps); then
+        cosine to the last step.
+
+    Returns
+    -------
+    Callable[[int], float]
+        The step's :func:`lr_factor`.
+
+    Raises
+    ------
+    DataPruneError
+        ``total_steps`` not an integer >= 1, or ``warmup_steps`` outside 0..total_steps.
+    """
     if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
         raise DataPruneError(f"total_steps={total_steps!r}; expected an integer >= 1")
     if not (isinstance(warmup_steps, (int, float)) and 0 <= warmup_steps <= total_steps):
@@ -67,8 +121,22 @@ def budget_lr_lambda(total_steps: int, warmup_steps: float) -> Callable[[int], f
 
 def budget_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
                     warmup_steps: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """torch's ``LambdaLR`` giving :func:`lr_factor` over ``total_steps`` steps (see
-    :func:`budget_lr_lambda`); call ``.step()`` after every ``optimizer.step()``."""
+    """torch's ``LambdaLR`` giving :func:`lr_factor` over ``total_steps`` steps (see :func:`budget_lr_lambda`).
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        The optimizer whose learning rates are scaled.
+    total_steps : int
+        The run's optimizer steps, >= 1 (e.g. :func:`budget_steps`).
+    warmup_steps : float
+        Warm-up steps, may be fractional (default 0.0).
+
+    Returns
+    -------
+    torch.optim.lr_scheduler.LambdaLR
+        Call its ``.step()`` after every ``optimizer.step()``.
+    """
     return torch.optim.lr_scheduler.LambdaLR(optimizer, budget_lr_lambda(total_steps, warmup_steps))
 
 
