@@ -30,5 +30,18 @@ def area_under_margin(margin: np.ndarray, epochs: int = 0) -> np.ndarray:
                          "over epochs (Pleiss et al. 2020); keeps hard samples",
           needs=("margin",))
 def aum_scores(dynamics: Any, *, epochs: int = 0) -> np.ndarray:
-    """-AUM over the first ``epochs`` epochs (0 = all); uses the ``margin`` signal."""
+    """-AUM: minus the mean margin over the first ``epochs`` epochs.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` that recorded ``margin``.
+    epochs : int
+        T, use only the first T recorded epochs (default 0 = all K; early scoring).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = lower AUM = harder = more worth keeping; NaN where no epoch was observed.
+    """
     return -area_under_margin(signal(dynamics, "margin"), epochs)

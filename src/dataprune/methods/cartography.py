@@ -33,5 +33,18 @@ def variability(prob: np.ndarray, epochs: int = 0) -> np.ndarray:
                                  "--epochs (Swayamdipta et al. 2020); keeps variable samples",
           needs=("prob",))
 def cartography_scores(dynamics: Any, *, epochs: int = 0) -> np.ndarray:
-    """Variability over the first ``epochs`` epochs (0 = all); uses the ``prob`` signal."""
+    """Variability: the population std (ddof=0) of ``prob`` over the first ``epochs`` epochs.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` that recorded ``prob``.
+    epochs : int
+        T, use only the first T recorded epochs (default 0 = all K; early scoring).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = more variable = more worth keeping; NaN with fewer than 2 observations.
+    """
     return variability(signal(dynamics, "prob"), epochs)

@@ -33,9 +33,25 @@ from .dyn_unc import windowed_std
 
 
 def dual(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | None = None) -> np.ndarray:
-    """(N,) DUAL scores of a (K, N) labelled-class probability array (NaN = unobserved; may be
-    memory-mapped) over its first ``epochs`` epochs (0 = all), windows of ``window`` epochs.
-    Higher = more worth keeping; NaN where no window has two observations."""
+    """DUAL scores of a labelled-class probability history, windows of ``window`` epochs.
+
+    Parameters
+    ----------
+    prob : Any
+        (K, N) labelled-class probability per epoch; NaN = not observed. May be
+        memory-mapped (read in blocks of samples).
+    window : int
+        J, the sliding-window length, 2 <= J <= T (default 10).
+    epochs : int
+        T, use only the first T epochs (default 0 = all K).
+    chunk_size : int | None
+        Samples per work chunk (default None: about 2**18 / K).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = more worth keeping; NaN where no window has two observations.
+    """
     return windowed_std(prob, window, epochs=epochs, weighted=True, chunk_size=chunk_size)
 
 
@@ -49,5 +65,21 @@ def mean_prob(prob: Any, epochs: int = 0) -> np.ndarray:
                           "(Cho et al. 2025); keeps uncertain, unlearned samples",
           needs=("prob",))
 def dual_scores(dynamics: Any, *, window: int = 10, epochs: int = 0) -> np.ndarray:
-    """DUAL scores over the first ``epochs`` epochs (0 = all) with ``window``; uses ``prob``."""
+    """DUAL scores over the first ``epochs`` epochs with windows of ``window`` epochs.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` that recorded ``prob``.
+    window : int
+        J, the sliding-window length, 2 <= J <= T (default 10).
+    epochs : int
+        T, use only the first T recorded epochs (default 0 = all K; early scoring).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = more worth keeping (uncertain, not yet learned); NaN where no
+        window has two observations.
+    """
     return dual(signal(dynamics, "prob"), window, epochs=epochs)

@@ -39,15 +39,20 @@ def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | N
 
     Parameters
     ----------
-    prob : (K, N) array, labelled-class probability per epoch; NaN = not observed. May be a
+    prob : Any
+        (K, N) labelled-class probability per epoch; NaN = not observed. May be a
         memory-mapped array: it is read in blocks of samples, never whole, so memory does not
         grow with K or N. Also accepts a :class:`~dataprune.Dynamics` (including a store
         recorded with ``keep_history="window"``, which must have been recorded with this window).
-    window : J, the sliding-window length, 2 <= J < T.
-    epochs : T, use only the first T recorded epochs (0 = all K; early scoring).
-    chunk_size : samples per work chunk (default: about 2**18 / K).
-    semantics : ``"paper"`` (default): fixed windows of epochs k..k+J-1, unobserved epochs
-        skipped inside them (Eq. 2). ``"official"``: the official code's scores exactly, for
+    window : int
+        J, the sliding-window length, 2 <= J < T (default 10).
+    epochs : int
+        T, use only the first T recorded epochs (default 0 = all K; early scoring).
+    chunk_size : int | None
+        Samples per work chunk (default None: about 2**18 / K).
+    semantics : str
+        ``"paper"`` (default): fixed windows of epochs k..k+J-1, unobserved epochs skipped
+        inside them (Eq. 2). ``"official"``: the official code's scores exactly, for
         reproducing its released coresets: per sample a ring of the last J observed values
         starting from zeros, repeated while the sample is unseen, times 10
         (:func:`~dataprune.methods.dyn_unc_official.dyn_unc_official`). The two agree (up to
@@ -55,8 +60,9 @@ def dyn_unc(prob: Any, window: int = 10, *, epochs: int = 0, chunk_size: int | N
 
     Returns
     -------
-    (N,) float64, higher = more uncertain = more worth keeping. A window with fewer than two
-    observed epochs is skipped; a sample with no usable window gets NaN.
+    np.ndarray
+        (N,) float64, higher = more uncertain = more worth keeping. A window with fewer than
+        two observed epochs is skipped; a sample with no usable window gets NaN.
 
     Notes
     -----
@@ -288,7 +294,23 @@ def _mean_window_std(n: np.ndarray, s1: np.ndarray, s2: np.ndarray,
                              "the labelled-class probability (keeps uncertain samples)",
           needs=("prob",))
 def dyn_unc_scores(dynamics: Any, *, window: int = 10, epochs: int = 0, semantics: str = "paper") -> np.ndarray:
-    """Dyn-Unc scores of a :class:`~dataprune.Dynamics` (uses ``dynamics.prob``) over its
-    first ``epochs`` epochs (0 = all); ``semantics`` ``"official"`` reproduces the official
-    code's scores (see :func:`dyn_unc`)."""
+    """Dyn-Unc scores of a :class:`~dataprune.Dynamics` over its first ``epochs`` epochs.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` that recorded ``prob``.
+    window : int
+        J, the sliding-window length, 2 <= J < T (default 10).
+    epochs : int
+        T, use only the first T recorded epochs (default 0 = all K; early scoring).
+    semantics : str
+        ``"paper"`` (default) or ``"official"``, which reproduces the official code's scores
+        (see :func:`dyn_unc`).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = more uncertain = more worth keeping; NaN where no window was usable.
+    """
     return dyn_unc(dynamics, window=window, epochs=epochs, semantics=semantics)

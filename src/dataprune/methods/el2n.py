@@ -34,7 +34,22 @@ def at_epoch(arr: np.ndarray, epoch: int = -1, epochs: int = 0) -> np.ndarray:
                           "et al. 2021); keeps hard samples",
           needs=("el2n",))
 def el2n_scores(dynamics: Any, *, epoch: int = -1, epochs: int = 0) -> np.ndarray:
-    """EL2N at ``epoch`` (0-based; -1 = round(0.1*K)) of the first ``epochs`` epochs (0 = all,
-    K = that count); uses the ``el2n`` signal."""
+    """EL2N, ``||softmax - onehot||``, at one early epoch.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` that recorded ``el2n``.
+    epoch : int
+        The epoch, 0-based, of the first ``epochs`` epochs (default -1 = round(0.1*K), K =
+        that count).
+    epochs : int
+        T, use only the first T recorded epochs (default 0 = all K; early scoring).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = harder = more worth keeping; NaN where the epoch did not observe the sample.
+    """
     return at_epoch(signal(dynamics, "el2n"), epoch, epochs)
 

@@ -36,5 +36,18 @@ def predictive_entropy(logits: np.ndarray) -> np.ndarray:
                              "(Coleman et al. 2020); keeps uncertain samples",
           files=(LOGITS_FILE,))
 def entropy_scores(dynamics: Any, *, logits: str | None = None) -> np.ndarray:
-    """Entropy scores; ``logits``: an (N, C) ``.npy`` file (default ``RUN/final_logits.npy``)."""
+    """Predictive entropy (nats) of the final model's softmax.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` (its run directory holds ``final_logits.npy``).
+    logits : str | None
+        An (N, C) ``.npy`` file of final logits (default None: ``RUN/final_logits.npy``).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = more uncertain = more worth keeping; NaN for non-finite logits.
+    """
     return predictive_entropy(load_final_logits(dynamics, logits))

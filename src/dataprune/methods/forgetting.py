@@ -51,6 +51,20 @@ def forgetting_counts(correct: np.ndarray, epochs: int = 0) -> np.ndarray:
                                 "et al. 2019); keeps forgettable samples",
           needs=("correct",))
 def forgetting_scores(dynamics: Any, *, epochs: int = 0) -> np.ndarray:
-    """Forgetting scores of a :class:`~dataprune.Dynamics` (uses ``correct``) over its first
-    ``epochs`` epochs (0 = all; never learned then scores ``epochs``); see module doc."""
+    """Forgetting events (correct -> wrong between observed epochs) over the first ``epochs`` epochs.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` that recorded ``correct``.
+    epochs : int
+        T, use only the first T recorded epochs (default 0 = all K; early scoring).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = more forgotten = more worth keeping; a sample never learned
+        scores K (the epochs used), more than any count; NaN if never observed. See the
+        module doc.
+    """
     return forgetting_counts(signal(dynamics, "correct"), epochs)

@@ -26,6 +26,21 @@ from .el2n import at_epoch
                            "early --epoch (Paul et al. 2021); keeps hard samples",
           needs=("grand",))
 def grand_scores(dynamics: Any, *, epoch: int = -1, epochs: int = 0) -> np.ndarray:
-    """Last-layer GraNd at ``epoch`` (0-based; -1 = round(0.1*K)) of the first ``epochs``
-    epochs (0 = all), as EL2N; uses the ``grand`` signal."""
+    """Last-layer GraNd at one early epoch, as EL2N.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` that recorded ``grand``.
+    epoch : int
+        The epoch, 0-based, of the first ``epochs`` epochs (default -1 = round(0.1*K)).
+    epochs : int
+        T, use only the first T recorded epochs (default 0 = all K; early scoring).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = larger gradient norm = harder = more worth keeping; NaN where
+        the epoch did not observe the sample.
+    """
     return at_epoch(signal(dynamics, "grand"), epoch, epochs)

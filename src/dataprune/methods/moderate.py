@@ -70,6 +70,20 @@ def middle_band_scores(distance: np.ndarray) -> np.ndarray:
                               "distance (Xia et al. 2023)",
           files=(FEATURES_FILE,))
 def moderate_scores(dynamics: Any, *, features: str | None = None) -> np.ndarray:
-    """Moderate scores from ``features`` (an (N, D) ``.npy``; default ``RUN/features.npy``)."""
+    """Moderate coreset scores: closeness of each distance-to-class-median rank to the median rank.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` (its labels; its run directory holds ``features.npy``).
+    features : str | None
+        An (N, D) ``.npy`` file of features (default None: ``RUN/features.npy``).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, -|rank - (N-1)/2| / N: higher = nearer the median distance = more worth
+        keeping; NaN for an unknown label or non-finite features.
+    """
     feats = load_features(dynamics, features)
     return middle_band_scores(class_median_distances(feats, dynamics.labels))

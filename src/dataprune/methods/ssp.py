@@ -151,8 +151,29 @@ def prototype_distances(x: np.ndarray, num_clusters: int, *, seed: int = 0, iter
           files=(FEATURES_FILE,))
 def ssp_scores(dynamics: Any, *, features: str | None = None, num_clusters: int = 0,
                seed: int = 0, iterations: int = 30, metric: str = "cosine") -> np.ndarray:
-    """Prototype distances of ``features`` (default ``RUN/features.npy``); ``num_clusters``
-    0 = the store's number of classes."""
+    """Self-supervised prototypes: the distance of each feature row to its nearest k-means centroid.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` (its run directory holds ``features.npy``).
+    features : str | None
+        An (N, D) ``.npy`` file of embeddings (default None: ``RUN/features.npy``).
+    num_clusters : int
+        k (default 0 = the store's number of classes).
+    seed : int
+        Seeds k-means (default 0).
+    iterations : int
+        Lloyd steps at most (default 30).
+    metric : str
+        ``"cosine"`` (default: 1 - cosine, spherical k-means) or ``"euclidean"``.
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = farther from its prototype = harder = more worth keeping; NaN
+        for non-finite rows.
+    """
     k = check_int("num_clusters", num_clusters, 0, None, " (0 = number of classes)")
     if k == 0:
         k = int(dynamics.num_classes)

@@ -79,5 +79,22 @@ def _tdds_chunk(x: np.ndarray, w: int, weights: np.ndarray) -> np.ndarray:
                           "softmax change (Zhang et al. 2024); keeps high",
           needs=("tdds_d",))
 def tdds_scores(dynamics: Any, *, epochs: int = 0, window: int = 10, decay: float = 0.9) -> np.ndarray:
-    """TDDS over the first ``epochs`` epochs (0 = all) with ``window``; uses ``tdds_d``."""
+    """TDDS over the first ``epochs`` epochs with windows of ``window`` epochs.
+
+    Parameters
+    ----------
+    dynamics : Any
+        A :class:`~dataprune.Dynamics` that recorded ``tdds_d``.
+    epochs : int
+        T, use only the first T recorded epochs, at least 3 (default 0 = all K).
+    window : int
+        W, the window length in epochs, 3 <= W <= T (default 10).
+    decay : float
+        The weight decay of earlier windows, in (0, 1] (default 0.9).
+
+    Returns
+    -------
+    np.ndarray
+        (N,) float64, higher = more worth keeping; NaN where no window was usable.
+    """
     return tdds(signal(dynamics, "tdds_d"), epochs=epochs, window=window, decay=decay)
