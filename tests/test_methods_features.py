@@ -45,9 +45,9 @@ def test_save_and_load_final_outputs(tmp_path):
 def test_missing_outputs_name_file_and_command(tmp_path):
     dyn = write_store(tmp_path / "run" / "dynamics", {"prob": np.zeros((3, 5), np.float16)},
                       np.zeros(5, int), 2)
-    with pytest.raises(ValueError, match=r"features\.npy not found.*dataprune score.*--features"):
+    with pytest.raises(ValueError, match=r"features\.npy not found.*dataprune record.*--features"):
         dp.score("moderate", dyn)
-    with pytest.raises(ValueError, match=r"final_logits\.npy not found.*dataprune score.*--logits"):
+    with pytest.raises(ValueError, match=r"final_logits\.npy not found.*dataprune record.*--logits"):
         dp.score("entropy", dyn)
 
 

@@ -284,7 +284,7 @@ def test_write_keep_leaves_no_temp_when_interrupted(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("size", [0, -3])
 def test_image_size_must_be_positive(size, data_dir, tmp_path, capsys):
-    for command in (["score", "--out", tmp_path / "r"], ["train", "--metrics-out", tmp_path / "m.json"],
+    for command in (["record", "--out", tmp_path / "r"], ["train", "--metrics-out", tmp_path / "m.json"],
                     ["bench", "--out", tmp_path / "b"]):
         err = cli_error(capsys, *command, "--dataset", "idx", "--data-dir", data_dir, "--image-size", size)
         assert f"--image-size {size}; expected a crop size of at least 1 pixel" in err

@@ -20,7 +20,7 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 @pytest.fixture
 def run(finished_run, tmp_path):
-    """A private copy of a finished `dataprune score` run (features, final logits, store)."""
+    """A private copy of a finished `dataprune record` run (features, final logits, store)."""
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
     return out
@@ -159,7 +159,7 @@ def test_select_and_scores_warn_on_an_unfinished_store(tmp_path, capsys):
 
 
 def test_select_warns_on_a_scoring_run_still_being_written(run, tmp_path, capsys):
-    """A `dataprune score` run's store plans the run's epochs: one holding fewer (a run
+    """A `dataprune record` run's store plans the run's epochs: one holding fewer (a run
     still being written: here its last epoch taken back) is unfinished."""
     assert dp.Dynamics.open(run).finished is True
     dp.Recorder.resume(run / "dynamics", epochs=1)

@@ -177,7 +177,7 @@ def test_resume_checks_state(changes, message, finished_run, tmp_path):
 def test_cli_resume_bad_state_one_line(finished_run, tmp_path, capsys):
     run = unfinished(finished_run, tmp_path)
     _edit_state(run, epoch=None)
-    assert "state.pt lacks the entry 'epoch'" in cli_error(capsys, "score", "--resume", run, "--quiet")
+    assert "state.pt lacks the entry 'epoch'" in cli_error(capsys, "record", "--resume", run, "--quiet")
 
 
 def test_resume_refuses_unreadable_log_before_training(finished_run, tmp_path, monkeypatch):

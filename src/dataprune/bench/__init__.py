@@ -9,7 +9,7 @@ into rows, ``runner`` checks and locks the folder and runs it, ``tables``/``figu
 """
 from .engine import Bench
 from .noise import noisy_removed_share, symmetric_label_noise
-from .one_run import OneRunConfig, variants
+from .one_run_study import OneRunConfig, variants
 from .ood import average_precision, msp_aupr
 from .plan import BenchConfig, Scorer, Selector, TrainCell, Variant, matched_budgets
 from .regimes import long_tail_indices

@@ -10,7 +10,7 @@ from .. import __version__
 from ..fileio import atomic_write_json, atomic_write_text, refuse_overwrite
 from ..keepfile import write_keep
 from ..methods import score
-from ..report.datamap import save_datamap
+from ..datamap import save_datamap
 from ..select import select
 from ..store import Dynamics
 from ..train.runs import score_run, train_run

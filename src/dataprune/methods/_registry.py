@@ -130,7 +130,7 @@ def score(name: str, dynamics: Any, **params: Any) -> np.ndarray:
                 f"method {name!r} needs signal(s) {lacking} which the store at "
                 f"{getattr(dynamics, 'path', '?')} did not record (it has {list(recorded)}); "
                 f"record them in the scoring run: Recorder(signals=[..., {', '.join(map(repr, lacking))}]) "
-                f"or `dataprune score --signals` with {', '.join(lacking)}")
+                f"or `dataprune record --signals` with {', '.join(lacking)}")
     check_params(method, params)
     _note_unfinished(dynamics)
     if method.needs and getattr(dynamics, "epochs", None) == 0:
