@@ -378,7 +378,7 @@ def test_cli_train_refuses_bad_subset(text, manifest, message, data_dir, tmp_pat
     keep.write_text(text)
     if manifest is not None:
         (tmp_path / "keep.json").write_text(json.dumps(manifest))
-    # --limit given: without it, train takes N from the manifest (tests/test_trust_cli.py)
+    # --limit given: without it, train takes N from the manifest (tests/test_cli_commands.py)
     err = cli_error(capsys, "train", "--dataset", "idx", "--data-dir", data_dir, "--limit", 60, "--subset", keep)
     assert message in err
 

@@ -172,7 +172,7 @@ def test_precision_is_a_run_setting_with_default_fp32():
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 18 item 18: a diverged training stops with one line
+# a diverged training stops with one line
 
 
 @pytest.mark.parametrize("command", [
@@ -199,7 +199,7 @@ def test_loss_check_names_epoch_and_step():
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 18 item 23: a corrupt image under --workers 1 is one line naming the file
+# a corrupt image under --workers 1 is one line naming the file
 
 
 def test_corrupt_image_under_workers_is_one_line(tmp_path, capsys):
@@ -215,7 +215,7 @@ def test_corrupt_image_under_workers_is_one_line(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 18 item 13: a progress bar on a terminal (also one reporting 0 columns), none in logs
+# a progress bar on a terminal (also one reporting 0 columns), none in logs
 
 
 def _score_cmd(data_dir: Path, out: Path) -> list[str]:

@@ -1,4 +1,4 @@
-"""Figures (issue 10 item 18, issue 12 item 3): one style per method everywhere, a 2-column
+"""Figures: one style per method everywhere, a 2-column
 accuracy figure with dot plots for single-ratio panels and one legend outside the axes,
 integer colour bars, the demo's zoom panel, and images of any layout and size."""
 from __future__ import annotations

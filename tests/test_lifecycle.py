@@ -1,6 +1,7 @@
 """One run lifecycle (train/rundir.py, train/training.py) and one LR schedule (train/schedule.py):
 the schedule against a slow reference, `train --budget`, the same training whichever command
-runs it, and the trust items of resume, checkpoints and --force (issue 18: 15, 17, 20, 21, 25)."""
+runs it, and what resume, checkpoints and --force may do: a user's folder is never written,
+a missing or corrupt state deletes no epoch, conflicting settings are refused, temps are cleaned."""
 from __future__ import annotations
 
 import json
@@ -202,7 +203,7 @@ def _saved(obj):
     return buf
 
 
-# --- issue 18 ------------------------------------------------------------------------------------
+# --- run folders: the user's files, checkpoints, resume ------------------------------------------
 def _score(capsys, data_dir, out, *extra):
     return main(["record", "--dataset", "idx", "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "2",
                  "--batch-size", "32", "--signals", "prob,correct", "--out", str(out), "--quiet", *map(str, extra)])
@@ -210,7 +211,7 @@ def _score(capsys, data_dir, out, *extra):
 
 @pytest.mark.parametrize("force", [False, True])
 @pytest.mark.parametrize("command", ["record", "train"])
-def test_item15_users_folder_is_never_written(command, force, data_dir, tmp_path, capsys):
+def test_users_folder_is_never_written(command, force, data_dir, tmp_path, capsys):
     u = tmp_path / "u"
     u.mkdir()
     (u / "checkpoint.pt").write_text("mine")
@@ -222,12 +223,12 @@ def test_item15_users_folder_is_never_written(command, force, data_dir, tmp_path
     assert [p.name for p in u.iterdir()] == ["checkpoint.pt"] and (u / "checkpoint.pt").read_text() == "mine"
 
 
-def test_item15_empty_folder_is_fine(data_dir, tmp_path, capsys):
+def test_empty_folder_is_fine(data_dir, tmp_path, capsys):
     (tmp_path / "e").mkdir()
     assert _score(capsys, data_dir, tmp_path / "e") == 0
 
 
-def test_item25_force_keeps_users_file_inside_a_run(data_dir, tmp_path, capsys):
+def test_force_keeps_users_file_inside_a_run(data_dir, tmp_path, capsys):
     run = tmp_path / "r"
     assert _score(capsys, data_dir, run) == 0
     (run / "notes.txt").write_text("mine")
@@ -236,7 +237,7 @@ def test_item25_force_keeps_users_file_inside_a_run(data_dir, tmp_path, capsys):
     assert dp.Dynamics.open(run).epochs == 2
 
 
-def test_item17_missing_state_never_deletes_epochs(data_dir, tmp_path, capsys, monkeypatch):
+def test_missing_state_never_deletes_epochs(data_dir, tmp_path, capsys, monkeypatch):
     run = tmp_path / "r"
     from dataprune.train.rundir import RunDir
     real = RunDir.save_state
@@ -259,7 +260,7 @@ def test_item17_missing_state_never_deletes_epochs(data_dir, tmp_path, capsys, m
     assert f"holds {before} of 3 epochs, but state.pt is missing" in capsys.readouterr().out
 
 
-def test_item20_flipped_byte_in_state_or_checkpoint_is_caught(data_dir, tmp_path, capsys):
+def test_flipped_byte_in_state_or_checkpoint_is_caught(data_dir, tmp_path, capsys):
     run = tmp_path / "r"
     assert _score(capsys, data_dir, run) == 0
     assert main(["check", str(run)]) == 0
@@ -276,7 +277,7 @@ def test_item20_flipped_byte_in_state_or_checkpoint_is_caught(data_dir, tmp_path
     assert "state.pt does not match its sha256" in cli_error(capsys, "record", "--resume", tmp_path / "state.pt")
 
 
-def test_item21_train_resume_refuses_conflicts_and_restores_threads(tiny_idx_dir, tmp_path, capsys, monkeypatch):
+def test_train_resume_refuses_conflicts_and_restores_threads(tiny_idx_dir, tmp_path, capsys, monkeypatch):
     spec_args = ["--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--model", "mlp"]
     run = tmp_path / "r"
     with killed_at_epoch(monkeypatch, 1):
@@ -293,7 +294,7 @@ def test_item21_train_resume_refuses_conflicts_and_restores_threads(tiny_idx_dir
     assert torch.get_num_threads() == 1  # the run's own count
 
 
-def test_item25_metrics_out_inside_a_run_or_store_is_refused(data_dir, tmp_path, capsys):
+def test_metrics_out_inside_a_run_or_store_is_refused(data_dir, tmp_path, capsys):
     run = tmp_path / "r"
     assert _score(capsys, data_dir, run) == 0
     meta = (run / "dynamics" / "meta.json").read_bytes()
@@ -304,13 +305,13 @@ def test_item25_metrics_out_inside_a_run_or_store_is_refused(data_dir, tmp_path,
     assert (run / "dynamics" / "meta.json").read_bytes() == meta and main(["check", str(run)]) == 0
 
 
-def test_item25_keep_history_none_window_checked_up_front(data_dir, tmp_path, capsys):
+def test_keep_history_none_window_checked_up_front(data_dir, tmp_path, capsys):
     err = cli_error(capsys, "record", "--dataset", "idx", "--data-dir", data_dir, "--keep-history", "none",
                     "--window", 20, "--epochs", 2, "--out", tmp_path / "r")
     assert "--window 20 with --keep-history none and --epochs 2" in err and not (tmp_path / "r").exists()
 
 
-def test_item25_edited_config_epochs_refused_by_resume_and_check(data_dir, tmp_path, capsys):
+def test_edited_config_epochs_refused_by_resume_and_check(data_dir, tmp_path, capsys):
     run = tmp_path / "r"
     assert _score(capsys, data_dir, run) == 0
     config = json.loads((run / "config.json").read_text())
@@ -321,7 +322,7 @@ def test_item25_edited_config_epochs_refused_by_resume_and_check(data_dir, tmp_p
     assert "config.json was edited after the run started" in cli_error(capsys, "check", run)
 
 
-def test_item25_train_temp_files_cleaned_on_resume(tiny_idx_dir, tmp_path, monkeypatch):
+def test_train_temp_files_cleaned_on_resume(tiny_idx_dir, tmp_path, monkeypatch):
     spec = DataSpec("idx", str(tiny_idx_dir))
     plan = PrunePlan(prune_at=1, method="el2n", prune_ratio=0.3)
     with killed_at_epoch(monkeypatch, 2), pytest.raises(KeyboardInterrupt):

@@ -49,7 +49,7 @@ TIE_SEED = "seed"
 
 #: Recorded epochs K a method needs with its default parameters (window J = min(10, K - 1)),
 #: where more than 1 (signal methods) or 0 (methods that read no signal). Kept in step with
-#: the methods' own checks by tests/test_trust_cli.py.
+#: the methods' own checks by tests/test_cli_commands.py.
 MIN_EPOCHS = {"dyn-unc": 3, "dual": 3, "tdds": 4, "cartography": 2}
 
 

@@ -1,4 +1,4 @@
-"""Runs and stores: nothing lost, nothing silently wrong (issue 10, items 2-10).
+"""Runs and stores: nothing lost, nothing silently wrong.
 
 Corrupted content is refused (fingerprint covers labels and every signal, values must lie
 in their signal's range), --force never deletes foreign directories, outputs never collide
@@ -56,7 +56,7 @@ def edit_meta(store: Path, **changes) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# item 4: fingerprint covers labels and content; verified by select, check and resume
+# fingerprint covers labels and content; verified by select, check and resume
 
 def test_fingerprint_includes_labels(tmp_path):
     prints = []
@@ -152,7 +152,7 @@ def test_keep_history_none_store_verified(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# item 6: --force deletes only dataprune's own directories (or empty ones)
+# --force deletes only dataprune's own directories (or empty ones)
 
 def test_force_keeps_foreign_directory(data_dir, tmp_path, capsys):
     v = tmp_path / "v"
@@ -177,7 +177,7 @@ def test_force_replaces_own_store_and_uses_empty_dir(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# item 7: select's outputs never collide and never land inside a run or store
+# select's outputs never collide and never land inside a run or store
 
 @pytest.fixture
 def listed_run(finished_run, tmp_path) -> Path:
@@ -231,7 +231,7 @@ def test_keep_file_and_manifest_written_as_a_pair(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# item 2: a run killed before its first epoch finished (even before its store exists) resumes
+# a run killed before its first epoch finished (even before its store exists) resumes
 
 class Crash(Exception):
     pass
@@ -265,7 +265,7 @@ def test_run_killed_before_store_is_resumable(where, finished_run, data_dir, tmp
 
 
 # ---------------------------------------------------------------------------------------------
-# item 10: --resume refuses every explicitly given setting that differs from config.json
+# --resume refuses every explicitly given setting that differs from config.json
 
 @pytest.fixture
 def no_training(monkeypatch):
@@ -298,7 +298,7 @@ def test_resume_accepts_settings_equal_to_the_runs(finished_run, tmp_path, capsy
 
 
 # ---------------------------------------------------------------------------------------------
-# item 5: one `record` process per run directory
+# one `record` process per run directory
 
 def test_second_score_on_same_out_is_refused(finished_run, data_dir, tmp_path, capsys):
     from dataprune.fileio import exclusive_lock
@@ -315,7 +315,7 @@ def test_second_score_on_same_out_is_refused(finished_run, data_dir, tmp_path, c
 
 
 # ---------------------------------------------------------------------------------------------
-# item 8: the run's own log (never a stale or symlinked one); crash leftovers cleaned up
+# the run's own log (never a stale or symlinked one); crash leftovers cleaned up
 
 def test_fresh_run_starts_its_own_log(data_dir, tmp_path):
     out = tmp_path / "r"
@@ -329,7 +329,7 @@ def test_fresh_run_starts_its_own_log(data_dir, tmp_path):
     result = runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp", force=True,
                             cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob",))
     assert [r["epoch"] for r in result.history] == [0, 1]  # --force: a log of its own
-    stale = tmp_path / "stale"  # a log.jsonl in a folder that holds no run is someone's file (item 15)
+    stale = tmp_path / "stale"  # a log.jsonl in a folder that holds no run is someone's file
     stale.mkdir()
     (stale / "log.jsonl").write_text('{"epoch": 7}\n')
     with pytest.raises(dp.errors.DataPruneError, match="is not a dataprune run folder"):
@@ -366,7 +366,7 @@ def test_resume_removes_crash_leftovers(finished_run, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# item 3: a full disk is a one-line error before any epoch (store files are preallocated)
+# a full disk is a one-line error before any epoch (store files are preallocated)
 
 def test_store_files_are_allocated_not_sparse(tmp_path, monkeypatch):
     import errno
@@ -400,7 +400,7 @@ def test_disk_full_is_one_line_and_resumable(data_dir, finished_run, tmp_path, m
 
 
 # ---------------------------------------------------------------------------------------------
-# item 9: --nproc hands over to torch's launcher; stopping it stops the ranks, and a dead
+# --nproc hands over to torch's launcher; stopping it stops the ranks, and a dead
 # rank is one line naming it
 
 def _launch_ddp(data_dir: Path, out: Path):

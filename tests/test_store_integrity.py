@@ -1,5 +1,6 @@
-"""Issue 18 items 19 and 22: every file a method reads is covered by a digest, and a partial
-store is told from a finished one."""
+"""Store integrity: every file a method reads (features, final logits, the store) is covered
+by a digest, and a partial store (a run or an import-official still being written, or killed)
+is told from a finished one."""
 import json
 import os
 import shutil
@@ -36,7 +37,7 @@ def _select(run, method, out, *extra):
     return main(["select", str(run), "--method", method, "--prune-ratio", "0.5", "--out", str(out), *extra])
 
 
-# --- item 19: features.npy and final_logits.npy are covered -------------------------------
+# --- features.npy and final_logits.npy are covered ------------------------------------------------
 
 @pytest.mark.parametrize("file, methods", [("features.npy", ["moderate", "ssp"]),
                                            ("final_logits.npy", ["entropy"])])
@@ -84,7 +85,7 @@ def test_an_explicit_features_file_is_recorded(run, tmp_path):
     assert list(manifest["input_files"]) == [str(emb.resolve())]
 
 
-# --- item 22: finished or not ------------------------------------------------------------
+# --- finished or not ------------------------------------------------------------------------------
 
 def _recorder_epochs(path, epochs_done, planned=None, **kw):
     rec = dp.Recorder(10, path, 3, epochs=planned, **kw)
@@ -175,7 +176,7 @@ def test_a_finished_store_gives_no_warning(tmp_path, capsys):
     assert "UNFINISHED" not in capsys.readouterr().out
 
 
-# --- item 22: a killed import-official ------------------------------------------------------
+# --- a killed import-official ---------------------------------------------------------------------
 
 KILL_AFTER_3 = """
 import os, sys
