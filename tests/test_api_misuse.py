@@ -9,6 +9,8 @@ import torch
 
 import dataprune as dp
 from dataprune.errors import DataPruneError
+from dataprune.methods import get
+from helpers_methods import dynamics_methods
 
 N, C = 40, 4
 
@@ -120,7 +122,7 @@ def test_nan_error_names_the_likely_causes_before_nan_policy():
 def test_empty_store_error_names_end_epoch(tmp_path):
     dp.Recorder(N, tmp_path / "s", C)
     dyn = dp.Dynamics.open(tmp_path / "s")
-    for method in ("dyn-unc", "forgetting", "dual"):
+    for method in [m for m in dynamics_methods() if set(get(m).needs) <= set(dyn.signals)]:
         with pytest.raises(DataPruneError, match=rf"{method} needs at least 1 recorded epochs \(the store has 0; "
                                                  r"Recorder\.end_epoch\(\) records one"):
             dp.score(method, dyn)

@@ -140,11 +140,10 @@ def test_every_method_selects_from_one_scoring_run(tiny_idx_dir, tmp_path):
     run = tmp_path / "run"
     assert run_cli("record", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--epochs", 4,
                    "--batch-size", 64, "--out", run, "--quiet") == 0
-    small_windows = {"dyn-unc": ["--window", 2], "dual": ["--window", 2], "tdds": ["--window", 3]}
-    for method in dp.methods():
+    for method in dp.methods():  # each with its defaults (a window: min(10, K - 1) = 3)
         keep = tmp_path / f"{method}.txt"
-        assert run_cli("select", run, "--method", method, *small_windows.get(method, []),
-                       "--prune-ratio", 0.3, "--class-balanced", "--out", keep) == 0, method
+        assert run_cli("select", run, "--method", method, "--prune-ratio", 0.3, "--class-balanced",
+                       "--out", keep) == 0, method
         kept = np.loadtxt(keep, dtype=np.int64)
         labels = dp.Dynamics.open(run).labels[kept]
         assert len(kept) == 210 and np.bincount(labels, minlength=10).tolist() == [21] * 10, method
