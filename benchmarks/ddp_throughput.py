@@ -7,7 +7,8 @@ cf3ef3f), interleaved ABBA so that drift in the machine's load cancels.
         [--epochs 2] [--threads 1] [--repeats 3] [--out benchmarks/results/ddp_throughput.md]
 
 Each run is a fresh ``python -m dataprune record --nproc 2 --dataset fashion-mnist --limit L
---epochs E --threads T`` with PYTHONPATH pointing at the checkout's ``src``. Training
+--epochs E --threads T`` (``score`` for a checkout from before the command's rename) with
+PYTHONPATH pointing at the checkout's ``src``. Training
 samples/s = L * E / ``train_seconds`` (``config.json``: the epochs' wall time, clean-view
 recording included, start-up excluded); wall samples/s also counts starting the processes.
 Target: median ratio new / old >= 0.95.
@@ -31,10 +32,11 @@ NEW_SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def run_once(src: Path, args: argparse.Namespace, out: Path) -> tuple[float, float]:
-    """(training samples/s, wall samples/s) of one ``score --nproc 2`` run of the checkout ``src``."""
+    """(training samples/s, wall samples/s) of one ``record --nproc 2`` run of the checkout ``src``."""
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(args.threads)}
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "dataprune", "record", "--nproc", "2", "--dataset", "fashion-mnist",
+    command = "record" if (src / "dataprune" / "cli" / "record.py").is_file() else "score"  # older checkouts
+    cmd = [sys.executable, "-m", "dataprune", command, "--nproc", "2", "--dataset", "fashion-mnist",
            "--data-dir", str(args.data_dir), "--limit", str(args.limit), "--epochs", str(args.epochs),
            "--threads", str(args.threads), "--out", str(out), "--quiet"]
     t0 = time.perf_counter()

@@ -193,3 +193,16 @@ def test_accuracy_figures_draw_the_matched_compute_baseline(tmp_path):
                             ("el2n", 0.76, 0.89))]
     accuracy_vs_cost(tmp_path / "c.png", summ, OneRunConfig(arms=[("mlp", 3)]))
     assert (tmp_path / "c.png").stat().st_size > 1000 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_old_datamap_module_warns_and_re_exports(monkeypatch):
+    """`dataprune.report.datamap` (the data map's module before `dataprune.datamap`) still works."""
+    import importlib
+    import sys
+
+    import dataprune.datamap as datamap
+    monkeypatch.delitem(sys.modules, "dataprune.report.datamap", raising=False)
+    with pytest.warns(DeprecationWarning, match="import dataprune.datamap instead"):
+        old = importlib.import_module("dataprune.report.datamap")
+    assert all(getattr(old, name) is getattr(datamap, name) for name in old.__all__)
+    assert "save_datamap" in old.__all__
