@@ -1,4 +1,4 @@
-"""``dataprune score --nproc 2`` on Fashion-MNIST: samples/s of this checkout (DDP under torch's
+"""``dataprune record --nproc 2`` on Fashion-MNIST: samples/s of this checkout (DDP under torch's
 launcher) against an older checkout (e.g. the home-made launcher and gradient averaging of
 cf3ef3f), interleaved ABBA so that drift in the machine's load cancels.
 
@@ -6,8 +6,9 @@ cf3ef3f), interleaved ABBA so that drift in the machine's load cancels.
     python benchmarks/ddp_throughput.py --old-src /tmp/engine-b-old/src [--limit 10000]
         [--epochs 2] [--threads 1] [--repeats 3] [--out benchmarks/results/ddp_throughput.md]
 
-Each run is a fresh ``python -m dataprune score --nproc 2 --dataset fashion-mnist --limit L
---epochs E --threads T`` with PYTHONPATH pointing at the checkout's ``src``. Training
+Each run is a fresh ``python -m dataprune record --nproc 2 --dataset fashion-mnist --limit L
+--epochs E --threads T`` (``score`` for a checkout from before the command's rename) with
+PYTHONPATH pointing at the checkout's ``src``. Training
 samples/s = L * E / ``train_seconds`` (``config.json``: the epochs' wall time, clean-view
 recording included, start-up excluded); wall samples/s also counts starting the processes.
 Target: median ratio new / old >= 0.95.
@@ -32,10 +33,11 @@ NEW_SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def run_once(src: Path, args: argparse.Namespace, out: Path) -> tuple[float, float]:
-    """(training samples/s, wall samples/s) of one ``score --nproc 2`` run of the checkout ``src``."""
+    """(training samples/s, wall samples/s) of one ``record --nproc 2`` run of the checkout ``src``."""
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": str(args.threads)}
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "dataprune", "score", "--nproc", "2", "--dataset", "fashion-mnist",
+    command = "record" if (src / "dataprune" / "cli" / "record.py").is_file() else "score"  # older checkouts
+    cmd = [sys.executable, "-m", "dataprune", command, "--nproc", "2", "--dataset", "fashion-mnist",
            "--data-dir", str(args.data_dir), "--limit", str(args.limit), "--epochs", str(args.epochs),
            "--threads", str(args.threads), "--out", str(out), "--quiet"]
     t0 = time.perf_counter()
@@ -80,7 +82,7 @@ def main() -> None:
     old_commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=args.old_src).stdout.strip()
     report = "\n".join([
-        "# `dataprune score --nproc 2` throughput: DDP under torch's launcher vs the old launcher",
+        "# `dataprune record --nproc 2` throughput: DDP under torch's launcher vs the old launcher",
         "",
         f"command: `python benchmarks/ddp_throughput.py {' '.join(sys.argv[1:])}`",
         f"machine: {machine().rsplit(', threads', 1)[0]}",

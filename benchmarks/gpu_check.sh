@@ -5,7 +5,7 @@
 #     bash benchmarks/gpu_check.sh --dry-run  # print the commands only
 #
 # 1. the CUDA-marked tests (pytest -m cuda);
-# 2. `dataprune score` with DDP over nccl on all GPUs (torchrun), then `dataprune check` of its store;
+# 2. `dataprune record` with DDP over nccl on all GPUs (torchrun), then `dataprune check` of its store;
 # 3. the Recorder's overhead per step, torchvision resnet50 at 224 px, bf16 (target <= 1 %).
 # Writes benchmarks/results/gpu_check.md (nvidia-smi, then each step's result, time and
 # output; the versions of torch, CUDA and nccl are the second step's output) and exits 1 if a
@@ -90,9 +90,9 @@ print(dict(torch=torch.__version__, cuda=torch.version.cuda, nccl=torch.cuda.ncc
 assert n == $NGPU, f\"torch sees {n} GPUs, nvidia-smi lists $NGPU (CUDA_VISIBLE_DEVICES?)\"" || report
 # the time limits of the four steps below add up to 8 minutes
 step "CUDA-marked tests" 120 "$PY" -m pytest -m cuda -q -rs -p no:cacheprovider
-DDP_STEP="DDP over nccl: score on $NGPU GPUs"
-[[ $NGPU == 1 ]] && DDP_STEP="score on the one GPU (no DDP: nccl needs a GPU per rank)"
-step "$DDP_STEP" 150 "$PY" -m dataprune score --nproc "$NGPU" --device cuda \
+DDP_STEP="DDP over nccl: record on $NGPU GPUs"
+[[ $NGPU == 1 ]] && DDP_STEP="record on the one GPU (no DDP: nccl needs a GPU per rank)"
+step "$DDP_STEP" 150 "$PY" -m dataprune record --nproc "$NGPU" --device cuda \
   --precision bf16 --dataset fashion-mnist --model small-cnn --epochs 2 --out "$RUN" --force
 step "dataprune check of that run" 30 "$PY" -m dataprune check "$RUN"
 step "Recorder overhead: resnet50, 224 px, bf16" 180 "$PY" benchmarks/recorder_gpu_overhead.py

@@ -1,4 +1,4 @@
-"""Streaming image folders: images/s of ``dataprune score``'s loader against a plain torchvision
+"""Streaming image folders: images/s of ``dataprune record``'s loader against a plain torchvision
 ``ImageFolder`` + ``DataLoader`` loop with the same transforms and workers, and peak memory at
 two folder sizes.
 
@@ -110,8 +110,8 @@ def main() -> None:
     big = make_folder(args.root / f"n{args.images}", args.images, args.size)
     small = make_folder(args.root / f"n{args.small}", args.small, args.size)
     load_before = Path("/proc/loadavg").read_text().split()[:3]
-    rates: dict[str, list[float]] = {"dataprune score loader": [], "torchvision ImageFolder + DataLoader": []}
-    fns = {"dataprune score loader": epoch_dataprune, "torchvision ImageFolder + DataLoader": epoch_baseline}
+    rates: dict[str, list[float]] = {"dataprune record loader": [], "torchvision ImageFolder + DataLoader": []}
+    fns = {"dataprune record loader": epoch_dataprune, "torchvision ImageFolder + DataLoader": epoch_baseline}
     names = list(rates)
     for name in names:  # warm-up (first-call imports and caches), not timed
         fns[name](small, args.image_size, args.workers, 0)

@@ -81,7 +81,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_dir) -> Path:
-    """A finished `dataprune score` run (mlp, 2 epochs, 60 samples, prob + correct)."""
+    """A finished `dataprune record` run (mlp, 2 epochs, 60 samples, prob + correct)."""
     from dataprune.train import runs
     from dataprune.train.loop import TrainConfig
     out = tmp_path_factory.mktemp("runs") / "run"

@@ -361,8 +361,8 @@ def no_training(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("training started despite bad input")
     monkeypatch.setattr("dataprune.cli.train.train_run", refuse)
-    monkeypatch.setattr("dataprune.cli.score.score_run", refuse)
-    monkeypatch.setattr("dataprune.cli.score.resume_score_run", refuse)
+    monkeypatch.setattr("dataprune.cli.record.score_run", refuse)
+    monkeypatch.setattr("dataprune.cli.record.resume_score_run", refuse)
 
 
 @pytest.mark.parametrize("text,manifest,message", [
@@ -379,7 +379,7 @@ def test_cli_train_refuses_bad_subset(text, manifest, message, data_dir, tmp_pat
     keep.write_text(text)
     if manifest is not None:
         (tmp_path / "keep.json").write_text(json.dumps(manifest))
-    # --limit given: without it, train takes N from the manifest (tests/test_trust_cli.py)
+    # --limit given: without it, train takes N from the manifest (tests/test_cli_commands.py)
     err = cli_error(capsys, "train", "--dataset", "idx", "--data-dir", data_dir, "--limit", 60, "--subset", keep)
     assert message in err
 
@@ -391,9 +391,9 @@ def test_cli_train_refuses_bad_subset(text, manifest, message, data_dir, tmp_pat
     (["train", "--subset", "{tmp}"], "ends in"),
     (["train", "--limit", "0"], "limit 0 is out of range"),
     (["train", "--limit", "-3"], "limit -3 is out of range"),
-    (["score", "--out", "/proc/dataprune-nope/run", "--epochs", "1"], "/proc/dataprune-nope"),
-    (["score", "--out", "{tmp}/file.txt/run", "--epochs", "1"], "file.txt"),
-    (["score", "--out", "{tmp}/r", "--threads", "0"], "--threads 0; expected at least 1"),
+    (["record", "--out", "/proc/dataprune-nope/run", "--epochs", "1"], "/proc/dataprune-nope"),
+    (["record", "--out", "{tmp}/file.txt/run", "--epochs", "1"], "file.txt"),
+    (["record", "--out", "{tmp}/r", "--threads", "0"], "--threads 0; expected at least 1"),
 ])
 def test_cli_rejects_paths_and_values(args, message, data_dir, tmp_path, capsys, monkeypatch):
     (tmp_path / "file.txt").write_text("x")
@@ -432,21 +432,21 @@ def test_cli_resume_refusals(finished_run, tmp_path, capsys, no_training):
     run = copy(finished_run, tmp_path)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "finished": False}))
-    err = cli_error(capsys, "score", "--resume", run, "--epochs", 30, "--model", "small-cnn", "--seed", 0)
+    err = cli_error(capsys, "record", "--resume", run, "--epochs", 30, "--model", "small-cnn", "--seed", 0)
     assert "settings from" in err and "drop --model small-cnn (the run has mlp), --epochs 30 (the run has 2)," in err
     assert "--seed" not in err  # the same value as the run's is fine
-    assert "cannot be combined with --resume" in cli_error(capsys, "score", "--resume", run, "--force")
+    assert "cannot be combined with --resume" in cli_error(capsys, "record", "--resume", run, "--force")
 
 
 def test_cli_out_on_unfinished_run_points_to_resume(finished_run, tmp_path, capsys):
     run = copy(finished_run, tmp_path)
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "finished": False}))
-    err = cli_error(capsys, "score", "--out", run, "--epochs", 2)
-    assert "already holds an unfinished `dataprune score` run; continue it with `dataprune score --resume" in err
+    err = cli_error(capsys, "record", "--out", run, "--epochs", 2)
+    assert "already holds an unfinished `dataprune record` run; continue it with `dataprune record --resume" in err
 
 
 def test_cli_resume_nothing_to_resume(finished_run, tmp_path, capsys):
-    err = cli_error(capsys, "score", "--resume", finished_run)
+    err = cli_error(capsys, "record", "--resume", finished_run)
     assert "already finished all 2 epochs; nothing to resume" in err
-    assert "no `dataprune score` run to resume" in cli_error(capsys, "score", "--resume", tmp_path / "nothing")
+    assert "no `dataprune record` run to resume" in cli_error(capsys, "record", "--resume", tmp_path / "nothing")

@@ -146,7 +146,7 @@ def test_add_deltas_pairs_by_seed():
 def test_a_killed_baseline_cell_resumes_in_its_run_folder(tiny_idx_dir, tmp_path, monkeypatch):
     # one-run study with only the full run and a baseline at B = 0.6 of 3 epochs x 5 steps = 9 steps
     # (2 epochs: 5 + 4 steps); killed after its first epoch, the rerun trains only the second
-    from dataprune.bench.one_run import OneRunConfig
+    from dataprune.bench.one_run_study import OneRunConfig
     from dataprune.bench.runner import run_bench
     from dataprune.bench.plan import Variant
     from dataprune.train.training import Training

@@ -1,4 +1,5 @@
-"""CLI smoke tests on a tiny synthetic IDX dataset: score -> select -> train, and errors."""
+"""CLI smoke tests on a tiny synthetic IDX dataset: record -> select -> train, the deprecated
+`score` alias of `record`, the entry point, help and errors."""
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ def run_cli(*args: str) -> int:
 def test_score_select_train(tiny_idx_dir, tmp_path, capsys):
     run = tmp_path / "run"
     data = ["--dataset", "idx", "--data-dir", tiny_idx_dir]
-    assert run_cli("score", *data, "--epochs", 4, "--batch-size", 64, "--out", run, "--quiet") == 0
+    assert run_cli("record", *data, "--epochs", 4, "--batch-size", 64, "--out", run, "--quiet") == 0
     for name in ("config.json", "log.jsonl", "checkpoint.pt", "features.npy", "final_logits.npy",
                  "dynamics/meta.json", "dynamics/prob.npy"):
         assert (run / name).exists(), name
@@ -59,7 +60,7 @@ def test_score_select_train(tiny_idx_dir, tmp_path, capsys):
 def test_train_view_and_seeded_repeatability(tiny_idx_dir, tmp_path):
     data = ["--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 120]
     for name in ("a", "b"):
-        assert run_cli("score", *data, "--epochs", 3, "--batch-size", 32, "--record-view", "train",
+        assert run_cli("record", *data, "--epochs", 3, "--batch-size", 32, "--record-view", "train",
                        "--signals", "prob,correct", "--seed", 3, "--out", tmp_path / name, "--quiet") == 0
     a, b = dp.Dynamics.open(tmp_path / "a"), dp.Dynamics.open(tmp_path / "b")
     assert a.view == "train" and a.signals == ["prob", "correct"] and a.num_samples == 120
@@ -91,9 +92,27 @@ def test_errors_are_one_line(args, message, tiny_idx_dir, tmp_path, capsys):
     assert message in err and len(err.splitlines()) == 1, err
 
 
+def test_score_is_a_deprecated_alias_of_record(tiny_idx_dir, tmp_path, capsys):
+    """`dataprune score`, the command's former name, runs `record` with the same options and
+    writes the same store, after one note on stderr; its errors name `record`."""
+    args = ["--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 60, "--model", "mlp", "--epochs", 2,
+            "--batch-size", 32, "--signals", "prob,correct", "--threads", 1, "--quiet"]
+    assert run_cli("record", *args, "--out", tmp_path / "new") == 0
+    assert capsys.readouterr().err == ""
+    assert run_cli("score", *args, "--out", tmp_path / "old") == 0
+    note = "dataprune score: deprecated name, use `dataprune record` (same options)"
+    assert capsys.readouterr().err.splitlines() == [note]
+    for name in ("labels.npy", "prob.npy", "correct.npy"):
+        assert (tmp_path / "old/dynamics" / name).read_bytes() == (tmp_path / "new/dynamics" / name).read_bytes()
+    assert run_cli("score", "--resume", tmp_path / "none") == 2
+    assert capsys.readouterr().err.splitlines() == [
+        note, f"dataprune record: error: no `dataprune record` run to resume at {tmp_path / 'none'} "
+              "(config.json missing); start one with `dataprune record --out " + str(tmp_path / "none") + "`"]
+
+
 def test_entry_point_and_help():
     env = {**os.environ, "PYTHONPATH": SRC}
-    for cmd in ([], ["score"], ["select"], ["train"], ["demo"], ["methods"]):
+    for cmd in ([], ["record"], ["select"], ["train"], ["demo"], ["methods"]):
         out = subprocess.run([sys.executable, "-m", "dataprune", *cmd, "--help"], env=env,
                              capture_output=True, text=True, check=True).stdout
         assert "example" in out
@@ -120,13 +139,12 @@ def test_demo_end_to_end(tiny_idx_dir, tmp_path, capsys):
 
 def test_every_method_selects_from_one_scoring_run(tiny_idx_dir, tmp_path):
     run = tmp_path / "run"
-    assert run_cli("score", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--epochs", 4,
+    assert run_cli("record", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--epochs", 4,
                    "--batch-size", 64, "--out", run, "--quiet") == 0
-    small_windows = {"dyn-unc": ["--window", 2], "dual": ["--window", 2], "tdds": ["--window", 3]}
-    for method in dp.list_methods():
+    for method in dp.list_methods():  # each with its defaults (a window: min(10, K - 1) = 3)
         keep = tmp_path / f"{method}.txt"
-        assert run_cli("select", run, "--method", method, *small_windows.get(method, []),
-                       "--prune-ratio", 0.3, "--class-balanced", "--out", keep) == 0, method
+        assert run_cli("select", run, "--method", method, "--prune-ratio", 0.3, "--class-balanced",
+                       "--out", keep) == 0, method
         kept = np.loadtxt(keep, dtype=np.int64)
         labels = dp.Dynamics.open(run).labels[kept]
         assert len(kept) == 210 and np.bincount(labels, minlength=10).tolist() == [21] * 10, method

@@ -22,7 +22,7 @@ def run_cli(*args) -> int:
 def test_ddp_score_nproc2_completes(tiny_idx_dir, tmp_path):
     run = tmp_path / "ddp"
     env = subprocess_env()
-    cmd = [sys.executable, "-m", "dataprune", "score", "--nproc", "2", "--dataset", "idx",
+    cmd = [sys.executable, "-m", "dataprune", "record", "--nproc", "2", "--dataset", "idx",
            "--data-dir", str(tiny_idx_dir), "--limit", "101", "--epochs", "3", "--batch-size", "16",
            "--signals", "prob,correct,margin", "--out", str(run), "--quiet"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=200)
@@ -48,9 +48,9 @@ def _free_port() -> int:
 @pytest.mark.timeout(300)
 def test_two_nodes_under_torchrun_give_the_store_of_nproc2(tiny_idx_dir, tmp_path):
     """Two "nodes" on localhost (torchrun's static rendezvous, one process each) train the
-    same DDP run as `score --nproc 2`: the same store within float tolerance."""
+    same DDP run as `record --nproc 2`: the same store within float tolerance."""
     env = subprocess_env()
-    score = ["-m", "dataprune", "score", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--limit", "101",
+    score = ["-m", "dataprune", "record", "--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--limit", "101",
              "--epochs", "3", "--batch-size", "16", "--quiet"]
     port = str(_free_port())
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node",
@@ -77,7 +77,7 @@ def test_ddp_averages_gradients_like_one_process_with_the_double_batch(tiny_idx_
     are the single process's batch of 32, and DDP's averaged gradient is its gradient: the
     same store within float tolerance (without gradient averaging rank 1 would drift)."""
     env = subprocess_env()
-    score = [sys.executable, "-m", "dataprune", "score", "--dataset", "idx", "--data-dir", str(tiny_idx_dir),
+    score = [sys.executable, "-m", "dataprune", "record", "--dataset", "idx", "--data-dir", str(tiny_idx_dir),
              "--limit", "96", "--epochs", "4", "--model", "mlp", "--record-view", "train",
              "--signals", "prob,el2n,grand", "--quiet"]  # train view: features through the DDP wrapper
     for name, extra in (("ddp", ["--nproc", "2", "--batch-size", "16"]), ("one", ["--batch-size", "32"])):
@@ -94,7 +94,7 @@ def test_ddp_averages_gradients_like_one_process_with_the_double_batch(tiny_idx_
 def test_imagefolder_score_select_file_list(tmp_path, capsys):
     root = make_image_folder(tmp_path / "imgs", classes=("ant", "bee", "cat"), per_class=(8, 2))
     run = tmp_path / "run"
-    assert run_cli("score", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 8,
+    assert run_cli("record", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 8,
                    "--model", "mlp", "--epochs", 4, "--batch-size", 8, "--out", run, "--quiet") == 0
     listed = (run / "dynamics" / "file_list.txt").read_text().splitlines()
     assert listed[0] == "ant/img0.png 0" and listed[-1] == "cat/img7.png 2" and len(listed) == 24
@@ -110,7 +110,7 @@ def test_imagefolder_score_select_file_list(tmp_path, capsys):
 
 def test_file_list_needs_a_source(tiny_idx_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert run_cli("score", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 40, "--epochs", 3,
+    assert run_cli("record", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 40, "--epochs", 3,
                    "--model", "mlp", "--out", run, "--quiet") == 0
     assert run_cli("select", run, "--window", 2, "--prune-ratio", 0.5, "--out", tmp_path / "k.txt",
                    "--file-list") == 2
@@ -120,7 +120,7 @@ def test_file_list_needs_a_source(tiny_idx_dir, tmp_path, capsys):
 
 def test_keep_history_none_cli(tiny_idx_dir, tmp_path, capsys):
     run = tmp_path / "run"
-    assert run_cli("score", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 60, "--epochs", 4,
+    assert run_cli("record", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 60, "--epochs", 4,
                    "--model", "mlp", "--keep-history", "window", "--window", 2, "--out", run, "--quiet") == 0
     dyn = dp.Dynamics.open(run)
     assert dyn.keep_history == "window" and dyn.window == 2 and dyn.epochs == 4

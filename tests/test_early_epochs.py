@@ -10,13 +10,11 @@ import dataprune as dp
 from dataprune.cli import main
 from dataprune.methods import get
 from dataprune.methods.dual import mean_prob
-from helpers_methods import write_store
+from helpers_methods import dynamics_methods, needed_signals, with_window, write_store
 
 N, K, C = 30, 12, 3
-SIGNALS = ("prob", "correct", "margin", "el2n", "grand", "tdds_d")
-#: every method that reads per-epoch dynamics, with parameters that fit T = 7
-DYNAMICS_METHODS = {"dyn-unc": {"window": 3}, "dual": {"window": 3}, "el2n": {}, "grand": {},
-                    "forgetting": {}, "aum": {}, "cartography": {}, "tdds": {"window": 4}}
+#: every registered method that reads per-epoch dynamics, with parameters that fit T = 7
+DYNAMICS_METHODS = {name: with_window(name, 3) for name in dynamics_methods()}
 
 
 def _signals(rng):
@@ -25,9 +23,9 @@ def _signals(rng):
     correct = (rng.random((K, N)) < 0.6).astype(np.int8)
     correct[np.isnan(prob)] = -1
     out = {"prob": prob, "correct": correct}
-    for name in ("margin", "el2n", "grand", "tdds_d"):
+    for name in [s for s in needed_signals() if s not in out]:  # what further methods read
         out[name] = rng.random((K, N)).astype(np.float16)
-    out["tdds_d"][0] = np.nan
+    out["tdds_d"][0] = np.nan  # the change from the epoch before: none at epoch 0
     return out
 
 

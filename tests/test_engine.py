@@ -125,7 +125,7 @@ def test_bf16_autocast_forward_on_cpu():
 
 def test_score_in_bf16_writes_a_valid_store(tiny_idx_dir, tmp_path, capsys):
     run = tmp_path / "bf16"
-    code, _, err = cli(capsys, "score", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 120,
+    code, _, err = cli(capsys, "record", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 120,
                        "--epochs", 3, "--batch-size", 32, "--precision", "bf16", "--device", "cpu",
                        "--out", run, "--quiet")
     assert code == 0, err
@@ -148,10 +148,10 @@ def test_score_in_bf16_writes_a_valid_store(tiny_idx_dir, tmp_path, capsys):
     (("--seed", "-1"), "seed -1 is out of range; expected an integer in [0, 2**63 - 1]"),
     (("--seed", str(2**70)), f"seed {2**70} is out of range"),
 ])
-@pytest.mark.parametrize("command", ["score", "train"])
+@pytest.mark.parametrize("command", ["record", "train"])
 def test_bad_training_settings_refused_before_any_file(command, args, expected, tiny_idx_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    where = ("--out", out) if command == "score" else ("--metrics-out", out / "m.json")
+    where = ("--out", out) if command == "record" else ("--metrics-out", out / "m.json")
     code, _, err = cli(capsys, command, "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 50,
                        "--epochs", 2, *args, *where)
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, err
@@ -172,11 +172,11 @@ def test_precision_is_a_run_setting_with_default_fp32():
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 18 item 18: a diverged training stops with one line
+# a diverged training stops with one line
 
 
 @pytest.mark.parametrize("command", [
-    ("train",), ("train", "--dynamic", "infobatch", "--out", "{tmp}/ib"), ("score", "--out", "{tmp}/s"),
+    ("train",), ("train", "--dynamic", "infobatch", "--out", "{tmp}/ib"), ("record", "--out", "{tmp}/s"),
 ])
 def test_diverged_training_is_an_error_not_a_result(command, tiny_idx_dir, tmp_path, capsys):
     args = [a.replace("{tmp}", str(tmp_path)) for a in command]
@@ -199,7 +199,7 @@ def test_loss_check_names_epoch_and_step():
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 18 item 23: a corrupt image under --workers 1 is one line naming the file
+# a corrupt image under --workers 1 is one line naming the file
 
 
 def test_corrupt_image_under_workers_is_one_line(tmp_path, capsys):
@@ -207,7 +207,7 @@ def test_corrupt_image_under_workers_is_one_line(tmp_path, capsys):
     root = make_image_folder(tmp_path / "imgs", classes=("a", "b"), per_class=(4, 1))
     bad = root / "train" / "b" / "img2.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not an image" * 10)
-    code, _, err = cli(capsys, "score", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 8,
+    code, _, err = cli(capsys, "record", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 8,
                        "--model", "mlp", "--epochs", 2, "--batch-size", 4, "--workers", 1, "--out",
                        tmp_path / "run", "--quiet")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
@@ -215,11 +215,11 @@ def test_corrupt_image_under_workers_is_one_line(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 18 item 13: a progress bar on a terminal (also one reporting 0 columns), none in logs
+# a progress bar on a terminal (also one reporting 0 columns), none in logs
 
 
 def _score_cmd(data_dir: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "dataprune", "score", "--dataset", "idx", "--data-dir", str(data_dir),
+    return [sys.executable, "-m", "dataprune", "record", "--dataset", "idx", "--data-dir", str(data_dir),
             "--limit", "100", "--epochs", "1", "--batch-size", "10", "--model", "mlp", "--threads", "1",
             "--out", str(out)]
 
@@ -264,7 +264,7 @@ def test_no_progress_bar_in_logs(tiny_idx_dir, tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_score_on_cuda(precision, tiny_idx_dir, tmp_path, capsys):
     run = tmp_path / precision
-    code, _, err = cli(capsys, "score", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 120,
+    code, _, err = cli(capsys, "record", "--dataset", "idx", "--data-dir", tiny_idx_dir, "--limit", 120,
                        "--epochs", 3, "--batch-size", 32, "--device", "cuda", "--precision", precision,
                        "--out", run, "--quiet")
     assert code == 0, err

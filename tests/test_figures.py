@@ -1,4 +1,4 @@
-"""Figures (issue 10 item 18, issue 12 item 3): one style per method everywhere, a 2-column
+"""Figures: one style per method everywhere, a 2-column
 accuracy figure with dot plots for single-ratio panels and one legend outside the axes,
 integer colour bars, the demo's zoom panel, and images of any layout and size."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataprune.bench.figures import (EXTRA_STYLES, METHOD_STYLES, accuracy_figur
                                      display_image, method_styles, removed_hard)
 from dataprune.bench.plan import FULL
 from dataprune.bench.studies import main_config
-from dataprune.report.datamap import datamap_figure, save_datamap, zoom_box
+from dataprune.datamap import datamap_figure, save_datamap, zoom_box
 
 pytest.importorskip("matplotlib")
 
@@ -128,7 +128,7 @@ def test_no_zoom_when_the_pruned_set_is_spread(tmp_path):
 
 
 def test_count_colorbar_ticks_are_integers_for_any_k(tmp_path):
-    from dataprune.report.datamap import count_colorbar, count_colors, pyplot
+    from dataprune.datamap import count_colorbar, count_colors, pyplot
     plt = pyplot()
     for k in (1, 2, 7, 15, 30, 90, 1000):
         fig, ax = plt.subplots()
@@ -176,7 +176,7 @@ def test_bench_datamaps_integer_colour_bar(tmp_path):
 
 def test_accuracy_figures_draw_the_matched_compute_baseline(tmp_path):
     from dataprune.bench.figures import BASELINE_NAME, accuracy_vs_cost
-    from dataprune.bench.one_run import OneRunConfig
+    from dataprune.bench.one_run_study import OneRunConfig
     config = main_config(score_models=["small-cnn"], methods_=["random", "dyn-unc"], prune_ratios=[0.25, 0.5],
                          train_models=["small-cnn"], seeds=[0])
     rows = _rows(config, lambda m, r, s: 0.9 - 0.05 * r)
@@ -193,3 +193,16 @@ def test_accuracy_figures_draw_the_matched_compute_baseline(tmp_path):
                             ("el2n", 0.76, 0.89))]
     accuracy_vs_cost(tmp_path / "c.png", summ, OneRunConfig(arms=[("mlp", 3)]))
     assert (tmp_path / "c.png").stat().st_size > 1000 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_old_datamap_module_warns_and_re_exports(monkeypatch):
+    """`dataprune.report.datamap` (the data map's module before `dataprune.datamap`) still works."""
+    import importlib
+    import sys
+
+    import dataprune.datamap as datamap
+    monkeypatch.delitem(sys.modules, "dataprune.report.datamap", raising=False)
+    with pytest.warns(DeprecationWarning, match="import dataprune.datamap instead"):
+        old = importlib.import_module("dataprune.report.datamap")
+    assert all(getattr(old, name) is getattr(datamap, name) for name in old.__all__)
+    assert "save_datamap" in old.__all__

@@ -81,7 +81,7 @@ def test_gpu_check_dry_run_prints_every_step_with_all_gpus(tmp_path):
     cmds = out.stdout.splitlines()
     assert cmds[0] == "make setup" and "assert n == 3" in cmds[1]
     assert cmds[2] == ".venv/bin/python -m pytest -m cuda -q -rs -p no:cacheprovider"
-    assert re.fullmatch(r"\.venv/bin/python -m dataprune score --nproc 3 --device cuda --precision bf16 "
+    assert re.fullmatch(r"\.venv/bin/python -m dataprune record --nproc 3 --device cuda --precision bf16 "
                         r"--dataset fashion-mnist --model small-cnn --epochs 2 --out (\S+) --force", cmds[3])
     assert cmds[4] == f".venv/bin/python -m dataprune check {cmds[3].split('--out ')[1].split()[0]}"
     assert cmds[5:] == [".venv/bin/python benchmarks/recorder_gpu_overhead.py"]

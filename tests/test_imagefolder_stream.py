@@ -114,7 +114,7 @@ def test_same_store_with_0_and_2_workers(tmp_path, capsys):
     runs = []
     for w in (0, 2):
         run = tmp_path / f"w{w}"
-        assert run_cli("score", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 8, "--model",
+        assert run_cli("record", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 8, "--model",
                        "small-cnn", "--epochs", 3, "--batch-size", 5, "--workers", w, "--threads", 1,
                        "--out", run, "--quiet") == 0
         runs.append(run)
@@ -124,7 +124,7 @@ def test_same_store_with_0_and_2_workers(tmp_path, capsys):
     assert np.load(runs[0] / "features.npy").tobytes() == np.load(runs[1] / "features.npy").tobytes()
     config = json.loads((runs[1] / "config.json").read_text())
     assert config["image_size"] == 8 and config["workers"] == 2
-    assert run_cli("score", "--resume", runs[1], "--image-size", 16) == 2
+    assert run_cli("record", "--resume", runs[1], "--image-size", 16) == 2
     assert "drop --image-size 16 (the run has 8)" in capsys.readouterr().err
 
 
@@ -148,7 +148,7 @@ def test_workers_loader_clean_view_and_shards(tmp_path):
 
 def test_score_without_val_and_train_on_test(tmp_path, capsys):
     root = png_folder(tmp_path / "f", eval_split=None)
-    assert run_cli("score", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 8, "--model", "mlp",
+    assert run_cli("record", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 8, "--model", "mlp",
                    "--epochs", 2, "--batch-size", 6, "--out", tmp_path / "run", "--quiet") == 0
     assert run_cli("train", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 8, "--model", "mlp",
                    "--epochs", 1, "--quiet") == 2
@@ -173,7 +173,7 @@ def test_image_size_from_the_model_and_mismatch_up_front(tmp_path, capsys):
     assert DataSpec("imagefolder", str(tmp_path), image_size=40).for_model("timm:resnet10t").image_size == 40
     root = png_folder(tmp_path / "f", per_class=(2, 1))
     run = tmp_path / "run"
-    assert run_cli("score", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 32, "--model",
+    assert run_cli("record", "--dataset", "imagefolder", "--data-dir", root, "--image-size", 32, "--model",
                    "torchvision:vit_b_16", "--epochs", 2, "--out", run, "--quiet") == 2
     err = capsys.readouterr().err
     assert "does not accept 3x32x32 images" in err and "--image-size 224" in err and len(err.strip().splitlines()) == 1
@@ -182,7 +182,7 @@ def test_image_size_from_the_model_and_mismatch_up_front(tmp_path, capsys):
 
 def test_bad_workers_is_one_line(tmp_path, capsys):
     root = png_folder(tmp_path / "f", per_class=(2, 1))
-    assert run_cli("score", "--dataset", "imagefolder", "--data-dir", root, "--workers", -1, "--epochs", 2,
+    assert run_cli("record", "--dataset", "imagefolder", "--data-dir", root, "--workers", -1, "--epochs", 2,
                    "--out", tmp_path / "run") == 2
     assert "--workers -1" in capsys.readouterr().err
 

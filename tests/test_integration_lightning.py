@@ -97,7 +97,7 @@ def test_doc_example_runs(tmp_path, monkeypatch):
     assert dyn.epochs == 20 and dyn.num_samples == 40
 
 
-# --- batches of other shapes, N and C inferred (issue 18, item 7) ---
+# --- batches of other shapes, N and C inferred ---
 
 def test_dict_batches_with_own_keys_record_as_tuples(tmp_path):
     app.fit(tmp_path / "tuple")
@@ -129,7 +129,7 @@ def test_batch_without_target_or_index_named(tmp_path):
         app.fit(tmp_path / "c", data=app.DictItems("own"), index_key="i", epochs=1)
 
 
-# --- pruning inside one fit (issue 18, item 8) ---
+# --- pruning inside one fit ---
 
 SIGNALS = ["prob", "correct", "el2n"]
 

@@ -93,7 +93,7 @@ def test_doc_example_runs(tmp_path, monkeypatch):
     assert dyn.epochs == 2 and dyn.num_samples == N
 
 
-# --- pruning inside one train() (issue 18, item 8) ---
+# --- pruning inside one train() ---
 
 PRUNE_SIGNALS = ["prob", "correct", "el2n"]
 

@@ -1,6 +1,7 @@
 """One run lifecycle (train/rundir.py, train/training.py) and one LR schedule (train/schedule.py):
 the schedule against a slow reference, `train --budget`, the same training whichever command
-runs it, and the trust items of resume, checkpoints and --force (issue 18: 15, 17, 20, 21, 25)."""
+runs it, and what resume, checkpoints and --force may do: a user's folder is never written,
+a missing or corrupt state deletes no epoch, conflicting settings are refused, temps are cleaned."""
 from __future__ import annotations
 
 import json
@@ -202,19 +203,19 @@ def _saved(obj):
     return buf
 
 
-# --- issue 18 ------------------------------------------------------------------------------------
+# --- run folders: the user's files, checkpoints, resume ------------------------------------------
 def _score(capsys, data_dir, out, *extra):
-    return main(["score", "--dataset", "idx", "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "2",
+    return main(["record", "--dataset", "idx", "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "2",
                  "--batch-size", "32", "--signals", "prob,correct", "--out", str(out), "--quiet", *map(str, extra)])
 
 
 @pytest.mark.parametrize("force", [False, True])
-@pytest.mark.parametrize("command", ["score", "train"])
-def test_item15_users_folder_is_never_written(command, force, data_dir, tmp_path, capsys):
+@pytest.mark.parametrize("command", ["record", "train"])
+def test_users_folder_is_never_written(command, force, data_dir, tmp_path, capsys):
     u = tmp_path / "u"
     u.mkdir()
     (u / "checkpoint.pt").write_text("mine")
-    args = (["score", "--epochs", 2] if command == "score" else
+    args = (["record", "--epochs", 2] if command == "record" else
             ["train", "--epochs", 2, "--prune-at", 1, "--method", "el2n"])
     err = cli_error(capsys, *args, "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp", "--out", u,
                     "--quiet", *(["--force"] if force else []))
@@ -222,12 +223,12 @@ def test_item15_users_folder_is_never_written(command, force, data_dir, tmp_path
     assert [p.name for p in u.iterdir()] == ["checkpoint.pt"] and (u / "checkpoint.pt").read_text() == "mine"
 
 
-def test_item15_empty_folder_is_fine(data_dir, tmp_path, capsys):
+def test_empty_folder_is_fine(data_dir, tmp_path, capsys):
     (tmp_path / "e").mkdir()
     assert _score(capsys, data_dir, tmp_path / "e") == 0
 
 
-def test_item25_force_keeps_users_file_inside_a_run(data_dir, tmp_path, capsys):
+def test_force_keeps_users_file_inside_a_run(data_dir, tmp_path, capsys):
     run = tmp_path / "r"
     assert _score(capsys, data_dir, run) == 0
     (run / "notes.txt").write_text("mine")
@@ -236,7 +237,7 @@ def test_item25_force_keeps_users_file_inside_a_run(data_dir, tmp_path, capsys):
     assert dp.Dynamics.open(run).epochs == 2
 
 
-def test_item17_missing_state_never_deletes_epochs(data_dir, tmp_path, capsys, monkeypatch):
+def test_missing_state_never_deletes_epochs(data_dir, tmp_path, capsys, monkeypatch):
     run = tmp_path / "r"
     from dataprune.train.rundir import RunDir
     real = RunDir.save_state
@@ -252,14 +253,14 @@ def test_item17_missing_state_never_deletes_epochs(data_dir, tmp_path, capsys, m
     (run / "state.pt").unlink()
     before = dp.Dynamics.open(run).epochs
     assert before == 2
-    err = cli_error(capsys, "score", "--resume", run, "--quiet")
+    err = cli_error(capsys, "record", "--resume", run, "--quiet")
     assert "state.pt is missing" in err and "deletes nothing" in err and len(err.splitlines()) == 1
     assert dp.Dynamics.open(run).epochs == before  # nothing deleted
     assert main(["check", str(run)]) == 0
     assert f"holds {before} of 3 epochs, but state.pt is missing" in capsys.readouterr().out
 
 
-def test_item20_flipped_byte_in_state_or_checkpoint_is_caught(data_dir, tmp_path, capsys):
+def test_flipped_byte_in_state_or_checkpoint_is_caught(data_dir, tmp_path, capsys):
     run = tmp_path / "r"
     assert _score(capsys, data_dir, run) == 0
     assert main(["check", str(run)]) == 0
@@ -273,10 +274,10 @@ def test_item20_flipped_byte_in_state_or_checkpoint_is_caught(data_dir, tmp_path
         assert f"{name} does not match its sha256" in cli_error(capsys, "check", copy)
     config = json.loads((tmp_path / "state.pt" / "config.json").read_text())
     (tmp_path / "state.pt" / "config.json").write_text(json.dumps({**config, "finished": False}))
-    assert "state.pt does not match its sha256" in cli_error(capsys, "score", "--resume", tmp_path / "state.pt")
+    assert "state.pt does not match its sha256" in cli_error(capsys, "record", "--resume", tmp_path / "state.pt")
 
 
-def test_item21_train_resume_refuses_conflicts_and_restores_threads(tiny_idx_dir, tmp_path, capsys, monkeypatch):
+def test_train_resume_refuses_conflicts_and_restores_threads(tiny_idx_dir, tmp_path, capsys, monkeypatch):
     spec_args = ["--dataset", "idx", "--data-dir", str(tiny_idx_dir), "--model", "mlp"]
     run = tmp_path / "r"
     with killed_at_epoch(monkeypatch, 1):
@@ -293,7 +294,7 @@ def test_item21_train_resume_refuses_conflicts_and_restores_threads(tiny_idx_dir
     assert torch.get_num_threads() == 1  # the run's own count
 
 
-def test_item25_metrics_out_inside_a_run_or_store_is_refused(data_dir, tmp_path, capsys):
+def test_metrics_out_inside_a_run_or_store_is_refused(data_dir, tmp_path, capsys):
     run = tmp_path / "r"
     assert _score(capsys, data_dir, run) == 0
     meta = (run / "dynamics" / "meta.json").read_bytes()
@@ -304,24 +305,24 @@ def test_item25_metrics_out_inside_a_run_or_store_is_refused(data_dir, tmp_path,
     assert (run / "dynamics" / "meta.json").read_bytes() == meta and main(["check", str(run)]) == 0
 
 
-def test_item25_keep_history_none_window_checked_up_front(data_dir, tmp_path, capsys):
-    err = cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--keep-history", "window",
+def test_keep_history_window_checked_up_front(data_dir, tmp_path, capsys):
+    err = cli_error(capsys, "record", "--dataset", "idx", "--data-dir", data_dir, "--keep-history", "window",
                     "--window", 20, "--epochs", 2, "--out", tmp_path / "r")
     assert "--window 20 with --keep-history window and --epochs 2" in err and not (tmp_path / "r").exists()
 
 
-def test_item25_edited_config_epochs_refused_by_resume_and_check(data_dir, tmp_path, capsys):
+def test_edited_config_epochs_refused_by_resume_and_check(data_dir, tmp_path, capsys):
     run = tmp_path / "r"
     assert _score(capsys, data_dir, run) == 0
     config = json.loads((run / "config.json").read_text())
     config["finished"] = False
     config["train"]["epochs"] = 5
     (run / "config.json").write_text(json.dumps(config))
-    assert "config.json was edited after the run started" in cli_error(capsys, "score", "--resume", run)
+    assert "config.json was edited after the run started" in cli_error(capsys, "record", "--resume", run)
     assert "config.json was edited after the run started" in cli_error(capsys, "check", run)
 
 
-def test_item25_train_temp_files_cleaned_on_resume(tiny_idx_dir, tmp_path, monkeypatch):
+def test_train_temp_files_cleaned_on_resume(tiny_idx_dir, tmp_path, monkeypatch):
     spec = DataSpec("idx", str(tiny_idx_dir))
     plan = PrunePlan(prune_at=1, method="el2n", prune_ratio=0.3)
     with killed_at_epoch(monkeypatch, 2), pytest.raises(KeyboardInterrupt):
@@ -337,7 +338,7 @@ def test_refused_force_leaves_no_lock(data_dir, tmp_path, capsys):
     u = tmp_path / "u"
     u.mkdir()
     (u / "mine.txt").write_text("x")
-    cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--out", u, "--force", "--quiet")
+    cli_error(capsys, "record", "--dataset", "idx", "--data-dir", data_dir, "--out", u, "--force", "--quiet")
     assert sorted(p.name for p in u.iterdir()) == ["mine.txt"]
 
 
@@ -355,15 +356,15 @@ def test_check_verifies_train_run_folders(tiny_idx_dir, tmp_path, capsys):
     assert "state.pt does not match its sha256" in cli_error(capsys, "check", tmp_path / "r")
 
 
-def test_every_score_option_is_a_run_setting_or_declared_runtime_only():
-    """`score --resume` refuses a given run setting that differs from the run's; an option added
+def test_every_record_option_is_a_run_setting_or_declared_runtime_only():
+    """`record --resume` refuses a given run setting that differs from the run's; an option added
     later must be classified, or it would be silently dropped on --resume."""
     import argparse
-    from dataprune.cli import score
+    from dataprune.cli import record
     parser = argparse.ArgumentParser()
-    score.register(parser.add_subparsers())
-    p = parser._subparsers._group_actions[0].choices["score"]  # the test may read argparse's internals
+    record.register(parser.add_subparsers())
+    p = parser._subparsers._group_actions[0].choices["record"]  # the test may read argparse's internals
     runtime = {"help", "out", "resume", "threads", "force", "quiet", "verbose", "workers", "device", "compile"}
     dests = {a.dest for a in p._actions}
-    assert dests - runtime == set(score.RUN_SETTINGS)
-    assert all(p.get_default(d) is None for d in score.RUN_SETTINGS)
+    assert dests - runtime == set(record.RUN_SETTINGS)
+    assert all(p.get_default(d) is None for d in record.RUN_SETTINGS)

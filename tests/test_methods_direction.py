@@ -1,5 +1,7 @@
-"""Direction tests (higher score = keep) for every method on one synthetic scoring run, and
-the registry contract the CLI relies on."""
+"""Direction tests (higher score = keep) for every registered method on one synthetic scoring
+run, and the registry contract the CLI relies on. The methods are grouped by what the registry
+and the library declare (the signals and files a method reads; whether its score is a
+difficulty measure), so a newly registered method is tested without being named here."""
 import inspect
 
 import numpy as np
@@ -7,8 +9,9 @@ import pytest
 import torch
 
 import dataprune as dp
-from dataprune.methods import get
-from helpers_methods import logits_for
+from dataprune.methods import DIFFICULTY_MEASURES, get
+from dataprune.run_outputs import LOGITS_FILE
+from helpers_methods import dynamics_methods, logits_for, methods_reading, needed_signals, with_window
 
 N, C, K = 40, 4, 20
 EASY, UNCERTAIN, HARD = np.arange(0, 10), np.arange(10, 30), np.arange(30, 40)
@@ -22,7 +25,7 @@ def run(tmp_path_factory):
     rng = np.random.default_rng(0)
     y = np.arange(N) % C
     rec = dp.Recorder(N, root / "dynamics", C, epochs=K,
-                      signals=["prob", "correct", "margin", "el2n", "entropy", "grand", "tdds_d"])
+                      signals=needed_signals())
     feats = torch.ones(N, 3)
     for k in range(K):
         p = np.empty(N)
@@ -38,26 +41,37 @@ def run(tmp_path_factory):
     return dp.Dynamics.open(root)
 
 
-PARAMS = {"dyn-unc": {"window": 5}, "dual": {"window": 5}, "tdds": {"window": 5}}
+#: methods that read what training did to each sample: per-epoch signals or the final logits
+#: (not random, not the feature-space methods: this run's features say nothing)
+READS_TRAINING = sorted(set(dynamics_methods()) | set(methods_reading(LOGITS_FILE)))
+#: dynamics methods whose score is the spread of a signal over epochs, not a difficulty
+#: measure (DIFFICULTY_MEASURES: higher = harder): they keep learned-and-forgotten samples
+UNCERTAINTY = [m for m in dynamics_methods() if m not in DIFFICULTY_MEASURES]
+#: the others keep the hard samples: difficulty measures and the final model's uncertainty
+KEEPS_HARD = [m for m in READS_TRAINING if m not in UNCERTAINTY]
 
 
-@pytest.mark.parametrize("method", ["forgetting", "el2n", "grand", "dyn-unc", "dual", "entropy", "aum",
-                                    "cartography", "tdds"])
+def test_groups_cover_the_builtin_methods():
+    assert {"dyn-unc", "dual", "cartography", "tdds"} <= set(UNCERTAINTY)
+    assert {"forgetting", "el2n", "grand", "aum", "entropy"} <= set(KEEPS_HARD)
+
+
+@pytest.mark.parametrize("method", READS_TRAINING)
 def test_always_correct_sample_is_pruned_first(run, method):
-    s = dp.score(method, run, **PARAMS.get(method, {}))
+    s = dp.score(method, run, **with_window(method, 5))
     kept = dp.select(s, 0.25)                         # prunes 10 = the 10 easy samples
     assert not np.isin(EASY, kept).any(), (method, s[EASY], np.sort(s)[:12])
 
 
-@pytest.mark.parametrize("method", ["forgetting", "el2n", "grand", "aum", "entropy"])
+@pytest.mark.parametrize("method", KEEPS_HARD)
 def test_hard_samples_are_kept_by_difficulty_methods(run, method):
     kept = dp.select(dp.score(method, run), 0.25)
     assert np.isin(HARD, kept).all()
 
 
-@pytest.mark.parametrize("method", ["dyn-unc", "dual", "cartography", "tdds"])
+@pytest.mark.parametrize("method", UNCERTAINTY)
 def test_uncertain_samples_rank_first_for_dynamics_methods(run, method):
-    kept = dp.select(dp.score(method, run, **PARAMS.get(method, {})), 0.5)   # keeps 20
+    kept = dp.select(dp.score(method, run, **with_window(method, 5)), 0.5)   # keeps 20
     assert set(kept.tolist()) == set(UNCERTAIN.tolist())
 
 
@@ -67,10 +81,10 @@ def test_forgetting_counts_on_the_run(run):
     assert np.all(s[UNCERTAIN] == K // 2)                      # forgotten every other epoch
 
 
-def test_every_method_runs_on_a_run_directory(run):
-    for name in dp.list_methods():
-        s = dp.score(name, run, **PARAMS.get(name, {}))
-        assert s.shape == (N,) and s.dtype == np.float64 and np.isfinite(s).all(), name
+@pytest.mark.parametrize("name", dp.list_methods())
+def test_every_method_runs_on_a_run_directory(run, name):
+    s = dp.score(name, run, **with_window(name, 5))
+    assert s.shape == (N,) and s.dtype == np.float64 and np.isfinite(s).all(), name
 
 
 def test_registry_contract():

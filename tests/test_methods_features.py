@@ -8,7 +8,8 @@ import pytest
 import dataprune as dp
 from dataprune.methods.entropy import predictive_entropy
 from dataprune.methods.moderate import class_median_distances, middle_band_scores
-from dataprune.methods.ssp import kmeans, prototype_distances
+from dataprune.methods import ssp
+from dataprune.methods.ssp import kmeans, lloyd_kmeans, prototype_distances
 from helpers_methods import write_store
 
 
@@ -45,9 +46,9 @@ def test_save_and_load_final_outputs(tmp_path):
 def test_missing_outputs_name_file_and_command(tmp_path):
     dyn = write_store(tmp_path / "run" / "dynamics", {"prob": np.zeros((3, 5), np.float16)},
                       np.zeros(5, int), 2)
-    with pytest.raises(ValueError, match=r"features\.npy not found.*dataprune score.*pass features=FILE\.npy"):
+    with pytest.raises(ValueError, match=r"features\.npy not found.*dataprune record.*pass features=FILE\.npy"):
         dp.score("moderate", dyn)
-    with pytest.raises(ValueError, match=r"final_logits\.npy not found.*dataprune score.*pass logits=FILE\.npy"):
+    with pytest.raises(ValueError, match=r"final_logits\.npy not found.*dataprune record.*pass logits=FILE\.npy"):
         dp.score("entropy", dyn)
 
 
@@ -139,8 +140,48 @@ def test_kmeans_lloyd_matches_reference(spherical):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((60, 3)) + np.repeat(np.eye(3) * 4, 20, axis=0)
     init = x[[0, 20, 40]] / (np.linalg.norm(x[[0, 20, 40]], axis=1, keepdims=True) if spherical else 1)
-    got, _ = kmeans(x, 3, iterations=4, spherical=spherical, init=init)
+    got, _ = lloyd_kmeans(x, 3, iterations=4, spherical=spherical, init=init)
     np.testing.assert_allclose(got, lloyd_reference(x, init, 4, spherical), rtol=1e-10, atol=1e-12)
+
+
+def _blobs(seed: int = 4) -> np.ndarray:
+    """Three well-separated blobs of 40 rows in 5-D (an easy partition), rows shuffled."""
+    rng = np.random.default_rng(seed)
+    centres = 10 * np.eye(5)[:3] + 1.0
+    x = np.repeat(centres, 40, axis=0) + 0.5 * rng.standard_normal((120, 5))
+    return x[rng.permutation(120)]
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two assignments group the rows alike (cluster numbers may differ)."""
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.mark.parametrize("spherical", [True, False])
+def test_sklearn_kmeans_and_the_numpy_fallback_find_the_same_partition(spherical):
+    pytest.importorskip("sklearn")
+    x = _blobs()
+    x[7] = np.nan  # a non-finite row: -1 in both
+    cents, assign = kmeans(x, 3, seed=0, spherical=spherical)            # scikit-learn
+    ref_cents, ref_assign = lloyd_kmeans(x, 3, seed=0, spherical=spherical)
+    assert assign[7] == ref_assign[7] == -1 and sorted(np.bincount(assign[assign >= 0])) == [39, 40, 40]
+    assert _same_partition(assign, ref_assign)
+    match = {a: r for a, r in zip(assign.tolist(), ref_assign.tolist()) if a >= 0}
+    np.testing.assert_allclose(cents[list(match)], ref_cents[list(match.values())], rtol=1e-9, atol=1e-12)
+    if spherical:
+        np.testing.assert_allclose(np.linalg.norm(cents, axis=1), 1.0, rtol=1e-12)
+
+
+def test_kmeans_falls_back_to_numpy_without_sklearn_or_memory(monkeypatch):
+    x = _blobs()
+    ref = lloyd_kmeans(x, 3, seed=1)
+    for patch in (("_sklearn_kmeans", lambda: None), ("SKLEARN_MAX_BYTES", 0)):
+        with monkeypatch.context() as m:
+            m.setattr(ssp, *patch)
+            got = kmeans(x, 3, seed=1)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])

@@ -50,7 +50,7 @@ def assert_same_run(a: Path, b: Path) -> None:
 @pytest.mark.timeout(180)
 def test_sigkill_mid_epoch_then_resume_is_identical(tiny_idx_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC}
-    args = [sys.executable, "-m", "dataprune", "score", "--dataset", "idx", "--data-dir", str(tiny_idx_dir),
+    args = [sys.executable, "-m", "dataprune", "record", "--dataset", "idx", "--data-dir", str(tiny_idx_dir),
             "--limit", "120", "--epochs", "4", "--batch-size", "8", "--threads", "1", "--quiet"]
     full, killed = tmp_path / "full", tmp_path / "killed"
     ref = subprocess.Popen([*args, "--out", str(full)], env=env, stderr=subprocess.PIPE)
@@ -82,7 +82,7 @@ def test_sigkill_mid_epoch_then_resume_is_identical(tiny_idx_dir, tmp_path):
     assert 2 <= state["epoch"] < 4
     assert state["epoch"] <= dp.Dynamics.open(killed).epochs <= state["epoch"] + 1
 
-    resumed = subprocess.run([sys.executable, "-m", "dataprune", "score", "--resume", str(killed)],
+    resumed = subprocess.run([sys.executable, "-m", "dataprune", "record", "--resume", str(killed)],
                              env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming scoring run {killed} after epoch {state['epoch']} of 4" in resumed.stderr

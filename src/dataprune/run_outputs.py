@@ -8,7 +8,7 @@ Layout inside a run directory ``RUN/`` (the parent of ``RUN/dynamics/``)::
     final_outputs.json {"format": "dataprune-final-outputs", "version": 1,
                         "digests": {"final_logits.npy": "...", "features.npy": "..."}}
 
-``dataprune score`` writes them at the end of the scoring run with
+``dataprune record`` writes them at the end of the scoring run with
 :func:`save_final_outputs`; the ``entropy``, ``moderate`` and ``ssp`` methods read them with
 :func:`load_final_logits` / :func:`load_features`. Every ``.npy`` file read is checked
 against the digest recorded for it in ``final_outputs.json`` beside it
@@ -136,7 +136,7 @@ def file_digest(file: str | os.PathLike, arr: np.ndarray | None = None, *, warn:
         if recorded[file.name] != digest:
             raise DataPruneError(f"{file} does not match its digest in {file.parent / OUTPUTS_FILE} "
                                  "(changed or corrupted after it was written); write it again "
-                                 "(`dataprune score`, or dataprune.save_final_outputs)")
+                                 "(`dataprune record`, or dataprune.save_final_outputs)")
     elif warn and str(file.resolve()) not in _UNVERIFIED_REPORTED:
         _UNVERIFIED_REPORTED.add(str(file.resolve()))
         _log.warning(f"warning: {file} has no recorded digest ({OUTPUTS_FILE} beside it does not list "
@@ -192,7 +192,7 @@ def input_digests(dynamics: Any, takes: Any, params: dict[str, Any]) -> dict[str
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a run directory of ``dataprune score`` (its ``config.json`` says so)."""
+    """Whether ``path`` is a run directory of ``dataprune record`` (its ``config.json`` says so)."""
     try:
         config = read_json(path / "config.json")
     except DataPruneError:
@@ -222,7 +222,7 @@ def _load(dynamics_or_path: Any, given: Any, default_name: str, what: str, param
     else:
         file = Path(given) if given is not None else run_dir_of(dynamics_or_path) / default_name
         if not file.exists():
-            how = ("`dataprune score` writes it at the end of the scoring run (final model, "
+            how = ("`dataprune record` writes it at the end of the scoring run (final model, "
                    "clean view) via dataprune.run_outputs.save_final_outputs")
             raise DataPruneError(f"{file} not found: {what} are needed here; {how}, "
                                  f"or pass {param}=FILE.npy")

@@ -176,7 +176,7 @@ class Dynamics:
         path = resolve_store_path(path)
         if not (path / "meta.json").exists():
             raise StoreError(f"no dynamics store at {path} (meta.json missing); "
-                             "create one with `dataprune score` or dataprune.Recorder")
+                             "create one with `dataprune record` or dataprune.Recorder")
         try:
             meta = read_json(path / "meta.json")
         except DataPruneError as e:

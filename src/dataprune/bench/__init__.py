@@ -1,6 +1,6 @@
 """Benchmarks reproducing the paper's experiments at CPU scale (``dataprune bench``).
 
-One engine runs every study: ``plan`` (and ``one_run``) say what a study runs (its cells,
+One engine runs every study: ``plan`` (and ``one_run_study``) say what a study runs (its cells,
 each one training run with a key), ``engine`` loads the data in the study's regime (``noise``,
 ``regimes``), makes scoring runs and keep files, trains and resumes the cells and turns them
 into rows, ``runner`` checks and locks the folder and runs it, ``tables``/``figures``/
@@ -9,7 +9,7 @@ into rows, ``runner`` checks and locks the folder and runs it, ``tables``/``figu
 """
 from .engine import Bench
 from .noise import noisy_removed_share, symmetric_label_noise
-from .one_run import OneRunConfig, variants
+from .one_run_study import OneRunConfig, variants
 from .ood import average_precision, msp_aupr
 from .plan import BenchConfig, Scorer, Selector, TrainCell, Variant, matched_budgets
 from .regimes import long_tail_indices

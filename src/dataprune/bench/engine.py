@@ -1,7 +1,7 @@
 """The bench engine: one benchmark folder, whatever its study.
 
 Every study (main, cost, one-run) is a configuration (:class:`~dataprune.bench.plan.BenchConfig`,
-:class:`~dataprune.bench.one_run.OneRunConfig`) that lists its cells
+:class:`~dataprune.bench.one_run_study.OneRunConfig`) that lists its cells
 (:class:`~dataprune.bench.plan.TrainCell`: one training run each, with a key); this engine
 loads the data in the study's regime, makes the scoring runs and keep files the subset cells
 need, trains every missing or stale cell into ``cells/.../*.json`` (``{"key", "metrics", ...}``),
@@ -13,7 +13,7 @@ Layout of a benchmark folder ``BENCH``::
     bench.json                     the config (fixed part + the union of requested lists)
     noise/                         is_noisy.npy, noisy_labels.npy, clean_labels.npy (--label-noise)
     imbalance/kept_indices.npy     the long-tailed subset of the loaded training set (--imbalance)
-    score/<scorer>[-run<i>]/       normal run directories of ``dataprune score``
+    score/<scorer>[-run<i>]/       normal run directories of ``dataprune record``
     cells/score/<run>.json         one per finished scoring run: key, seconds, fingerprint
     keep/<scorer>/<method>-r<R>.txt (+ .json manifest), <method>.scores.npy
     cells/full/<model>-seed<s>.json, cells/baseline/B<B>/<model>-seed<s>.json,

@@ -13,9 +13,9 @@ import numpy as np
 from ..keepfile import read_keep
 from ..errors import DataPruneError
 from ..fileio import atomic_output
-from ..report.datamap import count_colorbar, count_colors, datamap_coordinates, pyplot
+from ..datamap import count_colorbar, count_colors, datamap_coordinates, pyplot
 from ..store import Dynamics
-from .one_run import OneRunConfig
+from .one_run_study import OneRunConfig
 from .plan import BASELINE, FULL, BenchConfig, Selector
 from .stats import aggregate, pareto
 

@@ -2,7 +2,7 @@
 **cell**: one training run (:class:`TrainCell`) with a key that says exactly what it depends
 on (so a rerun can tell a finished cell from a stale one) and a metrics JSON. The main and
 cost studies (:class:`BenchConfig`) add scoring runs (scorers) and subsets (selectors x prune
-ratios); the one-run study is :class:`~dataprune.bench.one_run.OneRunConfig`. Both share
+ratios); the one-run study is :class:`~dataprune.bench.one_run_study.OneRunConfig`. Both share
 :class:`StudyConfig`: the data (and its regime: label noise, long tail), the optimizer
 settings, the seeds, and the matched-compute baseline's budgets."""
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Data regimes of a benchmark beside the clean training set: a long-tailed version of it
 (:func:`long_tail_indices`); symmetric label noise lives in :mod:`dataprune.bench.noise`.
 
-Pure NumPy on labels, so any loader (``dataprune score``/``train`` through their data spec,
+Pure NumPy on labels, so any loader (``dataprune record``/``train`` through their data spec,
 or one's own) can apply the same subset: load the training set, keep
 ``long_tail_indices(train_labels, factor, seed=s)``, leave the test set as it is.
 """

@@ -16,7 +16,7 @@ from ..logs import get_logger
 from ..store import Dynamics
 from .figures import (CLASS_NAMES, FigureWriteError, accuracy_vs_cost, accuracy_vs_ratio, closest_ratio, datamaps,
                       keeps_for, removed_hard)
-from .one_run import OneRunConfig
+from .one_run_study import OneRunConfig
 from .tables import FIELDS, summary, table_md, to_csv
 
 _log = get_logger("bench")

@@ -22,7 +22,7 @@ from .studies import config_from_json
 Log = Callable[[str], None]
 FORMAT = "dataprune-bench"
 BENCH_USER = "`dataprune bench` process"
-#: run folders of `dataprune score` / `train` inside a bench: they clean up after themselves
+#: run folders of `dataprune record` / `train` inside a bench: they clean up after themselves
 _OWN_RUNS = ("score", "runs")
 _TEMP = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")
 

@@ -1,5 +1,5 @@
 """Ready-made benchmark configurations: the paper's comparison (``main``), the scoring
-cost/accuracy study (``cost``) and, in :mod:`~dataprune.bench.one_run`, pruning inside one
+cost/accuracy study (``cost``) and, in :mod:`~dataprune.bench.one_run_study`, pruning inside one
 run (``one-run``). All run through the one bench engine."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import DataPruneError
 from ..methods import get, methods
-from .one_run import STUDY as ONE_RUN
-from .one_run import OneRunConfig
+from .one_run_study import STUDY as ONE_RUN
+from .one_run_study import OneRunConfig
 from .plan import BenchConfig, Scorer, Selector, StudyConfig
 from .selection import parse_spec
 

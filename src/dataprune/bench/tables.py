@@ -9,7 +9,7 @@ import math
 from typing import Any, Iterable, Mapping
 
 from ..methods._registry import get
-from .one_run import OneRunConfig
+from .one_run_study import OneRunConfig
 from .plan import BASELINE, FULL, BenchConfig, StudyConfig
 from .stats import aggregate, best, mean_std, pareto, rank_table
 

@@ -6,24 +6,24 @@ import os
 import sys
 from typing import Sequence
 
-from torch.distributed.elastic.multiprocessing.errors import record
+from torch.distributed.elastic.multiprocessing.errors import record as record_errors
 
 from ..errors import DataPruneError
 from ..logs import configure as configure_logging
 from ..train import distributed as ddp
-from . import bench, check, demo, import_official, methods, plot, score, scores, select, train
+from . import bench, check, demo, import_official, methods, plot, record, scores, select, train
 from .terms import cli_terms
 
-COMMANDS = (score, select, scores, plot, train, methods, demo, bench, import_official, check)
+COMMANDS = (record, select, scores, plot, train, methods, demo, bench, import_official, check)
 
 EXAMPLES = """examples:
   dataprune demo                                   # Fashion-MNIST, end to end, ~6 min on 2 cores
-  dataprune score --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm
+  dataprune record --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm
   dataprune select runs/fm --method dyn-unc --window 10 --prune-ratio 0.25 --out keep.txt
   dataprune scores runs/fm --methods dyn-unc,el2n --window 10 --out scores.csv
   dataprune plot runs/fm --keep keep.txt --out fm_datamap.png      # the data map, pruned samples marked
   dataprune train --dataset fashion-mnist --model small-cnn --epochs 20 --subset keep.txt --metrics-out m.json
-  dataprune score --nproc 2 --dataset imagefolder --data-dir ROOT --model timm:resnet18 --out runs/img
+  dataprune record --nproc 2 --dataset imagefolder --data-dir ROOT --model timm:resnet18 --out runs/img
   dataprune import-official runs/official --file-list file_list.txt --out runs/imported
 """
 
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     to the launcher, which prints one line.
     """
     if os.environ.get("TORCHELASTIC_ERROR_FILE"):  # a rank of torchrun
-        return record(_main)(argv)
+        return record_errors(_main)(argv)
     return _main(argv)
 
 
@@ -61,6 +61,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc hands to each rank
     configure_logging(-1 if getattr(args, "quiet", False) else args.verbose)
+    if args.command == record.DEPRECATED_ALIAS:
+        _run_as_record(args)
     try:
         return int(args.func(args) or 0)
     except (DataPruneError, OSError) as e:  # bad values, and missing/unreadable/unwritable paths
@@ -77,6 +79,16 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         ddp.record_error(e)
         return 1
+
+
+def _run_as_record(args: argparse.Namespace) -> None:
+    """``dataprune record`` (deprecated): one note on stderr (rank 0), then the same run as
+    ``dataprune record``, which is also what the ranks of ``--nproc`` are started with."""
+    if ddp.env_rank() == 0:
+        print(f"dataprune {record.DEPRECATED_ALIAS}: deprecated name, use `dataprune {record.NAME}` "
+              "(same options)", file=sys.stderr)
+    args.command = record.NAME
+    args.argv[args.argv.index(record.DEPRECATED_ALIAS)] = record.NAME
 
 
 def _one_line(e: BaseException) -> str:

@@ -59,7 +59,7 @@ EXAMPLE = ("dataprune bench --dataset fashion-mnist --score-model small-cnn --tr
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = command_parser(sub, "bench", "score once, prune with every method at every ratio, train each "
+    p = command_parser(sub, "bench", "record once, prune with every method at every ratio, train each "
                                      "subset per seed, and write results, tables and figures (resumable)",
                        EXAMPLE)
     add_data_args(p)
@@ -196,7 +196,7 @@ ONE_RUN_METHODS = ("dual", "dyn-unc", "el2n", "forgetting")
 
 
 def one_run_config(args: argparse.Namespace):
-    from ..bench.one_run import BUDGET_CURVE, OneRunConfig, variants
+    from ..bench.one_run_study import BUDGET_CURVE, OneRunConfig, variants
     from ..methods import methods
     for m in args.train_models:
         if m not in MODELS:

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "ranges, final outputs vs their digests, checkpoint and config; says whether the store "
                        "is finished), or a `dataprune train` run folder (config, state, store, keep file and "
                        "metrics)", "dataprune check runs/fm")
-    p.add_argument("run", metavar="RUN", help="run directory of `dataprune score` or of `dataprune train "
+    p.add_argument("run", metavar="RUN", help="run directory of `dataprune record` or of `dataprune train "
                                               "--prune-at/--dynamic/--budget`, or a dynamics store")
     add_quiet_arg(p)
     p.set_defaults(func=run)

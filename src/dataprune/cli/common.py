@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -18,10 +18,11 @@ from ..train.models import MODELS
 from ..train.runs import DataSpec
 
 
-def command_parser(sub: argparse._SubParsersAction, name: str, help: str, example: str
-                   ) -> argparse.ArgumentParser:
-    """A sub-command parser whose ``--help`` ends with ``example``."""
-    p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}",
+def command_parser(sub: argparse._SubParsersAction, name: str, help: str, example: str,
+                   aliases: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """A sub-command parser whose ``--help`` ends with ``example``; ``aliases``: other names
+    that run it."""
+    p = sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}", aliases=list(aliases),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="count", default=0, help="also log debug messages")
     return p

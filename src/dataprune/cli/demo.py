@@ -9,7 +9,7 @@ from pathlib import Path
 from ..fileio import atomic_write_json, atomic_write_text, refuse_overwrite
 from ..keepfile import keep_manifest, write_keep
 from ..methods import score
-from ..report.datamap import save_datamap
+from ..datamap import save_datamap
 from ..select import select
 from ..store import Dynamics
 from ..train.runs import score_run, train_run

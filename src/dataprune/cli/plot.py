@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = command_parser(sub, "plot", "draw the data map of a run: per sample, mean vs std over epochs of "
                        "the labelled-class probability, coloured by epochs predicted correctly",
                        "dataprune plot runs/fm --keep keep.txt --out fm_datamap.png")
-    p.add_argument("run", metavar="RUN", help="run directory of `dataprune score` (or a dynamics store)")
+    p.add_argument("run", metavar="RUN", help="run directory of `dataprune record` (or a dynamics store)")
     p.add_argument("--keep", metavar="KEEP", help="keep file of `dataprune select` on this run: a second "
                                                   "panel marks the pruned samples (a third zooms in where "
                                                   "they cluster)")
@@ -40,7 +40,7 @@ def default_out(dyn: Dynamics) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report.datamap import pyplot, save_datamap
+    from ..datamap import pyplot, save_datamap
     dyn = Dynamics.open(args.run)
     if not dyn.history.per_epoch:
         raise DataPruneError(f"the data map needs prob and correct of every epoch; the store {dyn.path} keeps "
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     lacking = [s for s in READS if s not in dyn.signals]
     if lacking:
         raise DataPruneError(f"the data map needs the signal(s) {', '.join(lacking)} of every epoch; the store "
-                             f"{dyn.path} has {', '.join(dyn.signals)}; record them with `dataprune score --signals`")
+                             f"{dyn.path} has {', '.join(dyn.signals)}; record them with `dataprune record --signals`")
     out = Path(args.out) if args.out else default_out(dyn)
     if out.suffix.lower() != ".png":
         raise DataPruneError(f"--out {out} ends in {out.suffix!r}; expected a .png file")

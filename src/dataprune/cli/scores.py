@@ -19,7 +19,7 @@ from .select import TIE_SEED, add_method_args, add_quiet_arg, default_params
 def register(sub: argparse._SubParsersAction) -> None:
     p = command_parser(sub, "scores", "write every sample's score and rank under several methods",
                        "dataprune scores runs/fm --methods dyn-unc,el2n,forgetting --window 10 --out scores.csv")
-    p.add_argument("run", metavar="RUN", help="run directory of `dataprune score` (or a dynamics store)")
+    p.add_argument("run", metavar="RUN", help="run directory of `dataprune record` (or a dynamics store)")
     p.add_argument("--methods", required=True, metavar="M1,M2,...",
                    help=f"comma-separated, from {', '.join(methods())}")
     p.add_argument("--out", required=True, help="table to write: .csv, or .parquet (needs pyarrow)")

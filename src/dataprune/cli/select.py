@@ -47,7 +47,7 @@ TIE_SEED = "seed"
 
 #: Recorded epochs K a method needs with its default parameters (window J = min(10, K - 1)),
 #: where more than 1 (signal methods) or 0 (methods that read no signal). Kept in step with
-#: the methods' own checks by tests/test_trust_cli.py.
+#: the methods' own checks by tests/test_cli_commands.py.
 MIN_EPOCHS = {"dyn-unc": 3, "dual": 3, "tdds": 4, "cartography": 2}
 
 
@@ -108,7 +108,7 @@ def _parse_bool(text: str) -> bool:
 def register(sub: argparse._SubParsersAction) -> None:
     p = command_parser(sub, "select", "score a run with a pruning method and write the keep file",
                        "dataprune select runs/fm --method dyn-unc --window 10 --prune-ratio 0.25 --out keep.txt")
-    p.add_argument("run", metavar="RUN", help="run directory of `dataprune score` (or a dynamics store)")
+    p.add_argument("run", metavar="RUN", help="run directory of `dataprune record` (or a dynamics store)")
     p.add_argument("--method", default="dyn-unc", help=f"one of {', '.join(methods())} (default dyn-unc; "
                                                        "`dataprune methods` describes them)")
     count = p.add_mutually_exclusive_group(required=True)
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     anyway (about 0.1 s hash + 0.1 s range check per 14.2M-sample float16 epoch on a
     contended 2-core CPU, i.e. ~15 s added to dyn-unc's ~8 s at 14.2M x 90), so the
     manifest's fingerprint always describes the data the keep file came from. Signals the
-    method does not read are verified by ``dataprune check`` and on ``score --resume``.
+    method does not read are verified by ``dataprune check`` and on ``record --resume``.
     """
     get(args.method)  # unknown method: clear error before opening anything
     if args.beta_sampling and (args.stratified or args.class_balanced or args.beta):
@@ -275,7 +275,7 @@ def _selection_words(args: argparse.Namespace) -> list[str]:
 
 
 def _run_data_dir(dyn: Dynamics) -> str | None:
-    """The ``data_dir`` of the `dataprune score` run holding the store, if it is in one."""
+    """The ``data_dir`` of the `dataprune record` run holding the store, if it is in one."""
     config = dyn.path.parent / "config.json"
     info = read_json(config) if config.is_file() else None
     return info.get("data_dir") if isinstance(info, dict) and info.get("command") == "score" else None
@@ -311,7 +311,7 @@ def _source_file_list(dyn: Dynamics, args: argparse.Namespace):
     listed = store_file_list(dyn)
     if listed is None:
         raise DataPruneError(f"--file-list: the store {dyn.path} has no {FILE_LIST}; it is written by "
-                             "`dataprune score --dataset imagefolder` and `dataprune import-official "
+                             "`dataprune record --dataset imagefolder` and `dataprune import-official "
                              "--file-list`")
     paths, labels = listed
     out = Path(args.file_list) if args.file_list else Path(args.out).with_suffix(".file_list.txt")

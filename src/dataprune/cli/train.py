@@ -36,7 +36,7 @@ def _prune_at(text: str) -> int | str:
 
 
 #: run settings of a train run, and where its config.json holds each: with --resume a given
-#: value that differs from the run's is refused (as `score --resume` does)
+#: value that differs from the run's is refused (as `record --resume` does)
 RUN_SETTINGS: dict[str, Callable[[RunConfig], Any]] = {
     "dataset": lambda c: c.dataset, "data_dir": lambda c: c.data_dir, "limit": lambda c: c.limit,
     "image_size": lambda c: c.image_size, "model": lambda c: c.model,

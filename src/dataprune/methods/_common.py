@@ -148,7 +148,7 @@ def column_sums(v: np.ndarray) -> np.ndarray:
     result does not depend on the chunk's width or the column's place in it (``v.sum(0)``
     picks pairwise or row-wise order from the array's shape; a 1-column chunk sums pairwise):
     chunk size and sample order never change a score, not even in the last bit
-    (tests/test_properties.py, tests/test_trust_select.py)."""
+    (tests/test_properties.py, tests/test_select_semantics.py)."""
     total = np.zeros(v.shape[1:], dtype=np.float64)
     for row in v:
         total += row

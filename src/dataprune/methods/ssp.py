@@ -8,11 +8,15 @@ al.) L2-normalises the embeddings, runs spherical k-means (assign by largest cos
 centroid = normalised mean) and scores 1 - cosine; ``metric="euclidean"`` runs plain k-means
 and scores the Euclidean distance.
 
-k-means here (NumPy, deterministic for a seed): k-means++ seeding on a seeded subsample of
-min(N, max(4096, 16k)) rows, then ``iterations`` Lloyd steps over all rows (stopping early
-when no assignment changes); an emptied cluster is re-seeded with the row farthest from its
-centroid. Rows are streamed in chunks from the (memory-mapped) feature file, so memory is
-O(k D + chunk); time is O(iterations N k D).
+k-means (deterministic for a seed): scikit-learn's ``KMeans`` where it is installed
+(k-means++ seeding, one initialisation, at most ``iterations`` Lloyd steps, to convergence);
+for ``metric="cosine"`` it clusters the normalised rows and the centroids are normalised
+after. Without scikit-learn (an optional extra, ``dataprune[bench]``), or when the finite
+rows would not fit in :data:`SKLEARN_MAX_BYTES` as float64, :func:`lloyd_kmeans` (NumPy):
+k-means++ seeding on a seeded subsample of min(N, max(4096, 16k)) rows, then ``iterations``
+Lloyd steps over all rows (stopping early when no assignment changes); an emptied cluster is
+re-seeded with the row farthest from its centroid. It streams the rows in chunks from the
+(memory-mapped) feature file, so memory is O(k D + chunk); time is O(iterations N k D).
 
 Embeddings: ``--features FILE.npy`` (N, D), e.g. from a self-supervised model as in the
 paper; by default ``RUN/features.npy`` (penultimate features of the final scoring model, a
@@ -30,6 +34,9 @@ from ._common import CHUNK_ELEMENTS, check_int
 from ._registry import register
 
 METRICS = ("cosine", "euclidean")
+#: scikit-learn's KMeans holds the finite rows in memory as float64: above this many bytes
+#: the streamed :func:`lloyd_kmeans` runs instead
+SKLEARN_MAX_BYTES = 2 << 30
 
 
 def _chunks(x: np.ndarray, k: int, spherical: bool) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
@@ -80,12 +87,50 @@ def _kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator, spherical: bool)
     return centroids
 
 
+def _sklearn_kmeans() -> Any:
+    """``sklearn.cluster.KMeans``, or None: scikit-learn is an optional extra, so the NumPy
+    :func:`lloyd_kmeans` stays the fallback."""
+    try:
+        from sklearn.cluster import KMeans
+    except ImportError:
+        return None
+    return KMeans
+
+
 def kmeans(x: np.ndarray, num_clusters: int, *, seed: int = 0, iterations: int = 30,
-           spherical: bool = True, init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded k-means over the rows of ``x`` (N, D), streamed in chunks.
+           spherical: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded k-means over the rows of ``x`` (N, D): scikit-learn's ``KMeans`` where it is
+    installed and the finite rows fit in :data:`SKLEARN_MAX_BYTES`, else :func:`lloyd_kmeans`.
 
     Returns ``(centroids (k, D) float64, assignment (N,) int64)``; rows with non-finite values
-    are assigned -1. ``init`` gives the starting centroids instead of k-means++ seeding.
+    are assigned -1. ``spherical``: cluster the L2-normalised rows, unit-norm centroids, and
+    assign by the largest cosine.
+    """
+    n, d = x.shape
+    k = check_int("num_clusters", num_clusters, 1)
+    check_int("iterations", iterations, 0)
+    check_int("seed", seed, 0)
+    KMeans = _sklearn_kmeans()
+    if KMeans is None or iterations == 0 or n * d * 8 > SKLEARN_MAX_BYTES:
+        return lloyd_kmeans(x, k, seed=seed, iterations=iterations, spherical=spherical)
+    rows = np.concatenate([r[ok] for _, r, ok in _chunks(x, k, spherical)])
+    fit = KMeans(k, init="k-means++", n_init=1, max_iter=iterations, tol=0.0, algorithm="lloyd",
+                 random_state=np.random.RandomState(np.random.MT19937(seed))).fit(rows)
+    centroids = np.asarray(fit.cluster_centers_, dtype=np.float64)
+    if spherical:
+        norm = np.linalg.norm(centroids, axis=1, keepdims=True)
+        centroids = centroids / np.where(norm > 0, norm, 1.0)
+    assign = np.full(n, -1, dtype=np.int64)
+    for sl, r, ok in _chunks(x, k, spherical):  # the nearest of the returned centroids
+        assign[sl] = np.where(ok, _nearest(r, centroids, spherical)[0], -1)
+    return centroids, assign
+
+
+def lloyd_kmeans(x: np.ndarray, num_clusters: int, *, seed: int = 0, iterations: int = 30,
+                 spherical: bool = True, init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded k-means over the rows of ``x`` (N, D) in NumPy, streamed in chunks (see the
+    module docstring); returns what :func:`kmeans` returns. ``init`` gives the starting
+    centroids instead of k-means++ seeding.
     """
     n, d = x.shape
     k = check_int("num_clusters", num_clusters, 1)

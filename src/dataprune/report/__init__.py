@@ -1,1 +1,1 @@
-"""Figures and tables (matplotlib is an optional extra: ``pip install dataprune[plot]``)."""
+"""Deprecated: the data map moved to :mod:`dataprune.datamap`; ``dataprune.report.datamap`` re-exports it."""

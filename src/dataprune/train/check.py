@@ -19,7 +19,7 @@ from .runs import check_store_against_config
 
 
 def check_run(path: str | os.PathLike) -> str:
-    """Verify ``path`` (a run directory of ``dataprune score`` or ``train``, or a dynamics store).
+    """Verify ``path`` (a run directory of ``dataprune record`` or ``train``, or a dynamics store).
 
     Reads every recorded row once: the store's content must match its fingerprint and each
     value its signal's range; a run's ``config.json`` (its settings' digest), ``state.pt`` and
@@ -82,7 +82,7 @@ def check_run(path: str | os.PathLike) -> str:
         state_text = "finished"
     else:
         state_text = (f"unfinished, {done} of {planned} epochs checkpointed, the store holds {store.epochs}: "
-                      f"`dataprune score --resume {run_dir}`")
+                      f"`dataprune record --resume {run_dir}`")
     return f"OK: run {run_dir} ({state_text}); {summary}"
 
 

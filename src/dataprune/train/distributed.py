@@ -1,6 +1,6 @@
-"""Data-parallel training under torch's launcher: ``dataprune score --nproc P`` hands itself
+"""Data-parallel training under torch's launcher: ``dataprune record --nproc P`` hands itself
 to torch's elastic agent (what ``torchrun --standalone --nproc-per-node P`` runs), and every
-rank, however launched (``python -m torch.distributed.run ... -m dataprune score ...``, on
+rank, however launched (``python -m torch.distributed.run ... -m dataprune record ...``, on
 one node or several), joins the process group from torchrun's environment variables.
 
 Each rank trains a ``DistributedDataParallel`` model on its shard of every epoch

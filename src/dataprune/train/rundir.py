@@ -1,4 +1,4 @@
-"""The run folder of ``dataprune score`` and ``dataprune train`` (pruned, dynamic or budget
+"""The run folder of ``dataprune record`` and ``dataprune train`` (pruned, dynamic or budget
 runs): its layout, lock, typed and versioned config, checkpoints with every RNG state and
 their digests, per-epoch log, and what ``--force`` and ``--resume`` may do with it.
 
@@ -58,8 +58,11 @@ STORE_FILES = ("meta.json", "file_list.txt")
 #: config.json format; older folders are refused by --resume
 CONFIG_VERSION = 2
 STATE_FORMAT, STATE_VERSION = "dataprune-run-state", 2
-#: the person-readable name of each command's run, and who holds its lock
-WHAT = {"score": "`dataprune score` run", "train": "`dataprune train` run"}
+#: the command line that makes each kind of run (config.json's "command"; a "score" run is
+#: made by `dataprune record`, called `dataprune score` before)
+COMMAND_LINE = {"score": "dataprune record", "train": "dataprune train"}
+#: the person-readable name of each command's run
+WHAT = {kind: f"`{line}` run" for kind, line in COMMAND_LINE.items()}
 #: config.json entries that change while a run goes on (outside its digest)
 VOLATILE = ("finished", "train_seconds")
 
@@ -73,8 +76,9 @@ def _msg(value: Any) -> str:
 class RunConfig:
     """Everything a run needs to be resumed, as ``config.json`` holds it.
 
-    ``score`` runs set ``record_view``, ``signals``, ``keep_history`` (its stored spelling,
-    see :attr:`~dataprune.history.HistoryMode.stored`; and ``window`` when it is ``"none"``); ``train`` runs set ``plan`` and/or ``budget`` (exclusive).
+    ``score`` runs (``dataprune record``) set ``record_view``, ``signals``, ``keep_history`` (its
+    stored spelling, see :attr:`~dataprune.history.HistoryMode.stored`; and ``window`` when it is
+    ``"none"``); ``train`` runs set ``plan`` and/or ``budget`` (exclusive).
     """
 
     command: str
@@ -356,7 +360,7 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike, command: str) -> None:
         self.path, self.command = Path(path), command
-        self.user = f"`dataprune {command}` process"
+        self.user = f"`{COMMAND_LINE[command]}` process"
 
     def __truediv__(self, name: str) -> Path:
         return self.path / name
@@ -397,12 +401,12 @@ class RunDir:
             raise DataPruneError(f"{p} exists and is not a dataprune run folder (it holds {names}); refusing to "
                                  "write into it, --force or not: choose a new or empty folder")
         if other is not None and other != self.command:
-            raise DataPruneError(f"{p} holds a {WHAT[other]}; --out of `dataprune {self.command}` must be a "
+            raise DataPruneError(f"{p} holds a {WHAT[other]}; --out of `{COMMAND_LINE[self.command]}` must be a "
                                  "new or empty folder, or one of its own runs (with --force)")
         if other is not None and not force:
             finished = read_json(p / CONFIG_FILE).get("finished")
             hint = ("pass --force to overwrite it" if finished else
-                    f"continue it with `dataprune {self.command} --resume {p}`, or pass --force to start over")
+                    f"continue it with `{COMMAND_LINE[self.command]} --resume {p}`, or pass --force to start over")
             raise DataPruneError(f"{p} already holds {'a finished' if finished else 'an unfinished'} "
                                  f"{self.what}; {hint}")
 
@@ -420,7 +424,7 @@ class RunDir:
         run = cls(path, command)
         if not (run / CONFIG_FILE).is_file():
             raise DataPruneError(f"no {run.what} to resume at {run.path} ({CONFIG_FILE} missing); "
-                                 f"start one with `dataprune {command} --out {run.path}`")
+                                 f"start one with `{COMMAND_LINE[command]} --out {run.path}`")
         with exclusive_lock(run.path, run.user):
             yield run, run.read_config()
 

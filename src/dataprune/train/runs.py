@@ -1,4 +1,4 @@
-"""A scoring run (``dataprune score``) and a plain training (``dataprune train``), end to end,
+"""A scoring run (``dataprune record``) and a plain training (``dataprune train``), end to end,
 as the CLI and benchmarks use them. Both train through :class:`~.training.Training` (the
 one training path); a scoring run lives in a :class:`~.rundir.RunDir`."""
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .device import check_precision, resolve_device
 from .imagefolder import DEFAULT_IMAGE_SIZE, FolderData
 from .loop import TrainConfig, predict
 from .models import model_image_size
-from .rundir import (CHECKPOINT_FILE, STATE_FILE, STORE_DIR, RunConfig, RunDir, check_score_settings,
+from .rundir import (CHECKPOINT_FILE, COMMAND_LINE, STATE_FILE, STORE_DIR, RunConfig, RunDir, check_score_settings,
                      load_checkpoint, read_log, set_rng_states)
 from .training import Data, Training, run_loader
 
@@ -101,7 +101,7 @@ def refuse_lost_state(run: RunDir) -> None:
     if run.has_state() or held > 1:
         raise DataPruneError(f"{run / STATE_FILE} is missing, but the run checkpointed epochs before (the store "
                              f"holds {held}); --resume cannot continue without it and deletes nothing: restore "
-                             f"it, or start over with `dataprune {run.command} --out {run.path} --force`")
+                             f"it, or start over with `{COMMAND_LINE[run.command]} --out {run.path} --force`")
 
 
 @dataclass
@@ -144,7 +144,7 @@ def log_epoch(log: Log | None, what: str, epoch: int, epochs: int, row: dict[str
             f"{100 * row['train_accuracy']:.2f} %  {row['seconds']:.1f}s")
 
 
-# --- dataprune score -----------------------------------------------------------------------------
+# --- dataprune record ----------------------------------------------------------------------------
 def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
               cfg: TrainConfig | None = None, record_view: str = "clean",
               signals: tuple[str, ...] = ALL_SIGNALS + EXTRA_SIGNALS, force: bool = False,
@@ -162,7 +162,7 @@ def score_run(out: str | Path, data_spec: DataSpec, *, model: str = "small-cnn",
 
     Trains on ``device`` (default: CUDA when available, else the CPU; see
     :func:`~dataprune.train.device.resolve_device`), compiled with ``torch.compile`` when
-    ``compile``. Under torch.distributed (``torchrun`` or ``dataprune score --nproc``; the
+    ``compile``. Under torch.distributed (``torchrun`` or ``dataprune record --nproc``; the
     group is joined from the environment) every rank trains a DistributedDataParallel model
     on its shard and only rank 0 writes anything.
     """

@@ -1,4 +1,4 @@
-"""One training, one epoch at a time: the single path that ``dataprune score``, ``train``
+"""One training, one epoch at a time: the single path that ``dataprune record``, ``train``
 (plain, ``--prune-at``, ``--dynamic``, ``--budget``) and the benches train through, so the
 same configuration and seed give the same model whichever command runs it.
 

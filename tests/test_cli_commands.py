@@ -1,5 +1,8 @@
-"""Issue 18, CLI items 10, 11, 12, 14, 16 (+15 for import-official), 24 (select/scores) and 25
-(--image-size, check on train runs). Each test fails without its fix."""
+"""What the commands around a store do for the user: select's default window fits the store
+(a short store names the methods it can use), method parameters as flags and --quiet,
+`train --subset` takes its data from the keep file's manifest, `plot`, import-official never
+writes into a user's folder, select/scores/plot outputs complete-or-absent (stale temps removed),
+--image-size checked, and `check` on train runs."""
 from __future__ import annotations
 
 import inspect
@@ -44,7 +47,7 @@ def window_default(method: str, k: int) -> dict:
     return {"window": min(10, k - 1)} if "window" in inspect.signature(get(method).fn).parameters else {}
 
 
-# --- item 10: the default window fits the store; a short store names the usable methods -------
+# --- the default window fits the store; a short store names the usable methods --------------------
 
 def test_select_default_window_fits_a_4_epoch_store(tmp_path, capsys):
     dyn = store(tmp_path / "s", 4)
@@ -99,7 +102,7 @@ def test_min_epochs_agrees_with_the_methods(k, tmp_path):
         assert scored == (k >= min_epochs(method)), (method, k)
 
 
-# --- item 12: params as flags, --quiet, class-balanced said ---------------------------------------
+# --- params as flags, --quiet, class-balanced said ------------------------------------------------
 
 def test_param_flags():
     from dataprune.methods._registry import param_flags
@@ -128,7 +131,7 @@ def test_quiet_select_scores_check(tmp_path, capsys):
     assert (tmp_path / "k.txt").exists() and (tmp_path / "s.csv").exists()
 
 
-# --- item 11: train --subset takes the data from the keep file's manifest ------------------------
+# --- train --subset takes the data from the keep file's manifest ----------------------------------
 
 def test_train_subset_takes_dataset_and_limit_from_manifest(data_dir, tmp_path, capsys):
     labels = load_dataset("idx", data_dir, 40).train_y.numpy()
@@ -149,7 +152,7 @@ def test_train_subset_takes_dataset_and_limit_from_manifest(data_dir, tmp_path, 
     assert "N=40" in err and "N=50" in err
 
 
-# --- item 14: dataprune plot, the InfoBatch docs ---------------------------------------------------
+# --- dataprune plot, the InfoBatch docs -----------------------------------------------------------
 
 def test_plot_datamap(tmp_path, capsys):
     pytest.importorskip("matplotlib")
@@ -175,7 +178,7 @@ def test_docs_infobatch_uses_stored_losses():
     assert "dataprune plot" in (ROOT / "README.md").read_text()
 
 
-# --- items 15/16: import-official --out ----------------------------------------------------------
+# --- import-official --out ------------------------------------------------------------------------
 
 def official_run(root: Path, epochs: int = 3, n: int = 5) -> Path:
     hist = root / "pred_prob_history"
@@ -225,7 +228,7 @@ def test_import_official_api_never_deletes_a_look_alike_folder(tmp_path):
         import_official(src, look, num_classes=2, force=True)
     assert {p.name: p.read_bytes() for p in look.iterdir()} == before
 
-# --- item 24: select / scores outputs complete-or-absent, stale temps removed ---------------------
+# --- select / scores outputs complete-or-absent, stale temps removed ------------------------------
 
 def test_select_rerun_after_kill_between_manifest_and_keep_file(tmp_path, capsys):
     dyn = store(tmp_path / "s", 4)
@@ -280,11 +283,11 @@ def test_write_keep_leaves_no_temp_when_interrupted(tmp_path, monkeypatch):
     assert np.array_equal(dp.read_keep(tmp_path / "k.txt"), np.arange(3))
 
 
-# --- item 25: --image-size, check on train run folders ----------------------------------------------
+# --- --image-size, check on train run folders -----------------------------------------------------
 
 @pytest.mark.parametrize("size", [0, -3])
 def test_image_size_must_be_positive(size, data_dir, tmp_path, capsys):
-    for command in (["score", "--out", tmp_path / "r"], ["train", "--metrics-out", tmp_path / "m.json"],
+    for command in (["record", "--out", tmp_path / "r"], ["train", "--metrics-out", tmp_path / "m.json"],
                     ["bench", "--out", tmp_path / "b"]):
         err = cli_error(capsys, *command, "--dataset", "idx", "--data-dir", data_dir, "--image-size", size)
         assert f"--image-size {size}; expected a crop size of at least 1 pixel" in err

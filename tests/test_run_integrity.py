@@ -1,4 +1,4 @@
-"""Runs and stores: nothing lost, nothing silently wrong (issue 10, items 2-10).
+"""Runs and stores: nothing lost, nothing silently wrong.
 
 Corrupted content is refused (fingerprint covers labels and every signal, values must lie
 in their signal's range), --force never deletes foreign directories, outputs never collide
@@ -24,7 +24,7 @@ from conftest import cli_error, redigest, subprocess_env
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, data_dir) -> Path:
-    """A finished `dataprune score` run (mlp, 3 epochs, 60 samples, prob + correct)."""
+    """A finished `dataprune record` run (mlp, 3 epochs, 60 samples, prob + correct)."""
     out = tmp_path_factory.mktemp("runs") / "run"
     runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp",
                    cfg=TrainConfig(epochs=3, batch_size=32), signals=("prob", "correct"))
@@ -56,7 +56,7 @@ def edit_meta(store: Path, **changes) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# item 4: fingerprint covers labels and content; verified by select, check and resume
+# fingerprint covers labels and content; verified by select, check and resume
 
 def test_fingerprint_includes_labels(tmp_path):
     prints = []
@@ -152,13 +152,13 @@ def test_keep_history_none_store_verified(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# item 6: --force deletes only dataprune's own directories (or empty ones)
+# --force deletes only dataprune's own directories (or empty ones)
 
 def test_force_keeps_foreign_directory(data_dir, tmp_path, capsys):
     v = tmp_path / "v"
     v.mkdir()
     (v / "precious.txt").write_text("x")
-    err = cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp",
+    err = cli_error(capsys, "record", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp",
                     "--epochs", 1, "--out", v, "--force", "--quiet")
     assert "is not a dataprune run folder" in err and "--force or not" in err and "precious.txt" in err
     assert sorted(p.name for p in v.iterdir()) == ["precious.txt"]  # no .lock left either
@@ -177,7 +177,7 @@ def test_force_replaces_own_store_and_uses_empty_dir(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# item 7: select's outputs never collide and never land inside a run or store
+# select's outputs never collide and never land inside a run or store
 
 @pytest.fixture
 def listed_run(finished_run, tmp_path) -> Path:
@@ -231,7 +231,7 @@ def test_keep_file_and_manifest_written_as_a_pair(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# item 2: a run killed before its first epoch finished (even before its store exists) resumes
+# a run killed before its first epoch finished (even before its store exists) resumes
 
 class Crash(Exception):
     pass
@@ -255,7 +255,7 @@ def test_run_killed_before_store_is_resumable(where, finished_run, data_dir, tmp
         runs.score_run(tmp_path / "r", spec, model="mlp", cfg=cfg, signals=("prob", "correct"))
     monkeypatch.undo()
     assert (tmp_path / "r" / "config.json").exists()
-    assert "--resume" in cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir,
+    assert "--resume" in cli_error(capsys, "record", "--dataset", "idx", "--data-dir", data_dir,
                                    "--out", tmp_path / "r", "--quiet")
     torch.set_num_threads(json.loads((finished_run / "config.json").read_text())["threads"])
     result = runs.resume_score_run(tmp_path / "r")
@@ -265,14 +265,14 @@ def test_run_killed_before_store_is_resumable(where, finished_run, data_dir, tmp
 
 
 # ---------------------------------------------------------------------------------------------
-# item 10: --resume refuses every explicitly given setting that differs from config.json
+# --resume refuses every explicitly given setting that differs from config.json
 
 @pytest.fixture
 def no_training(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("training started despite bad input")
-    monkeypatch.setattr("dataprune.cli.score.score_run", refuse)
-    monkeypatch.setattr("dataprune.cli.score.resume_score_run", refuse)
+    monkeypatch.setattr("dataprune.cli.record.score_run", refuse)
+    monkeypatch.setattr("dataprune.cli.record.resume_score_run", refuse)
 
 
 @pytest.mark.parametrize("flag,value,used", [
@@ -282,7 +282,7 @@ def no_training(monkeypatch):
 ])
 def test_resume_refuses_any_conflicting_setting(flag, value, used, finished_run, tmp_path, capsys, no_training):
     run = unfinished(copy(finished_run, tmp_path))
-    err = cli_error(capsys, "score", "--resume", run, flag, value)
+    err = cli_error(capsys, "record", "--resume", run, flag, value)
     expected = f"drop {flag} {value if flag != '--signals' else ['prob']}"
     assert expected + (f" (the run has {used})" if used is not None else "") in err, err
 
@@ -290,15 +290,15 @@ def test_resume_refuses_any_conflicting_setting(flag, value, used, finished_run,
 def test_resume_accepts_settings_equal_to_the_runs(finished_run, tmp_path, capsys, monkeypatch):
     run = unfinished(copy(finished_run, tmp_path))
     called = []
-    monkeypatch.setattr("dataprune.cli.score.resume_score_run", lambda *a, **k: called.append(a) or
+    monkeypatch.setattr("dataprune.cli.record.resume_score_run", lambda *a, **k: called.append(a) or
                         runs.ScoreResult(run, 0.0, [{"epoch": 2}], 3))
-    code, _, err = cli(capsys, "score", "--resume", run, "--keep-history", "full", "--nproc", 1,
+    code, _, err = cli(capsys, "record", "--resume", run, "--keep-history", "full", "--nproc", 1,
                        "--batch-size", 32, "--signals", "prob,correct", "--quiet")
     assert code == 0 and called, err
 
 
 # ---------------------------------------------------------------------------------------------
-# item 5: one `score` process per run directory
+# one `record` process per run directory
 
 def test_second_score_on_same_out_is_refused(finished_run, data_dir, tmp_path, capsys):
     from dataprune.fileio import exclusive_lock
@@ -307,15 +307,15 @@ def test_second_score_on_same_out_is_refused(finished_run, data_dir, tmp_path, c
     with exclusive_lock(run, "test"), exclusive_lock(fresh, "test"):  # another open file: flock conflicts
         new = ["--dataset", "idx", "--data-dir", data_dir, "--model", "mlp", "--epochs", 1]
         for args in (["--resume", run], [*new, "--out", run, "--force"], [*new, "--out", fresh]):
-            err = cli_error(capsys, "score", "--quiet", *args)
-            assert f"is in use by another `dataprune score` process (pid {__import__('os').getpid()})" in err, err
+            err = cli_error(capsys, "record", "--quiet", *args)
+            assert f"is in use by another `dataprune record` process (pid {__import__('os').getpid()})" in err, err
     assert (run / "config.json").exists() and not (fresh / "config.json").exists()
     # released: the run can be resumed now (the lock file stays, and --force keeps it too)
-    assert "drop" in cli_error(capsys, "score", "--resume", run, "--epochs", 9)
+    assert "drop" in cli_error(capsys, "record", "--resume", run, "--epochs", 9)
 
 
 # ---------------------------------------------------------------------------------------------
-# item 8: the run's own log (never a stale or symlinked one); crash leftovers cleaned up
+# the run's own log (never a stale or symlinked one); crash leftovers cleaned up
 
 def test_fresh_run_starts_its_own_log(data_dir, tmp_path):
     out = tmp_path / "r"
@@ -329,7 +329,7 @@ def test_fresh_run_starts_its_own_log(data_dir, tmp_path):
     result = runs.score_run(out, runs.DataSpec("idx", str(data_dir)), model="mlp", force=True,
                             cfg=TrainConfig(epochs=2, batch_size=32), signals=("prob",))
     assert [r["epoch"] for r in result.history] == [0, 1]  # --force: a log of its own
-    stale = tmp_path / "stale"  # a log.jsonl in a folder that holds no run is someone's file (item 15)
+    stale = tmp_path / "stale"  # a log.jsonl in a folder that holds no run is someone's file
     stale.mkdir()
     (stale / "log.jsonl").write_text('{"epoch": 7}\n')
     with pytest.raises(dp.errors.DataPruneError, match="is not a dataprune run folder"):
@@ -347,8 +347,8 @@ def test_symlinked_log_is_refused(finished_run, data_dir, tmp_path, capsys):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "log.jsonl").symlink_to(outside)
-    assert "is a symbolic link" in cli_error(capsys, "score", "--quiet", "--resume", run)
-    assert "is not a dataprune run folder" in cli_error(capsys, "score", "--quiet", "--dataset", "idx", "--data-dir",
+    assert "is a symbolic link" in cli_error(capsys, "record", "--quiet", "--resume", run)
+    assert "is not a dataprune run folder" in cli_error(capsys, "record", "--quiet", "--dataset", "idx", "--data-dir",
                                                         data_dir, "--model", "mlp", "--epochs", 1, "--out", fresh)
     assert outside.read_text() == "mine\n"
 
@@ -366,7 +366,7 @@ def test_resume_removes_crash_leftovers(finished_run, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# item 3: a full disk is a one-line error before any epoch (store files are preallocated)
+# a full disk is a one-line error before any epoch (store files are preallocated)
 
 def test_store_files_are_allocated_not_sparse(tmp_path, monkeypatch):
     import errno
@@ -387,7 +387,7 @@ def test_disk_full_is_one_line_and_resumable(data_dir, finished_run, tmp_path, m
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(os, "posix_fallocate", full)
     out = tmp_path / "r"
-    err = cli_error(capsys, "score", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp", "--epochs", 3,
+    err = cli_error(capsys, "record", "--dataset", "idx", "--data-dir", data_dir, "--model", "mlp", "--epochs", 3,
                     "--batch-size", 32, "--signals", "prob,correct", "--out", out, "--quiet")
     assert re.search(r"no space left on device \(needs \d+ bytes at .*/r/dynamics/\w+\.npy; \d+ bytes free\)", err), err
     with pytest.raises(dp.errors.DataPruneError, match="no space left on device"):
@@ -400,7 +400,7 @@ def test_disk_full_is_one_line_and_resumable(data_dir, finished_run, tmp_path, m
 
 
 # ---------------------------------------------------------------------------------------------
-# item 9: --nproc hands over to torch's launcher; stopping it stops the ranks, and a dead
+# --nproc hands over to torch's launcher; stopping it stops the ranks, and a dead
 # rank is one line naming it
 
 def _launch_ddp(data_dir: Path, out: Path):
@@ -408,7 +408,7 @@ def _launch_ddp(data_dir: Path, out: Path):
     import sys
     import time
     env = subprocess_env()
-    launcher = subprocess.Popen([sys.executable, "-m", "dataprune", "score", "--nproc", "2", "--dataset", "idx",
+    launcher = subprocess.Popen([sys.executable, "-m", "dataprune", "record", "--nproc", "2", "--dataset", "idx",
                                  "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "500",
                                  "--batch-size", "16", "--signals", "prob", "--out", str(out), "--quiet"],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -437,7 +437,7 @@ def test_stopping_the_launcher_stops_the_ranks(data_dir, tmp_path):
     try:
         os.kill(launcher.pid, signal.SIGTERM)  # as torchrun: the elastic agent stops its ranks
         _, err = launcher.communicate(timeout=60)
-        assert launcher.returncode == 130 and err.strip().splitlines()[-1] == "dataprune score: interrupted", err
+        assert launcher.returncode == 130 and err.strip().splitlines()[-1] == "dataprune record: interrupted", err
         assert all(_gone(p) for p in ranks)
     finally:
         for p in ranks:
@@ -456,7 +456,7 @@ def test_dead_rank_is_one_line_from_the_launcher(data_dir, tmp_path):
     assert launcher.returncode == 2
     lines = err.strip().splitlines()
     assert "Traceback" not in err and len(lines) == 1, err
-    assert lines[0].startswith("dataprune score: error: rank 1 died (SIGKILL) (its output: "), err
+    assert lines[0].startswith("dataprune record: error: rank 1 died (SIGKILL) (its output: "), err
     assert all(_gone(p) for p in ranks)
     assert not json.loads((tmp_path / "r" / "config.json").read_text())["finished"]
 
@@ -518,11 +518,11 @@ def test_user_error_under_nproc_is_one_line(finished_run, data_dir, tmp_path):
     import sys
     run = unfinished(copy(finished_run, tmp_path))
     env = subprocess_env()
-    done = subprocess.run([sys.executable, "-m", "dataprune", "score", "--nproc", "2", "--dataset", "idx",
+    done = subprocess.run([sys.executable, "-m", "dataprune", "record", "--nproc", "2", "--dataset", "idx",
                            "--data-dir", str(data_dir), "--model", "mlp", "--epochs", "1", "--out", str(run),
                            "--quiet"], env=env, capture_output=True, text=True, timeout=100)
     assert done.returncode == 2
-    assert len(done.stderr.strip().splitlines()) == 1 and "continue it with `dataprune score --resume" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "continue it with `dataprune record --resume" in done.stderr
 
 
 def test_a_forked_child_does_not_keep_a_run_lock(tmp_path):

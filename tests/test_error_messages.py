@@ -1,5 +1,6 @@
-"""Issue 10 items 16-19: errors instead of tracebacks, messages without impossible ranges,
-and small CLI wording fixes. Each test fails without its fix."""
+"""Error messages and wording: one-line errors instead of tracebacks (manifests, keep files,
+resume's config and state, Recorder labels and logits), messages without impossible ranges,
+help for every option, and small CLI wording."""
 from __future__ import annotations
 
 import re
@@ -36,7 +37,7 @@ def _impossible_ranges(message: str) -> list[str]:
     return bad
 
 
-# --- item 17: no impossible ranges ------------------------------------------------------------
+# --- no impossible ranges -------------------------------------------------------------------------
 
 def test_impossible_range_detector():
     assert _impossible_ranges("expected 2 <= window < 2") == ["2 <= x < 2"]
@@ -72,7 +73,7 @@ def test_keep_history_none_window_one(tmp_path):
         dp.Recorder(4, tmp_path / "s", 3, keep_history="window", window=1)
 
 
-# --- item 16: errors, not tracebacks ----------------------------------------------------------
+# --- errors, not tracebacks -----------------------------------------------------------------------
 
 import json  # noqa: E402
 import shutil  # noqa: E402
@@ -179,7 +180,7 @@ def test_resume_checks_state(changes, message, finished_run, tmp_path):
 def test_cli_resume_bad_state_one_line(finished_run, tmp_path, capsys):
     run = unfinished(finished_run, tmp_path)
     _edit_state(run, epoch=None)
-    assert "state.pt lacks the entry 'epoch'" in cli_error(capsys, "score", "--resume", run, "--quiet")
+    assert "state.pt lacks the entry 'epoch'" in cli_error(capsys, "record", "--resume", run, "--quiet")
 
 
 def test_resume_refuses_unreadable_log_before_training(finished_run, tmp_path, monkeypatch):
@@ -263,11 +264,11 @@ def test_inf_probabilities_are_invalid_not_unobserved(tmp_path, capsys):
     for method, params in (("dyn-unc", ["--window", 2]), ("cartography", [])):
         err = cli_error(capsys, "select", tmp_path / "s", "--method", method, *params, "--prune-ratio", 0.5,
                         "--out", tmp_path / "k.txt")
-        # the CLI verifies the store's value ranges before scoring (trust-runs item 4)
+        # the CLI verifies the store's value ranges before scoring
         assert "holds prob=inf at sample 3" in err and "never observed" not in err
 
 
-# --- item 19: small CLI wording ---------------------------------------------------------------
+# --- small CLI wording ----------------------------------------------------------------------------
 
 import argparse  # noqa: E402
 

@@ -1,4 +1,7 @@
-"""``dataprune score``: train on the full set while recording dynamics (or ``--resume`` a run)."""
+"""``dataprune record``: train on the full set while recording dynamics (or ``--resume`` a run).
+
+``dataprune record`` is its deprecated alias (same options; a note on stderr).
+"""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +19,9 @@ from .common import (add_data_args, add_nproc_arg, add_output_args, add_train_ar
                      launch_or_join, logger, refuse_resume_in_ranks, set_threads, track_run_settings,
                      train_config)
 
+NAME = "record"
+#: the command's former name: still accepted, with a note on stderr (see ``cli.main``)
+DEPRECATED_ALIAS = "score"
 DEFAULT_EPOCHS = 30
 
 #: The options that change what a scoring run computes: with --resume they come from
@@ -31,9 +37,10 @@ CONFIG_NAMES = {"nproc": "world_size"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = command_parser(sub, "score", "train a model on the full training set while recording dynamics",
-                       "dataprune score --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm\n"
-                       "  dataprune score --resume runs/fm      # after a crash: continue from the last epoch")
+    p = command_parser(sub, NAME, "train a model on the full training set while recording dynamics",
+                       "dataprune record --dataset fashion-mnist --model small-cnn --epochs 30 --out runs/fm\n"
+                       "  dataprune record --resume runs/fm      # after a crash: continue from the last epoch",
+                       aliases=(DEPRECATED_ALIAS,))
     add_data_args(p)
     add_train_args(p, DEFAULT_EPOCHS)
     p.add_argument("--record-view", choices=VIEWS, default="clean",
@@ -49,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "independent of --epochs); such a run scores only dyn-unc with that window "
                         "(none: the old name of window, deprecated)")
     p.add_argument("--window", type=int, default=10, help="with --keep-history window: Dyn-Unc window J (default 10)")
-    add_nproc_arg(p, "score")
+    add_nproc_arg(p, NAME)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="RUN", help="run directory to create")
     where.add_argument("--resume", metavar="RUN",
@@ -88,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
 def resume(args: argparse.Namespace) -> int:
     run_dir = Path(args.resume)
-    refuse_resume_in_ranks("score")
+    refuse_resume_in_ranks(NAME)
     if args.force:
         raise DataPruneError("--force cannot be combined with --resume (resuming overwrites nothing); "
-                             f"to start over use `dataprune score --out {run_dir} --force`")
+                             f"to start over use `dataprune record --out {run_dir} --force`")
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
     conflicts = [f"--{dest.replace('_', '-')} {given}" + (f" (the run has {used})" if used is not None else "")
                  for dest, given, used in _given_settings(args, config) if given != used]

@@ -1,5 +1,6 @@
-"""Issue 18 items 19 and 22: every file a method reads is covered by a digest, and a partial
-store is told from a finished one."""
+"""Store integrity: every file a method reads (features, final logits, the store) is covered
+by a digest, and a partial store (a run or an import-official still being written, or killed)
+is told from a finished one."""
 import json
 import os
 import shutil
@@ -14,13 +15,15 @@ import torch
 import dataprune as dp
 from dataprune import interop
 from dataprune.cli import main
+from dataprune.run_outputs import FEATURES_FILE, LOGITS_FILE
+from helpers_methods import methods_reading
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 @pytest.fixture
 def run(finished_run, tmp_path):
-    """A private copy of a finished `dataprune score` run (features, final logits, store)."""
+    """A private copy of a finished `dataprune record` run (features, final logits, store)."""
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
     return out
@@ -36,11 +39,12 @@ def _select(run, method, out, *extra):
     return main(["select", str(run), "--method", method, "--prune-ratio", "0.5", "--out", str(out), *extra])
 
 
-# --- item 19: features.npy and final_logits.npy are covered -------------------------------
+# --- features.npy and final_logits.npy are covered ------------------------------------------------
 
-@pytest.mark.parametrize("file, methods", [("features.npy", ["moderate", "ssp"]),
-                                           ("final_logits.npy", ["entropy"])])
-def test_a_changed_row_of_a_final_output_is_refused(run, tmp_path, capsys, file, methods):
+@pytest.mark.parametrize("file", [FEATURES_FILE, LOGITS_FILE])
+def test_a_changed_row_of_a_final_output_is_refused(run, tmp_path, capsys, file):
+    methods = methods_reading(file)  # every registered method that reads it
+    assert methods
     assert main(["check", str(run)]) == 0
     _change_one_row(run / file)
     assert main(["check", str(run)]) == 2
@@ -84,7 +88,7 @@ def test_an_explicit_features_file_is_recorded(run, tmp_path):
     assert list(manifest["input_files"]) == [str(emb.resolve())]
 
 
-# --- item 22: finished or not ------------------------------------------------------------
+# --- finished or not ------------------------------------------------------------------------------
 
 def _recorder_epochs(path, epochs_done, planned=None, **kw):
     rec = dp.Recorder(10, path, 3, epochs=planned, **kw)
@@ -159,7 +163,7 @@ def test_select_and_scores_warn_on_an_unfinished_store(tmp_path, capsys):
 
 
 def test_select_warns_on_a_scoring_run_still_being_written(run, tmp_path, capsys):
-    """A `dataprune score` run's store plans the run's epochs: one holding fewer (a run
+    """A `dataprune record` run's store plans the run's epochs: one holding fewer (a run
     still being written: here its last epoch taken back) is unfinished."""
     assert dp.Dynamics.open(run).finished is True
     dp.Recorder.resume(run / "dynamics", epochs=1)
@@ -175,7 +179,7 @@ def test_a_finished_store_gives_no_warning(tmp_path, capsys):
     assert "UNFINISHED" not in capsys.readouterr().out
 
 
-# --- item 22: a killed import-official ------------------------------------------------------
+# --- a killed import-official ---------------------------------------------------------------------
 
 KILL_AFTER_3 = """
 import os, sys
