@@ -77,7 +77,7 @@ def train(out: Path, resume: str | None = None, **kwargs) -> RecordDynamicsTrain
     seen, update = [], dp.Recorder.update
 
     def spy(self, indices, logits, targets, **kw):
-        seen.append((self.epoch, indices.clone(), logits.detach().clone(), targets.clone()))
+        seen.append((self.recordings, indices.clone(), logits.detach().clone(), targets.clone()))
         return update(self, indices, logits, targets, **kw)
 
     trainer = make_trainer(out, **kwargs)

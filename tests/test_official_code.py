@@ -9,6 +9,7 @@ import pytest
 
 import dataprune as dp
 from dataprune.cli import main
+from dataprune.methods import dyn_unc
 from helpers_methods import write_store
 from conftest import cli_error
 
@@ -96,8 +97,8 @@ def official_reference(prob, window):
 def test_official_semantics_hand_case():
     # J=2, K=4, seen at epochs 0, 1, 3: rings [0.2, 0.6] after t=1 and t=2 (unseen: unchanged)
     prob = np.array([[0.2], [0.6], [np.nan], [1.0]])
-    np.testing.assert_allclose(dp.dyn_unc(prob, 2, semantics="official"), [10 * 0.4 / 2 ** 0.5])
-    np.testing.assert_allclose(dp.dyn_unc(prob, 2), [0.4 / 2 ** 0.5])  # ours skips (0.6, -)
+    np.testing.assert_allclose(dyn_unc(prob, 2, semantics="official"), [10 * 0.4 / 2 ** 0.5])
+    np.testing.assert_allclose(dyn_unc(prob, 2), [0.4 / 2 ** 0.5])  # ours skips (0.6, -)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -109,12 +110,12 @@ def test_official_semantics_matches_reference_loop(seed):
     prob[rng.random((k, n)) < 0.05] = 0.0            # the official "not seen"
     prob[:, 0] = np.nan                              # never seen: ring stays zeros -> 0
     window = int(rng.integers(2, k))
-    got = dp.dyn_unc(prob, window, semantics="official")
+    got = dyn_unc(prob, window, semantics="official")
     np.testing.assert_allclose(got, official_reference(prob, window), rtol=1e-12, atol=1e-15)
     assert got[0] == 0.0
     full = rng.random((k, n))                        # all observed: ours x 10
-    np.testing.assert_allclose(dp.dyn_unc(full, window, semantics="official"),
-                               10 * dp.dyn_unc(full, window), rtol=1e-12)
+    np.testing.assert_allclose(dyn_unc(full, window, semantics="official"),
+                               10 * dyn_unc(full, window), rtol=1e-12)
 
 
 def test_official_semantics_on_a_store_and_cli(tmp_path):
@@ -132,4 +133,4 @@ def test_official_semantics_on_a_store_and_cli(tmp_path):
     manifest = json.loads(keep.with_suffix(".json").read_text())
     assert manifest["params"]["semantics"] == "official" and manifest["keep"] == 37
     with pytest.raises(ValueError, match="semantics='eq2'; expected one of paper, official"):
-        dp.dyn_unc(prob, 5, semantics="eq2")
+        dyn_unc(prob, 5, semantics="eq2")

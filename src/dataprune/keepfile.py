@@ -121,7 +121,7 @@ def write_keep(path: str | os.PathLike, indices: np.ndarray, manifest: Mapping[s
     Returns
     -------
     Path
-        ``path``.
+        ``path``, the keep file written after its manifest.
 
     Raises
     ------

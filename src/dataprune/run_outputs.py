@@ -278,12 +278,12 @@ def load_final_logits(dynamics_or_path: Any, logits: Any = None, *,
     logits : Any
         An (N, C) array or ``.npy`` path (default None: the run's ``final_logits.npy``).
     num_samples : int | None
-        N, the rows expected (default None: the store's N, when known).
+        As in :func:`load_features`.
 
     Returns
     -------
     np.ndarray
-        (N, C) logits; files are memory-mapped.
+        (N, C) logits, memory-mapped when read from a file.
 
     Raises
     ------

@@ -121,7 +121,7 @@ def write_scores(path: str | os.PathLike, table: Mapping[str, np.ndarray], *,
     Returns
     -------
     Path
-        ``path``.
+        ``path``, the table written atomically.
 
     Raises
     ------

@@ -120,6 +120,19 @@ def refuse_resume_in_ranks(command: str) -> None:
                              f"{ddp.env_world_size()} ranks of torchrun; run it without torchrun")
 
 
+def add_run_tail(p: argparse.ArgumentParser, command: str, func: Callable[[argparse.Namespace], int],
+                 settings: Iterable[str]) -> None:
+    """What the two training commands (``record``, ``train``) share after their own options:
+    ``--nproc``, ``--threads``, ``--force``, ``--quiet`` and the tracking of the run settings
+    that ``--resume`` checks."""
+    add_nproc_arg(p, command)
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (default: all cores, or their share in a rank; with --resume, "
+                        "the run's own count, which bitwise-identical results need)")
+    add_output_args(p)
+    track_run_settings(p, func, settings)
+
+
 def add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
     p.add_argument("--quiet", action="store_true", help="print only results and errors")

@@ -15,9 +15,8 @@ from ..fileio import read_json
 from ..record import ALL_SIGNALS, DEFAULT_SIGNALS, EXTRA_SIGNALS
 from ..train.loop import VIEWS
 from ..train.runs import resume_score_run, score_run
-from .common import (add_data_args, add_nproc_arg, add_output_args, add_train_args, command_parser, data_spec,
-                     launch_or_join, logger, refuse_resume_in_ranks, set_threads, track_run_settings,
-                     train_config)
+from .common import (add_data_args, add_run_tail, add_train_args, command_parser, data_spec, launch_or_join,
+                     logger, refuse_resume_in_ranks, set_threads, train_config)
 
 NAME = "record"
 #: the command's former name: still accepted, with a note on stderr (see ``cli.main``)
@@ -56,17 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "independent of --epochs); such a run scores only dyn-unc with that window "
                         "(none: the old name of window, deprecated)")
     p.add_argument("--window", type=int, default=10, help="with --keep-history window: Dyn-Unc window J (default 10)")
-    add_nproc_arg(p, NAME)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", metavar="RUN", help="run directory to create")
     where.add_argument("--resume", metavar="RUN",
                        help="continue the interrupted run RUN from its last finished epoch; dataset, model "
                             "and hyper-parameters come from RUN/config.json (other values are refused)")
-    p.add_argument("--threads", type=int, metavar="T",
-                   help="CPU threads for torch (default: all cores; with --resume, the run's own count, "
-                        "which bitwise-identical results need)")
-    add_output_args(p)
-    track_run_settings(p, run, RUN_SETTINGS)
+    add_run_tail(p, NAME, run, RUN_SETTINGS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,9 +13,8 @@ from ..train.one_run import resume_run, start_run
 from ..train.plan import DYNAMICS, PrunePlan
 from ..train.rundir import RunConfig, RunDir, inside_run
 from ..train.runs import train_run
-from .common import (add_data_args, add_nproc_arg, add_output_args, add_train_args, command_parser,
-                     data_args_from_keep, data_spec, launch_or_join, logger, refuse_resume_in_ranks, set_threads,
-                     track_run_settings, train_config)
+from .common import (add_data_args, add_run_tail, add_train_args, command_parser, data_args_from_keep,
+                     data_spec, launch_or_join, logger, refuse_resume_in_ranks, set_threads, train_config)
 
 DEFAULT_EPOCHS = 20
 #: ``--prune-at`` without a value (T = this fraction of --epochs, at least 1), its method, the
@@ -114,12 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="DIR",
                    help="continue the interrupted --prune-at/--dynamic/--budget run in DIR; its settings come "
                         "from DIR/config.json (other values are refused)")
-    add_nproc_arg(p, "train")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads (default: all cores, or their share in a rank; with --resume, the run's "
-                        "own count)")
-    add_output_args(p)
-    track_run_settings(p, run, RUN_SETTINGS)
+    add_run_tail(p, "train", run, RUN_SETTINGS)
 
 
 def _run_dir(args: argparse.Namespace) -> Path:

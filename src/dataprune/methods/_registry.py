@@ -242,7 +242,7 @@ def score_runs(name: str, runs: Any, **params: Any) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        (N,) float64, higher = more worth keeping.
+        (N,) float64 mean over the runs, higher = more worth keeping.
 
     Raises
     ------
