@@ -1,7 +1,7 @@
 """dataprune: prune large training sets with Dynamic Uncertainty and compare pruning methods.
 
 The public API is what ``__all__`` lists below, in these groups (everything else, including
-the subpackages ``train``, ``bench``, ``cli`` and ``report``, is the command line's engine):
+the subpackages ``train``, ``bench`` and ``cli``, is the command line's engine):
 
 - **record**: :class:`Recorder` writes per-sample training dynamics into a store (``out``,
   the store directory, is its 2nd argument and keyword, as in the Lightning and Hugging Face
@@ -13,7 +13,11 @@ the subpackages ``train``, ``bench``, ``cli`` and ``report``, is the command lin
   ``Method.parameters``) and :func:`register` are the registry. The methods themselves are in
   :mod:`dataprune.methods`.
 - **select**: :func:`select` (top-k, class-balanced), :func:`select_stratified` (CCS, with
-  :func:`difficulty` for its strata) and :func:`select_beta` turn scores into keep indices.
+  :func:`difficulty` for its strata) and :func:`select_beta` turn scores into keep indices;
+  :class:`SelectionRule` names any of these rules (or the two-sided one that drops the likely
+  mislabeled samples too) and :func:`select_by_rule` applies it, with :func:`rule_inputs`
+  reading what the rule needs from the scoring runs: the one path ``dataprune select``, the
+  benches and :class:`PruneAt` share.
 - **keep files**: :func:`read_keep`, :func:`write_keep`.
 - **prune inside a run**: :class:`PruneAt`, the train sampler.
 - **fixed compute budgets**: :func:`budget_steps`, :func:`budget_schedule`,
@@ -39,6 +43,7 @@ from .run_outputs import load_features, load_final_logits, save_final_outputs
 from .scores_export import scores_table, write_scores
 from .select import select, select_stratified
 from .select_beta import select_beta
+from .select_rule import SelectionRule, rule_inputs, select_by_rule
 from .store import Dynamics
 from .train.prune_at import PruneAt
 from .train.schedule import budget_lr_lambda, budget_schedule, budget_steps, lr_factor
@@ -50,7 +55,8 @@ __all__ = [
     # score
     "score", "score_runs", "list_methods", "get_method", "register", "Method",
     # select, keep files, prune inside a run
-    "select", "select_stratified", "select_beta", "difficulty", "read_keep", "write_keep", "PruneAt",
+    "select", "select_stratified", "select_beta", "difficulty", "SelectionRule", "select_by_rule",
+    "rule_inputs", "read_keep", "write_keep", "PruneAt",
     # fixed compute budgets
     "budget_steps", "budget_schedule", "budget_lr_lambda", "lr_factor",
     # scores export, final outputs
