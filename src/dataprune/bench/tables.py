@@ -137,7 +137,8 @@ def delta_tables(rows: list[dict[str, Any]], config: BenchConfig) -> str:
         for tm in config.train_models:
             ratios = _measured_ratios(agg_b, scorer.id, labels, tm, config.prune_ratios)
             out.append(f"### {scorer.model} → {tm}: Δ vs the matched-compute baseline (all data at cost 1 − r) "
-                       "| Δ vs full, test top-1 points, mean over seeds of paired differences\n")
+                       f"| Δ vs full, test top-1 points, mean over seeds of paired differences (scoring run "
+                       f"`{scorer.id}`)\n")
             out.append("| Method \\ Pruning ratio | " + " | ".join(
                 f"{ratio_header(r)} vs baseline | vs full" for r in ratios) + " |")
             out.append("| --- | " + " | ".join(["---:"] * (2 * len(ratios))) + " |")
