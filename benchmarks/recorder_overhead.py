@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,16 +26,7 @@ from dataprune import Recorder
 from dataprune.train.data import InMemoryLoader, load_dataset
 from dataprune.train.loop import TrainConfig, make_optimizer, seed_everything, train
 from dataprune.train.models import build_model
-from _report import emit  # benchmarks/_report.py (the script's folder is on sys.path)
-
-
-def machine() -> str:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, torch {torch.__version__}, threads {torch.get_num_threads()}"
+from _report import emit, machine  # benchmarks/_report.py (the script's folder is on sys.path)
 
 
 def main() -> None:
