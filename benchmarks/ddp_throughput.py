@@ -26,8 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from recorder_overhead import machine  # same directory
-from _report import emit  # benchmarks/_report.py (the script's folder is on sys.path)
+from _report import commit, emit, machine  # benchmarks/_report.py (the script's folder is on sys.path)
 
 NEW_SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -77,10 +76,6 @@ def main() -> None:
     med = {n: (statistics.median(t for t, _ in v), statistics.median(w for _, w in v)) for n, v in rates.items()}
     ratio = med[names[0]][0] / med[names[1]][0]
     wall_ratio = med[names[0]][1] / med[names[1]][1]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=NEW_SRC).stdout.strip()
-    old_commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=args.old_src).stdout.strip()
     report = "\n".join([
         "# `dataprune record --nproc 2` throughput: DDP under torch's launcher vs the old launcher",
         "",
@@ -89,7 +84,7 @@ def main() -> None:
         f"load average (1/5/15 min) before: {' '.join(load_before)}, after: {' '.join(load_after)} "
         "(the 2 cores are shared with other agents' jobs: absolute samples/s are contended; the ratio is "
         "measured in the same run, interleaved ABBA)",
-        f"this checkout: {commit}; old checkout: {old_commit}; date: {time.strftime('%Y-%m-%d %H:%M')}",
+        f"this checkout: {commit(NEW_SRC)}; old checkout: {commit(args.old_src)}; date: {time.strftime('%Y-%m-%d %H:%M')}",
         f"workload: Fashion-MNIST, first {args.limit} training samples, small-cnn, {args.epochs} epochs, "
         f"batch 256, clean-view recording of every signal, 2 ranks (gloo) x {args.threads} thread(s)",
         "",

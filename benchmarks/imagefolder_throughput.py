@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from dataprune.train.imagefolder import folder_transforms, load_imagefolder
-from recorder_overhead import machine  # same directory
-from _report import emit  # benchmarks/_report.py (the script's folder is on sys.path)
+from _report import emit, provenance  # benchmarks/_report.py (the script's folder is on sys.path)
 
 CLASSES = 10
 BATCH = 256
@@ -128,16 +127,13 @@ def main() -> None:
         print(f"{n} images: main {m['main_mb']:.0f} MB, largest worker {m['worker_mb']:.0f} MB", flush=True)
     growth = {k: mem[args.images][k] / mem[args.small][k] - 1 for k in ("main_mb", "worker_mb")}
     load_after = Path("/proc/loadavg").read_text().split()[:3]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = "\n".join([
         "# Streaming image folders: loader throughput and memory",
         "",
-        f"command: `python benchmarks/imagefolder_throughput.py {' '.join(sys.argv[1:])}`",
-        f"machine: {machine()}",
+        *provenance("imagefolder_throughput.py"),
         f"load average (1/5/15 min) before: {' '.join(load_before)}, after: {' '.join(load_after)} "
         "(the 2 cores are shared with other jobs: absolute images/s are contended; the ratio is measured "
         "in the same run, interleaved)",
-        f"commit: {commit}, date: {time.strftime('%Y-%m-%d %H:%M')}",
         f"workload: {args.images} random {args.size}x{args.size} JPEGs in {CLASSES} classes, crops of "
         f"{args.image_size} px, batch {BATCH}, {args.workers} DataLoader workers, main process 1 thread; "
         "per image a training view (pad-and-crop + flip) and a clean view (resize + centre crop), "

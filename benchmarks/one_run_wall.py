@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recorder_overhead import machine  # noqa: E402
+from _report import provenance  # noqa: E402
 
 from dataprune import Dynamics, Recorder  # noqa: E402
 from dataprune.train.data import InMemoryLoader, load_dataset  # noqa: E402
@@ -69,11 +68,8 @@ def main() -> None:
                     select_s.append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     sel = statistics.median(select_s)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = ["# Wall time of one-run pruning (small-cnn)", "",
-             f"command: `python benchmarks/one_run_wall.py {' '.join(sys.argv[1:])}`",
-             f"machine: {machine()} (2 cores shared with other jobs: epochs interleaved so drift cancels)",
-             f"commit: {commit}, date: {time.strftime('%Y-%m-%d %H:%M')}",
+             *provenance("one_run_wall.py", " (2 cores shared with other jobs: epochs interleaved so drift cancels)"),
              f"workload: Fashion-MNIST N={n}, batch 256, subset 1-R = {1 - args.ratio:g}, {args.reps} interleaved "
              "epochs of each kind", "",
              "| epoch kind | median s | epochs (s) |", "| --- | ---: | --- |"]

@@ -14,8 +14,6 @@ import argparse
 import dataclasses
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from dataprune import Recorder
 from dataprune.train.data import InMemoryLoader, load_dataset
 from dataprune.train.loop import TrainConfig, make_optimizer, seed_everything, train
 from dataprune.train.models import build_model
-from _report import emit, machine  # benchmarks/_report.py (the script's folder is on sys.path)
+from _report import emit, provenance  # benchmarks/_report.py (the script's folder is on sys.path)
 
 
 def main() -> None:
@@ -76,13 +74,10 @@ def main() -> None:
     med = {k: statistics.median(v["times"]) for k, v in runs.items()}
     ratio = med["with"] / med["without"]
     direct = 1 + statistics.median(inside) / med["without"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = "\n".join([
         "# Recorder overhead (train view)",
         "",
-        f"command: `python benchmarks/recorder_overhead.py {' '.join(sys.argv[1:])}`",
-        f"machine: {machine()}",
-        f"commit: {commit}, date: {time.strftime('%Y-%m-%d %H:%M')}",
+        *provenance("recorder_overhead.py"),
         f"workload: {args.model} on Fashion-MNIST, N={n}, batch {cfg.batch_size}, {args.epochs} epochs each, interleaved",
         "",
         "| | median epoch s | epochs (s) |",

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,8 +29,7 @@ import numpy as np
 import torch
 
 import dataprune.record as record
-from recorder_overhead import machine
-from _report import emit  # benchmarks/_report.py (the script's folder is on sys.path)
+from _report import emit, provenance  # benchmarks/_report.py (the script's folder is on sys.path)
 
 
 class OldRecorder(record.Recorder):
@@ -146,14 +143,11 @@ def main() -> None:
                     rows.append(f"| {kind} | {n:,} | {stat} | {nb * 1e3:.3f} | {nu * 1e3:.3f} "
                                 f"| **{nu / nb:.2f}** | {ob * 1e3:.3f} | {ou * 1e3:.3f} | {ou / ob:.2f} |")
                 print(*rows[-2:], sep="\n", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     report = "\n".join([
         "## Recorder.update cost vs N (O(batch) recording)",
         "",
-        f"command: `python benchmarks/recorder_update_scale.py {' '.join(sys.argv[1:])}`",
-        f"machine: {machine()}; shared with other jobs: load average "
-        f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min) at the end of the run",
-        f"commit: {commit}, date: {time.strftime('%Y-%m-%d %H:%M')}",
+        *provenance("recorder_update_scale.py", "; shared with other jobs: load average "
+                    f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min) at the end of the run"),
         f"workload: synthetic logits ({args.logits}; see the script's docstring), "
         f"B={args.batch}, C={args.classes}, signals prob+correct, "
         f"median over {args.steps} steps of the thread's CPU time (not counting time other jobs "
